@@ -1,0 +1,434 @@
+//! Ranged reads of granule objects: the only I/O the HDF5 indexer needs.
+//!
+//! A granule lives on a local disk or in S3; everything above this module sees one
+//! small trait, [`RangeRead`], so the indexer issues the same requests to both.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// Errors reading a granule object; each names the object it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{location}: {source}")]
+    Io {
+        location: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{location}: S3 request failed: {message}")]
+    S3 { location: String, message: String },
+    #[error("{location}: requested bytes {start}..{end} but the object has {size} bytes")]
+    OutOfBounds {
+        location: String,
+        start: u64,
+        end: u64,
+        size: u64,
+    },
+    #[error("{url}: not a granule location (expected a path, file:// or s3:// URL)")]
+    BadUrl { url: String },
+}
+
+/// What identifies one version of a source object, so a reference can be pinned to it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectInfo {
+    /// Canonical URL of the object (`file:///abs/path` or `s3://bucket/key`).
+    pub url: String,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// Byte-range access to one object; async so many ranges can be in flight at once.
+#[async_trait]
+pub trait RangeRead: Send + Sync {
+    /// The object's URL, used in references and error messages.
+    fn url(&self) -> &str;
+    /// Size and version of the object (one HEAD or `stat`).
+    async fn info(&self) -> Result<ObjectInfo, SourceError>;
+    /// Bytes `range.start..range.end` of the object; a range past the end is an error.
+    async fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError>;
+}
+
+/// A granule on the local file system.
+#[derive(Debug, Clone)]
+pub struct LocalFile {
+    path: PathBuf,
+    url: String,
+}
+
+impl LocalFile {
+    pub fn new(path: impl AsRef<Path>) -> Result<Self, SourceError> {
+        let path = path.as_ref();
+        let abs = std::path::absolute(path).map_err(|source| SourceError::Io {
+            location: path.display().to_string(),
+            source,
+        })?;
+        let url = url::Url::from_file_path(&abs)
+            .map_err(|()| SourceError::BadUrl {
+                url: abs.display().to_string(),
+            })?
+            .to_string();
+        Ok(Self { path: abs, url })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io_err(&self, source: std::io::Error) -> SourceError {
+        SourceError::Io {
+            location: self.url.clone(),
+            source,
+        }
+    }
+}
+
+#[async_trait]
+impl RangeRead for LocalFile {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn info(&self) -> Result<ObjectInfo, SourceError> {
+        let meta = tokio::fs::metadata(&self.path)
+            .await
+            .map_err(|e| self.io_err(e))?;
+        let last_modified = meta.modified().ok().map(DateTime::<Utc>::from);
+        Ok(ObjectInfo {
+            url: self.url.clone(),
+            size: meta.len(),
+            etag: None,
+            last_modified,
+        })
+    }
+
+    async fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError> {
+        let mut file = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(|e| self.io_err(e))?;
+        let size = file.metadata().await.map_err(|e| self.io_err(e))?.len();
+        if range.start > range.end || range.end > size {
+            return Err(SourceError::OutOfBounds {
+                location: self.url.clone(),
+                start: range.start,
+                end: range.end,
+                size,
+            });
+        }
+        file.seek(std::io::SeekFrom::Start(range.start))
+            .await
+            .map_err(|e| self.io_err(e))?;
+        let mut buf = vec![0u8; (range.end - range.start) as usize];
+        file.read_exact(&mut buf)
+            .await
+            .map_err(|e| self.io_err(e))?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// Connection settings for S3 or an S3-compatible server.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    /// Custom endpoint (e.g. a local S3 server); `None` uses AWS.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Address buckets as `endpoint/bucket` rather than `bucket.endpoint`.
+    pub force_path_style: bool,
+    /// Static credentials; `None` uses the default AWS provider chain.
+    pub credentials: Option<StaticCredentials>,
+    /// Send unsigned requests (public buckets).
+    pub anonymous: bool,
+}
+
+/// Access key, secret and optional session token (e.g. PO.DAAC temporary credentials).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Settings {
+    /// Settings from the standard AWS environment, plus `MURSST_S3_FORCE_PATH_STYLE`.
+    ///
+    /// `AWS_ENDPOINT_URL` selects a custom endpoint, which implies path-style addressing.
+    pub fn from_env() -> Self {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+            .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+            .ok()
+            .filter(|s| !s.is_empty());
+        let force_path_style = match std::env::var("MURSST_S3_FORCE_PATH_STYLE") {
+            Ok(v) => v == "1" || v.eq_ignore_ascii_case("true"),
+            Err(_) => endpoint.is_some(),
+        };
+        Self {
+            region: std::env::var("AWS_REGION")
+                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                .ok(),
+            endpoint,
+            force_path_style,
+            credentials: None,
+            anonymous: false,
+        }
+    }
+
+    /// Build an S3 client for these settings.
+    pub async fn client(&self) -> aws_sdk_s3::Client {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &self.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        } else {
+            loader = loader.region(
+                aws_config::meta::region::RegionProviderChain::default_provider()
+                    .or_else(aws_config::Region::new("us-west-2")),
+            );
+        }
+        if let Some(endpoint) = &self.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let Some(c) = &self.credentials {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                &c.access_key_id,
+                &c.secret_access_key,
+                c.session_token.clone(),
+                None,
+                "mursst-static",
+            ));
+        }
+        if self.anonymous {
+            loader = loader.no_credentials();
+        }
+        let shared = loader.load().await;
+        let conf = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(self.force_path_style)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+}
+
+/// A granule in S3, read with ranged GETs.
+#[derive(Debug, Clone)]
+pub struct S3Object {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    url: String,
+}
+
+impl S3Object {
+    pub fn new(client: aws_sdk_s3::Client, bucket: &str, key: &str) -> Self {
+        Self {
+            client,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            url: format!("s3://{bucket}/{key}"),
+        }
+    }
+
+    fn s3_err(&self, err: impl std::error::Error) -> SourceError {
+        SourceError::S3 {
+            location: self.url.clone(),
+            message: error_chain(&err),
+        }
+    }
+}
+
+/// Flatten an error and its sources into one line; SDK errors hide the useful part deep down.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut msg = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !msg.contains(&s) {
+            msg.push_str(": ");
+            msg.push_str(&s);
+        }
+        cur = e.source();
+    }
+    msg
+}
+
+#[async_trait]
+impl RangeRead for S3Object {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn info(&self) -> Result<ObjectInfo, SourceError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await
+            .map_err(|e| self.s3_err(e))?;
+        let last_modified = head
+            .last_modified()
+            .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()));
+        Ok(ObjectInfo {
+            url: self.url.clone(),
+            size: head.content_length().unwrap_or(0).max(0) as u64,
+            etag: head.e_tag().map(str::to_string),
+            last_modified,
+        })
+    }
+
+    async fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError> {
+        if range.start >= range.end {
+            return Ok(Bytes::new());
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+            .map_err(|e| self.s3_err(e))?;
+        let body = out.body.collect().await.map_err(|e| self.s3_err(e))?;
+        let bytes = body.into_bytes();
+        let want = range.end - range.start;
+        if bytes.len() as u64 != want {
+            return Err(SourceError::OutOfBounds {
+                location: self.url.clone(),
+                start: range.start,
+                end: range.end,
+                size: range.start + bytes.len() as u64,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+/// Open a granule given as a path, `file://` or `s3://` URL.
+pub async fn open(url: &str, s3: &S3Settings) -> Result<Arc<dyn RangeRead>, SourceError> {
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, key) = rest
+            .split_once('/')
+            .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+            .ok_or_else(|| SourceError::BadUrl {
+                url: url.to_string(),
+            })?;
+        return Ok(Arc::new(S3Object::new(s3.client().await, bucket, key)));
+    }
+    if url.starts_with("file://") {
+        let path = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .ok_or_else(|| SourceError::BadUrl {
+                url: url.to_string(),
+            })?;
+        return Ok(Arc::new(LocalFile::new(path)?));
+    }
+    if url.contains("://") {
+        return Err(SourceError::BadUrl {
+            url: url.to_string(),
+        });
+    }
+    Ok(Arc::new(LocalFile::new(url)?))
+}
+
+/// Request and byte counts, for `--stats` and benchmarks.
+#[derive(Debug, Default)]
+pub struct ReadStats {
+    pub requests: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl ReadStats {
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// Wraps a reader and counts what passes through it.
+pub struct Counted<R: ?Sized> {
+    pub stats: Arc<ReadStats>,
+    inner: Arc<R>,
+}
+
+impl<R: RangeRead + ?Sized> Counted<R> {
+    pub fn new(inner: Arc<R>) -> Self {
+        Self {
+            stats: Arc::default(),
+            inner,
+        }
+    }
+}
+
+#[async_trait]
+impl<R: RangeRead + ?Sized> RangeRead for Counted<R> {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+
+    async fn info(&self) -> Result<ObjectInfo, SourceError> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.info().await
+    }
+
+    async fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError> {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let bytes = self.inner.read_range(range).await?;
+        self.stats
+            .bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
+    }
+}
+
+/// An in-memory object, for tests and fuzzing.
+#[derive(Debug, Clone)]
+pub struct InMemory {
+    pub url: String,
+    pub data: Bytes,
+}
+
+#[async_trait]
+impl RangeRead for InMemory {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn info(&self) -> Result<ObjectInfo, SourceError> {
+        Ok(ObjectInfo {
+            url: self.url.clone(),
+            size: self.data.len() as u64,
+            etag: None,
+            last_modified: None,
+        })
+    }
+
+    async fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError> {
+        let size = self.data.len() as u64;
+        if range.start > range.end || range.end > size {
+            return Err(SourceError::OutOfBounds {
+                location: self.url.clone(),
+                start: range.start,
+                end: range.end,
+                size,
+            });
+        }
+        Ok(self.data.slice(range.start as usize..range.end as usize))
+    }
+}
