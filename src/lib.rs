@@ -4,4 +4,6 @@
 //! promote) live here; the CLI and the Lambda handlers are thin shells around them.
 
 pub mod hdf5;
+pub mod kerchunk;
+pub mod refs;
 pub mod source;
