@@ -3,7 +3,11 @@
 //! The pipeline steps (discover, generate refs, commit to a temporary branch, validate,
 //! promote) live here; the CLI and the Lambda handlers are thin shells around them.
 
+pub mod codec;
+pub mod discover;
+pub mod granule;
 pub mod hdf5;
 pub mod kerchunk;
 pub mod refs;
 pub mod source;
+pub mod store;

@@ -1,0 +1,260 @@
+//! The discover step: which granules are new for the store, and safe to ingest.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+
+use crate::granule::{self, Granule};
+use crate::source::{S3Settings, SourceError, error_chain};
+
+/// Where granules are listed from: a local directory or an S3 prefix of MUR-named files.
+#[derive(Debug, Clone)]
+pub enum GranuleSource {
+    Local(PathBuf),
+    S3 {
+        bucket: String,
+        prefix: String,
+        settings: S3Settings,
+    },
+}
+
+impl GranuleSource {
+    /// Parse a directory path, `file://` URL or `s3://bucket/prefix`.
+    pub fn parse(location: &str, s3: &S3Settings) -> Result<Self, SourceError> {
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(SourceError::BadUrl {
+                    url: location.into(),
+                });
+            }
+            let prefix = prefix.trim_end_matches('/');
+            return Ok(Self::S3 {
+                bucket: bucket.into(),
+                prefix: if prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!("{prefix}/")
+                },
+                settings: s3.clone(),
+            });
+        }
+        let path = if location.starts_with("file://") {
+            url::Url::parse(location)
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .ok_or_else(|| SourceError::BadUrl {
+                    url: location.into(),
+                })?
+        } else if location.contains("://") {
+            return Err(SourceError::BadUrl {
+                url: location.into(),
+            });
+        } else {
+            PathBuf::from(location)
+        };
+        let abs = std::path::absolute(&path).map_err(|source| SourceError::Io {
+            location: location.into(),
+            source,
+        })?;
+        Ok(Self::Local(abs))
+    }
+
+    /// URL prefix every granule of this source starts with (ends in `/`); the virtual
+    /// chunk container of the store covers it.
+    pub fn url_prefix(&self) -> String {
+        match self {
+            GranuleSource::Local(dir) => {
+                let mut url = url::Url::from_directory_path(dir)
+                    .map(|u| u.to_string())
+                    .unwrap_or_else(|()| format!("file://{}/", dir.display()));
+                if !url.ends_with('/') {
+                    url.push('/');
+                }
+                url
+            }
+            GranuleSource::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
+
+    /// All MUR-named granules in the source, sorted by date.
+    pub async fn list(&self) -> Result<Vec<Granule>, SourceError> {
+        let mut found = match self {
+            GranuleSource::Local(dir) => list_local(dir).await?,
+            GranuleSource::S3 {
+                bucket,
+                prefix,
+                settings,
+            } => list_s3(bucket, prefix, settings).await?,
+        };
+        found.sort();
+        found.dedup_by_key(|g| g.date);
+        Ok(found)
+    }
+}
+
+async fn list_local(dir: &PathBuf) -> Result<Vec<Granule>, SourceError> {
+    let io = |source| SourceError::Io {
+        location: dir.display().to_string(),
+        source,
+    };
+    let mut entries = tokio::fs::read_dir(dir).await.map_err(io)?;
+    let mut out = Vec::new();
+    while let Some(entry) = entries.next_entry().await.map_err(io)? {
+        let name = entry.file_name();
+        let Some(date) = name.to_str().and_then(granule::date_from_name) else {
+            continue;
+        };
+        let url = url::Url::from_file_path(entry.path())
+            .map_err(|()| SourceError::BadUrl {
+                url: entry.path().display().to_string(),
+            })?
+            .to_string();
+        out.push(Granule { date, url });
+    }
+    Ok(out)
+}
+
+async fn list_s3(
+    bucket: &str,
+    prefix: &str,
+    settings: &S3Settings,
+) -> Result<Vec<Granule>, SourceError> {
+    let client = settings.client().await;
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| SourceError::S3 {
+            location: format!("s3://{bucket}/{prefix}"),
+            message: error_chain(&e),
+        })?;
+        for obj in page.contents() {
+            let Some(key) = obj.key() else { continue };
+            if let Some(date) = granule::date_from_name(key) {
+                out.push(Granule {
+                    date,
+                    url: format!("s3://{bucket}/{key}"),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The outcome of discovery: what to ingest now, and why the list ends where it does.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Selection {
+    pub granules: Vec<Granule>,
+    /// The first day after the store (or the last selected day) that has no granule,
+    /// if a later granule exists: a gap never enters the time axis.
+    pub gap_at: Option<NaiveDate>,
+    /// Granules that exist but are too recent (within the settling lag).
+    pub settling: usize,
+    /// Whether `limit` cut the list short.
+    pub limited: bool,
+}
+
+/// Pick the consecutive days after `last_day` that are at least `lag_days` old on `today`.
+///
+/// Granules are replaced in place for days after their date, so only settled ones are
+/// referenced; the list stops at the first missing day so the time axis stays uniform.
+pub fn select_new(
+    available: &[Granule],
+    last_day: Option<NaiveDate>,
+    today: NaiveDate,
+    lag_days: u32,
+    limit: Option<usize>,
+) -> Selection {
+    let newest_allowed = today - chrono::Days::new(u64::from(lag_days));
+    let mut candidates: Vec<&Granule> = available
+        .iter()
+        .filter(|g| last_day.is_none_or(|d| g.date > d))
+        .collect();
+    candidates.sort_by_key(|g| g.date);
+    let settling = candidates
+        .iter()
+        .filter(|g| g.date > newest_allowed)
+        .count();
+    let mut expected = last_day.and_then(|d| d.succ_opt());
+    let mut granules = Vec::new();
+    let mut gap_at = None;
+    let mut limited = false;
+    for g in candidates.into_iter().filter(|g| g.date <= newest_allowed) {
+        if let Some(e) = expected
+            && g.date != e
+        {
+            gap_at = Some(e);
+            break;
+        }
+        if limit.is_some_and(|n| granules.len() >= n) {
+            limited = true;
+            break;
+        }
+        granules.push(g.clone());
+        expected = g.date.succ_opt();
+    }
+    Selection {
+        granules,
+        gap_at,
+        settling,
+        limited,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 1, d).unwrap()
+    }
+
+    fn granules(days: &[u32]) -> Vec<Granule> {
+        days.iter()
+            .map(|d| Granule {
+                date: day(*d),
+                url: format!("file:///g/{d}"),
+            })
+            .collect()
+    }
+
+    fn dates(s: &Selection) -> Vec<NaiveDate> {
+        s.granules.iter().map(|g| g.date).collect()
+    }
+
+    #[test]
+    fn stops_at_first_gap() {
+        let s = select_new(&granules(&[1, 2, 3, 5, 6]), Some(day(1)), day(31), 10, None);
+        assert_eq!(dates(&s), vec![day(2), day(3)]);
+        assert_eq!(s.gap_at, Some(day(4)));
+    }
+
+    #[test]
+    fn gap_right_after_store_adds_nothing() {
+        let s = select_new(&granules(&[1, 3]), Some(day(1)), day(31), 10, None);
+        assert!(s.granules.is_empty());
+        assert_eq!(s.gap_at, Some(day(2)));
+    }
+
+    #[test]
+    fn respects_lag_and_limit() {
+        let s = select_new(&granules(&[1, 2, 3, 4, 5]), None, day(14), 10, None);
+        assert_eq!(dates(&s), vec![day(1), day(2), day(3), day(4)]);
+        assert_eq!(s.settling, 1);
+        let s = select_new(&granules(&[1, 2, 3, 4, 5]), None, day(31), 0, Some(2));
+        assert_eq!(dates(&s), vec![day(1), day(2)]);
+        assert!(s.limited);
+    }
+
+    #[test]
+    fn nothing_new() {
+        let s = select_new(&granules(&[1, 2]), Some(day(2)), day(31), 0, None);
+        assert!(s.granules.is_empty());
+        assert_eq!(s.gap_at, None);
+    }
+}

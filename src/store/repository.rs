@@ -1,0 +1,327 @@
+//! Opening and creating the icechunk repository, with the virtual chunk container for
+//! the granule source and manifest splitting along `time` in its configuration.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use icechunk::config::{
+    Credentials, ManifestConfig, ManifestSplitCondition, ManifestSplitDim,
+    ManifestSplitDimCondition, ManifestSplittingConfig, S3Credentials, S3Options,
+    S3StaticCredentials,
+};
+use icechunk::format::SnapshotId;
+use icechunk::repository::VersionInfo;
+use icechunk::session::Session;
+use icechunk::virtual_chunks::VirtualChunkContainer;
+use icechunk::{ObjectStoreConfig, Repository, RepositoryConfig, Storage};
+
+use super::StoreError;
+use crate::discover::GranuleSource;
+use crate::source::S3Settings;
+
+/// Days of references per manifest: appending a day rewrites at most one split.
+pub const TIME_SPLIT_SIZE: u32 = 64;
+
+/// Where the repository lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepoLocation {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl RepoLocation {
+    /// Parse a directory path or `s3://bucket/prefix`.
+    pub fn parse(location: &str) -> Result<Self, StoreError> {
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(StoreError::BadLocation {
+                    location: location.into(),
+                });
+            }
+            return Ok(Self::S3 {
+                bucket: bucket.into(),
+                prefix: prefix.trim_end_matches('/').into(),
+            });
+        }
+        if location.contains("://") && !location.starts_with("file://") {
+            return Err(StoreError::BadLocation {
+                location: location.into(),
+            });
+        }
+        let path = location.strip_prefix("file://").unwrap_or(location);
+        let abs = std::path::absolute(path).map_err(|_| StoreError::BadLocation {
+            location: location.into(),
+        })?;
+        Ok(Self::Local(abs))
+    }
+
+    async fn storage(&self, s3: &S3Settings) -> Result<Arc<dyn Storage + Send + Sync>, StoreError> {
+        match self {
+            RepoLocation::Local(path) => icechunk::new_local_filesystem_storage(path)
+                .await
+                .map_err(|e| StoreError::icechunk(format!("opening {}", path.display()), e)),
+            RepoLocation::S3 { bucket, prefix } => icechunk::new_s3_storage(
+                s3_options(s3),
+                bucket.clone(),
+                (!prefix.is_empty()).then(|| prefix.clone()),
+                Some(s3_credentials(s3)),
+                Vec::new(),
+                Vec::new(),
+                None,
+            )
+            .map_err(|e| StoreError::icechunk(format!("opening {self}"), e)),
+        }
+    }
+}
+
+impl std::fmt::Display for RepoLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RepoLocation::Local(p) => write!(f, "{}", p.display()),
+            RepoLocation::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+fn s3_options(s3: &S3Settings) -> S3Options {
+    let mut options = S3Options::default()
+        .with_region(s3.region.clone().unwrap_or_else(|| "us-west-2".into()))
+        .with_anonymous(s3.anonymous)
+        .with_force_path_style(s3.force_path_style);
+    if let Some(endpoint) = &s3.endpoint {
+        options = options
+            .with_endpoint_url(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    options
+}
+
+fn s3_credentials(s3: &S3Settings) -> S3Credentials {
+    if s3.anonymous {
+        return S3Credentials::Anonymous;
+    }
+    match &s3.credentials {
+        Some(c) => S3Credentials::Static(S3StaticCredentials {
+            access_key_id: c.access_key_id.clone(),
+            secret_access_key: c.secret_access_key.clone(),
+            session_token: c.session_token.clone(),
+            expires_after: None,
+        }),
+        None => S3Credentials::FromEnv,
+    }
+}
+
+/// The virtual chunk container that lets the store reference granules of `source`.
+pub fn container_for(source: &GranuleSource) -> Result<VirtualChunkContainer, StoreError> {
+    let store = match source {
+        GranuleSource::Local(dir) => ObjectStoreConfig::LocalFileSystem(dir.clone()),
+        GranuleSource::S3 { settings, .. } if settings.endpoint.is_some() => {
+            ObjectStoreConfig::S3Compatible(s3_options(settings))
+        }
+        GranuleSource::S3 { settings, .. } => ObjectStoreConfig::S3(s3_options(settings)),
+    };
+    VirtualChunkContainer::new(source.url_prefix(), store)
+        .map_err(|e| StoreError::icechunk("virtual chunk container", e))
+}
+
+/// Layered repository configuration: manifests split along `time`, so a daily append
+/// rewrites a bounded amount of manifest data whatever the history length.
+pub fn repo_config(container: Option<VirtualChunkContainer>) -> RepositoryConfig {
+    let splitting = ManifestSplittingConfig {
+        split_sizes: Some(vec![(
+            ManifestSplitCondition::AnyArray,
+            vec![ManifestSplitDim {
+                condition: ManifestSplitDimCondition::DimensionName("time".into()),
+                num_chunks: TIME_SPLIT_SIZE,
+            }],
+        )]),
+    };
+    let mut config = RepositoryConfig {
+        manifest: Some(ManifestConfig {
+            splitting: Some(splitting),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    if let Some(c) = container {
+        // set_virtual_chunk_container only fails for invalid prefixes, which
+        // `VirtualChunkContainer::new` already rejected.
+        let _ = config.set_virtual_chunk_container(c);
+    }
+    config
+}
+
+/// An open repository and where it lives.
+pub struct StoreRepo {
+    pub repo: Repository,
+    pub location: RepoLocation,
+}
+
+impl StoreRepo {
+    /// Create a repository (current spec) whose config holds the container for `source`.
+    pub async fn create(
+        location: &RepoLocation,
+        store_s3: &S3Settings,
+        source: &GranuleSource,
+    ) -> Result<Self, StoreError> {
+        let storage = location.storage(store_s3).await?;
+        if Repository::exists(Arc::clone(&storage), None)
+            .await
+            .map_err(|e| StoreError::icechunk(format!("checking {location}"), e))?
+        {
+            return Err(StoreError::AlreadyExists {
+                location: location.to_string(),
+            });
+        }
+        let container = container_for(source)?;
+        let repo = Repository::create(storage)
+            .config(repo_config(Some(container.clone())))
+            .authorize_virtual_chunk_access(authorizations([&container], source_settings(source)))
+            .execute()
+            .await
+            .map_err(|e| StoreError::icechunk(format!("creating {location}"), e))?;
+        Ok(Self {
+            repo,
+            location: location.clone(),
+        })
+    }
+
+    /// Open an existing repository (spec v1 or v2, without migrating it), authorizing
+    /// reads from every container its config declares, with `source_s3` for S3 ones.
+    pub async fn open(
+        location: &RepoLocation,
+        store_s3: &S3Settings,
+        source_s3: &S3Settings,
+    ) -> Result<Self, StoreError> {
+        let storage = location.storage(store_s3).await?;
+        let exists = Repository::exists(Arc::clone(&storage), None)
+            .await
+            .map_err(|e| StoreError::icechunk(format!("checking {location}"), e))?;
+        if !exists {
+            return Err(StoreError::NotFound {
+                location: location.to_string(),
+            });
+        }
+        let repo = Repository::open(storage)
+            .config(repo_config(None))
+            .execute()
+            .await
+            .map_err(|e| StoreError::icechunk(format!("opening {location}"), e))?;
+        let containers: Vec<VirtualChunkContainer> =
+            repo.config().virtual_chunk_containers().cloned().collect();
+        let repo = repo
+            .reopen(None, Some(authorizations(&containers, source_s3)))
+            .await
+            .map_err(|e| StoreError::icechunk(format!("opening {location}"), e))?;
+        Ok(Self {
+            repo,
+            location: location.clone(),
+        })
+    }
+
+    /// The URL prefixes of the virtual chunk containers the store may reference.
+    pub fn container_prefixes(&self) -> Vec<String> {
+        self.repo
+            .config()
+            .virtual_chunk_containers()
+            .map(|c| c.url_prefix().to_string())
+            .collect()
+    }
+
+    pub async fn branch_tip(&self, branch: &str) -> Result<SnapshotId, StoreError> {
+        self.repo
+            .lookup_branch(branch)
+            .await
+            .map_err(|e| StoreError::icechunk(format!("looking up branch {branch}"), e))
+    }
+
+    pub async fn readonly_at(&self, snapshot: &SnapshotId) -> Result<Session, StoreError> {
+        self.repo
+            .readonly_session(&VersionInfo::SnapshotId(snapshot.clone()))
+            .await
+            .map_err(|e| StoreError::icechunk(format!("reading snapshot {snapshot}"), e))
+    }
+
+    /// Create `branch` at `snapshot` and open a writable session on it.
+    pub async fn start_branch(
+        &self,
+        branch: &str,
+        snapshot: &SnapshotId,
+    ) -> Result<Session, StoreError> {
+        self.repo
+            .create_branch(branch, snapshot)
+            .await
+            .map_err(|e| StoreError::icechunk(format!("creating branch {branch}"), e))?;
+        self.repo
+            .writable_session(branch)
+            .await
+            .map_err(|e| StoreError::icechunk(format!("opening branch {branch}"), e))
+    }
+
+    /// Move `main` to `to`, only if it still points at `expected` (compare-and-swap).
+    pub async fn promote(
+        &self,
+        to: &SnapshotId,
+        expected: &SnapshotId,
+        branch: &str,
+    ) -> Result<(), StoreError> {
+        match self.repo.reset_branch("main", to, Some(expected)).await {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                let actual = self.branch_tip("main").await?;
+                if &actual != expected {
+                    Err(StoreError::Conflict {
+                        expected: expected.to_string(),
+                        actual: actual.to_string(),
+                        branch: branch.into(),
+                    })
+                } else {
+                    Err(StoreError::icechunk("moving main", err))
+                }
+            }
+        }
+    }
+
+    pub async fn delete_branch(&self, branch: &str) -> Result<(), StoreError> {
+        self.repo
+            .delete_branch(branch)
+            .await
+            .map_err(|e| StoreError::icechunk(format!("deleting branch {branch}"), e))
+    }
+
+    pub async fn list_branches(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .repo
+            .list_branches()
+            .await
+            .map_err(|e| StoreError::icechunk("listing branches", e))?
+            .into_iter()
+            .collect())
+    }
+}
+
+fn source_settings(source: &GranuleSource) -> &S3Settings {
+    static NONE: std::sync::OnceLock<S3Settings> = std::sync::OnceLock::new();
+    match source {
+        GranuleSource::S3 { settings, .. } => settings,
+        GranuleSource::Local(_) => NONE.get_or_init(S3Settings::default),
+    }
+}
+
+fn authorizations<'a>(
+    containers: impl IntoIterator<Item = &'a VirtualChunkContainer>,
+    s3: &S3Settings,
+) -> HashMap<String, Option<Credentials>> {
+    containers
+        .into_iter()
+        .map(|c| {
+            let creds = match c.store {
+                ObjectStoreConfig::LocalFileSystem(_) => Credentials::LocalFileSystemAccess,
+                _ => Credentials::S3(s3_credentials(s3)),
+            };
+            (c.url_prefix().to_string(), Some(creds))
+        })
+        .collect()
+}
