@@ -8,6 +8,8 @@ pub mod discover;
 pub mod granule;
 pub mod hdf5;
 pub mod kerchunk;
+pub mod pipeline;
 pub mod refs;
 pub mod source;
 pub mod store;
+pub mod validate;

@@ -3,10 +3,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
-use clap::{Parser, Subcommand};
+use anyhow::Context as _;
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
 
+use mursst::discover::GranuleSource;
+use mursst::pipeline::{self, Context, Report, UpdateOptions};
 use mursst::source::{self, Counted, RangeRead, S3Settings};
+use mursst::store::RepoLocation;
+use mursst::validate::ValidateMode;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +33,80 @@ enum Command {
         #[arg(long)]
         stats: bool,
     },
+    /// Create the store from the granules of a date range.
+    Init {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        start: NaiveDate,
+        #[arg(long)]
+        end: NaiveDate,
+        /// Variables to keep (comma separated), or `all`.
+        #[arg(long, value_delimiter = ',', default_values_t = pipeline::DEFAULT_VARIABLES.iter().map(|s| s.to_string()))]
+        variables: Vec<String>,
+    },
+    /// Append the new, settled days: the daily job.
+    Update {
+        #[command(flatten)]
+        common: Common,
+        /// Add at most N days.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// The icechunk repository: a directory or s3://bucket/prefix.
+    #[arg(long)]
+    store: String,
+    /// Where the granules are: a directory or s3://bucket/prefix.
+    #[arg(long)]
+    source: String,
+    /// Write and validate the branch, but leave main where it is.
+    #[arg(long)]
+    dry_run: bool,
+    /// How much of the new data to compare with the source before main moves.
+    #[arg(long, value_enum, default_value_t = ValidateMode::Sample)]
+    validate: ValidateMode,
+    /// Only granules at least this many days old are referenced.
+    #[arg(long, default_value_t = pipeline::DEFAULT_LAG_DAYS)]
+    lag_days: u32,
+    /// Seed for the chunks `sample` validation picks.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Granules indexed at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Common {
+    fn context(&self) -> anyhow::Result<Context> {
+        let s3 = S3Settings::from_env();
+        Ok(Context {
+            store: RepoLocation::parse(&self.store)?,
+            store_s3: s3.clone(),
+            source: GranuleSource::parse(&self.source, &s3)?,
+            source_s3: s3,
+            read_options: Default::default(),
+            concurrency: self.concurrency,
+            progress: !self.json,
+        })
+    }
+
+    fn options(&self, limit: Option<usize>) -> UpdateOptions {
+        UpdateOptions {
+            dry_run: self.dry_run,
+            limit,
+            validate: self.validate,
+            lag_days: self.lag_days,
+            seed: self.seed,
+            ..Default::default()
+        }
+    }
 }
 
 #[tokio::main]
@@ -41,7 +120,66 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Refs { granule, stats } => refs(&granule, stats).await,
+        Command::Init {
+            common,
+            start,
+            end,
+            variables,
+        } => {
+            let report = pipeline::init(
+                &common.context()?,
+                &common.options(None),
+                start,
+                end,
+                &variables,
+            )
+            .await?;
+            print_report(&report, common.json)
+        }
+        Command::Update { common, limit } => {
+            let report = pipeline::update(&common.context()?, &common.options(limit)).await?;
+            print_report(&report, common.json)
+        }
     }
+}
+
+fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{}", report.message);
+        if let (Some(first), Some(last)) = (report.store_first_day, report.store_last_day) {
+            println!("store: {} day(s), {first}..{last}", report.store_days);
+        }
+        if !report.days_added.is_empty() {
+            println!(
+                "refs: {}  requests: {}  bytes read: {}",
+                report.refs, report.requests, report.bytes_read
+            );
+        }
+        if let Some(gap) = report.gap_at {
+            println!("stopped: no granule for {gap}");
+        }
+        if report.settling > 0 {
+            println!(
+                "{} granule(s) still settling (within the lag)",
+                report.settling
+            );
+        }
+        for r in &report.rejected {
+            println!("rejected {}: {}", r.granule, r.reason);
+        }
+        let timings: Vec<String> = report
+            .timings_s
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.2}s"))
+            .collect();
+        println!("timings: {}", timings.join(", "));
+    }
+    if !report.rejected.is_empty() {
+        anyhow::bail!("{} granule(s) rejected", report.rejected.len());
+    }
+    Ok(())
 }
 
 async fn refs(granule: &str, stats: bool) -> anyhow::Result<()> {
