@@ -4,6 +4,7 @@
 //! promote) live here; the CLI and the Lambda handlers are thin shells around them.
 
 pub mod codec;
+pub mod demo;
 pub mod discover;
 pub mod granule;
 pub mod hdf5;
@@ -12,4 +13,5 @@ pub mod pipeline;
 pub mod refs;
 pub mod source;
 pub mod store;
+pub mod synthetic;
 pub mod validate;

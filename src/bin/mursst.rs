@@ -45,6 +45,15 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_values_t = pipeline::DEFAULT_VARIABLES.iter().map(|s| s.to_string()))]
         variables: Vec<String>,
     },
+    /// Run the whole pipeline on sample granules: no AWS, no NASA access needed.
+    Demo {
+        /// Working directory for the sample granules and the store.
+        #[arg(long, default_value = "mursst-demo")]
+        dir: std::path::PathBuf,
+        /// Print the reports as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Append the new, settled days: the daily job.
     Update {
         #[command(flatten)]
@@ -135,6 +144,27 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             print_report(&report, common.json)
+        }
+        Command::Demo { dir, json } => {
+            let outcome = mursst::demo::run(&mursst::demo::DemoOptions {
+                dir,
+                ..Default::default()
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+                return Ok(());
+            }
+            println!("== init: the store from the first days");
+            print_report(&outcome.init, false)?;
+            println!("\n== update: the daily job appends the rest");
+            print_report(&outcome.update, false)?;
+            println!(
+                "\nstore: {}\nopen it in Python (icechunk 2.x + xarray):\n  python -c \"{}\"",
+                outcome.store.display(),
+                mursst::demo::python_snippet(&outcome)
+            );
+            Ok(())
         }
         Command::Update { common, limit } => {
             let report = pipeline::update(&common.context()?, &common.options(limit)).await?;
