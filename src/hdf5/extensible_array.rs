@@ -46,13 +46,13 @@ impl Geometry {
     }
 }
 
-/// A data block to read: address, first element index, element count, and the
-/// page-init bitmap if it is paged.
+/// A data block to read: address, first element index, element count, and for a
+/// paged block its super block's page-init bitmap with the bit of its first page.
 struct DataBlock {
     addr: u64,
     first: u64,
     nelmts: u64,
-    pages: Option<Bytes>,
+    pages: Option<(Bytes, u64)>,
 }
 
 /// Read the extensible array whose header is at `addr`.
@@ -169,9 +169,6 @@ fn parse_header(f: &FileCtx<'_>, block: &[u8]) -> Result<(Geometry, Option<u64>)
     {
         return Err(corrupt("invalid extensible array creation parameters"));
     }
-    if max_idx_set.saturating_mul(elem as u64) > f.io.size().saturating_mul(2).max(1 << 20) {
-        return Err(limit(format!("{max_idx_set} elements")));
-    }
     let nsblks = 1 + max_nelmts_bits - data_blk_min_elmts.ilog2();
     Ok((
         Geometry {
@@ -220,18 +217,20 @@ async fn read_super_block(
         checksum::verify(&block)?;
         let mut c = Cursor::new(&block);
         c.skip(6 + a + g.arr_off_size)?;
+        // One bit per page of every data block, packed across data blocks.
         let bitmaps_at = c.pos();
         c.skip((ndblks * bitmap_len) as usize)?;
+        let bitmap = block.slice(bitmaps_at..c.pos());
+        let npages = nelmts / g.page_nelmts;
         let first = g.idx_blk_elmts.saturating_add(g.sblk_start_idx(s));
         let mut out = Vec::new();
         for j in 0..ndblks {
             if let Some(addr) = f.fmt.addr(&mut c)? {
-                let at = bitmaps_at + (j * bitmap_len) as usize;
                 out.push(DataBlock {
                     addr,
                     first: first.saturating_add(j.saturating_mul(nelmts)),
                     nelmts,
-                    pages: paged.then(|| block.slice(at..at + bitmap_len as usize)),
+                    pages: paged.then(|| (bitmap.clone(), j * npages)),
                 });
             }
         }
@@ -250,7 +249,7 @@ async fn read_data_block(
     let a = f.fmt.addr_len();
     let prefix = 6 + a + g.arr_off_size;
     let elem = g.elem as u64;
-    let Some(bitmap) = d.pages else {
+    let Some((bitmap, first_bit)) = d.pages else {
         let len = d.nelmts.saturating_mul(elem).saturating_add(prefix as u64 + 4);
         if len > f.io.size() {
             return Err(place.err(field(), limit("data block larger than the file")));
@@ -267,7 +266,7 @@ async fn read_data_block(
     let page_size = g.page_nelmts * elem + 4;
     let first_page = d.addr + prefix as u64 + 4;
     let pages = (0..npages)
-        .filter(|&p| page_initialized(&bitmap, p))
+        .filter(|&p| page_initialized(&bitmap, first_bit + p))
         .map(|p| {
             let at = first_page + p * page_size;
             async move {
