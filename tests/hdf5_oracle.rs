@@ -165,7 +165,7 @@ fn assert_chunks_decode(path: &Path, datasets: &[&str], max_per_dataset: usize) 
         let elem = d.datatype.element_size().unwrap() as usize;
         let h5ds = file.dataset(name).unwrap();
         // First, last and a spread of chunks in between.
-        let step = (chunks.len() / max_per_dataset).max(1);
+        let step = (chunks.len() / max_per_dataset.max(1)).max(1);
         let picks = chunks.iter().step_by(step).chain(chunks.last());
         for c in picks {
             let start: Vec<u64> = c.index.iter().zip(chunk_shape).map(|(i, s)| i * s).collect();
@@ -207,13 +207,14 @@ fn latest_chunks_decode_to_libhdf5_values() {
             "/fixed_array_maxdims",
             "/earray",
             "/earray_paged",
-            "/earray_unlim_dim1",
             "/btree2_filtered",
             "/btree2_plain",
             "/fletcher32",
         ],
         10,
     );
+    // Every chunk where libhdf5's chunk-info calls disagree with its data (see oracle.rs).
+    assert_chunks_decode(&path, &["/earray_unlim_dim1"], usize::MAX);
 }
 
 #[test]
