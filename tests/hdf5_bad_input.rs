@@ -3,6 +3,8 @@
 //! never a panic or a hang — or, for a truncation that spared all metadata, in
 //! exactly the metadata of the whole file.
 
+#![allow(clippy::result_large_err)]
+
 mod common;
 
 use std::sync::mpsc;
@@ -24,7 +26,10 @@ fn read_bytes(data: Vec<u8>) -> Result<FileMetadata, Hdf5Error> {
             url: URL.into(),
             data: Bytes::from(data),
         };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let res = rt.block_on(read_metadata(&src, &ReadOptions::default()));
         let _ = tx.send(res);
     });
@@ -37,7 +42,10 @@ fn read_bytes(data: Vec<u8>) -> Result<FileMetadata, Hdf5Error> {
 
 fn assert_named(err: &Hdf5Error) {
     assert_eq!(err.file, URL);
-    assert!(!err.object.is_empty() && !err.field.is_empty(), "unnamed error: {err:?}");
+    assert!(
+        !err.object.is_empty() && !err.field.is_empty(),
+        "unnamed error: {err:?}"
+    );
     assert!(err.to_string().starts_with(URL), "{err}");
 }
 
@@ -53,7 +61,9 @@ fn check_truncations(full: &[u8], cuts: usize) {
     let whole = read_bytes(full.to_vec()).expect("the uncut file reads");
     let mut errors = 0;
     let step = (full.len() / cuts).max(1);
-    let offsets = (0..full.len()).step_by(step).chain([1, 7, 8, 9, 47, 48, 95, 96, 200, 511, 513]);
+    let offsets = (0..full.len())
+        .step_by(step)
+        .chain([1, 7, 8, 9, 47, 48, 95, 96, 200, 511, 513]);
     for cut in offsets.filter(|&c| c < full.len()) {
         match read_bytes(full[..cut].to_vec()) {
             Err(e) => {
@@ -113,7 +123,11 @@ fn random_bytes_and_wrong_magic() {
 
 /// Offsets of `pat` in `data`.
 fn find_all(data: &[u8], pat: &[u8]) -> Vec<usize> {
-    data.windows(pat.len()).enumerate().filter(|(_, w)| *w == pat).map(|(i, _)| i).collect()
+    data.windows(pat.len())
+        .enumerate()
+        .filter(|(_, w)| *w == pat)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 #[test]
@@ -130,7 +144,10 @@ fn btree_child_pointing_at_its_parent_is_a_cycle() {
     bad[child0..child0 + 8].copy_from_slice(&(node as u64).to_le_bytes());
     let err = read_bytes(bad).unwrap_err();
     assert_named(&err);
-    assert!(matches!(err.kind, Hdf5ErrorKind::Cycle(a) if a == node as u64), "{err}");
+    assert!(
+        matches!(err.kind, Hdf5ErrorKind::Cycle(a) if a == node as u64),
+        "{err}"
+    );
     assert!(err.field.contains("v1 B-tree node"), "{err}");
 }
 
@@ -152,7 +169,9 @@ fn object_header_size_past_eof() {
 #[test]
 fn global_heap_collection_size_past_eof() {
     let full = fixture(|p| fixtures::small(p, true));
-    let at = *find_all(&full, b"GCOL").first().expect("a global heap collection");
+    let at = *find_all(&full, b"GCOL")
+        .first()
+        .expect("a global heap collection");
     let mut bad = full.clone();
     bad[at + 8..at + 16].copy_from_slice(&(1u64 << 40).to_le_bytes());
     let err = read_bytes(bad).unwrap_err();

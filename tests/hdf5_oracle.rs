@@ -23,13 +23,21 @@ fn assert_matches(path: &Path, base: u64) -> mursst::hdf5::FileMetadata {
         report.chunks,
         report.attributes
     );
-    assert!(report.errors.is_empty(), "{} mismatches:\n{}", report.errors.len(), report.errors.join("\n"));
+    assert!(
+        report.errors.is_empty(),
+        "{} mismatches:\n{}",
+        report.errors.len(),
+        report.errors.join("\n")
+    );
     assert!(report.datasets > 0);
     ours
 }
 
 fn dataset<'a>(m: &'a mursst::hdf5::FileMetadata, path: &str) -> &'a Dataset {
-    all_datasets(m).into_iter().find(|d| d.path == path).unwrap_or_else(|| panic!("no dataset {path}"))
+    all_datasets(m)
+        .into_iter()
+        .find(|d| d.path == path)
+        .unwrap_or_else(|| panic!("no dataset {path}"))
 }
 
 fn index_kind(d: &Dataset) -> &'static str {
@@ -64,7 +72,11 @@ fn libver_latest_chunk_indexes_match_libhdf5() {
         assert_eq!(index_kind(dataset(&m, ds)), kind, "{ds}");
     }
     let fl = dataset(&m, "/fletcher32");
-    assert!(fl.filters.iter().any(|f| f.id == 3), "fletcher32 reported: {:?}", fl.filters);
+    assert!(
+        fl.filters.iter().any(|f| f.id == 3),
+        "fletcher32 reported: {:?}",
+        fl.filters
+    );
 }
 
 #[test]
@@ -103,10 +115,16 @@ fn mur_like_netcdf_matches_libhdf5() {
     assert_eq!(m.superblock_version, 2);
     let sst = dataset(&m, "/analysed_sst");
     assert_eq!(index_kind(sst), "btree-v1");
-    let Layout::Chunked { chunks, .. } = &sst.layout else { panic!() };
+    let Layout::Chunked { chunks, .. } = &sst.layout else {
+        panic!()
+    };
     assert_eq!(chunks.len(), 324);
     assert_eq!(index_kind(dataset(&m, "/time")), "contiguous");
-    assert_eq!(m.root.attributes.len(), 47 + 1, "47 global attributes plus _NCProperties");
+    assert_eq!(
+        m.root.attributes.len(),
+        47 + 1,
+        "47 global attributes plus _NCProperties"
+    );
 }
 
 #[test]
@@ -138,9 +156,13 @@ fn mur_like_reads_few_bytes_in_few_round_trips() {
         inner: LocalFile::new(&path).unwrap(),
         delay,
     })));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let start = Instant::now();
-    rt.block_on(read_metadata(src.as_ref(), &ReadOptions::default())).unwrap();
+    rt.block_on(read_metadata(src.as_ref(), &ReadOptions::default()))
+        .unwrap();
     let rounds = start.elapsed().as_secs_f64() / delay.as_secs_f64();
     eprintln!(
         "MUR-like file of {size} bytes: {} requests (incl. 1 info), {} bytes read, ~{rounds:.1} sequential round trips",
@@ -161,20 +183,46 @@ fn assert_chunks_decode(path: &Path, datasets: &[&str], max_per_dataset: usize) 
     let mut checked = 0;
     for &name in datasets {
         let d = dataset(&m, name);
-        let Layout::Chunked { chunk_shape, chunks, .. } = &d.layout else { panic!("{name} not chunked") };
+        let Layout::Chunked {
+            chunk_shape,
+            chunks,
+            ..
+        } = &d.layout
+        else {
+            panic!("{name} not chunked")
+        };
         let elem = d.datatype.element_size().unwrap() as usize;
         let h5ds = file.dataset(name).unwrap();
         // First, last and a spread of chunks in between.
         let step = (chunks.len() / max_per_dataset.max(1)).max(1);
         let picks = chunks.iter().step_by(step).chain(chunks.last());
         for c in picks {
-            let start: Vec<u64> = c.index.iter().zip(chunk_shape).map(|(i, s)| i * s).collect();
-            let count: Vec<u64> = start.iter().zip(chunk_shape).zip(&d.shape).map(|((st, cs), sh)| (*cs).min(sh - st)).collect();
+            let start: Vec<u64> = c
+                .index
+                .iter()
+                .zip(chunk_shape)
+                .map(|(i, s)| i * s)
+                .collect();
+            let count: Vec<u64> = start
+                .iter()
+                .zip(chunk_shape)
+                .zip(&d.shape)
+                .map(|((st, cs), sh)| (*cs).min(sh - st))
+                .collect();
             let full = common::decode::decode_chunk(&bytes, d, c);
-            assert_eq!(full.len() as u64, chunk_shape.iter().product::<u64>() * elem as u64, "{name} chunk {:?}", c.index);
+            assert_eq!(
+                full.len() as u64,
+                chunk_shape.iter().product::<u64>() * elem as u64,
+                "{name} chunk {:?}",
+                c.index
+            );
             let ours = common::decode::clip(&full, chunk_shape, &count, elem);
             let theirs = oracle::read_hyperslab(&h5ds, &start, &count);
-            assert!(ours == theirs, "{name}: chunk {:?} decodes to different values than libhdf5 reads", c.index);
+            assert!(
+                ours == theirs,
+                "{name}: chunk {:?} decodes to different values than libhdf5 reads",
+                c.index
+            );
             checked += 1;
         }
     }
@@ -185,9 +233,23 @@ fn assert_chunks_decode(path: &Path, datasets: &[&str], max_per_dataset: usize) 
 fn mur_like_chunks_decode_to_libhdf5_values() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mur.nc");
-    let spec = MurSpec { nlat: 450, nlon: 900, ..MurSpec::tenth() };
+    let spec = MurSpec {
+        nlat: 450,
+        nlon: 900,
+        ..MurSpec::tenth()
+    };
     fixtures::mur_like(&path, &spec);
-    assert_chunks_decode(&path, &["/analysed_sst", "/mask", "/lat", "/lon", "/sea_ice_fraction"], 12);
+    assert_chunks_decode(
+        &path,
+        &[
+            "/analysed_sst",
+            "/mask",
+            "/lat",
+            "/lon",
+            "/sea_ice_fraction",
+        ],
+        12,
+    );
 }
 
 #[test]

@@ -11,10 +11,18 @@ use super::place::{At, Place, corrupt};
 use super::{Attribute, AttributeValue, ByteOrder, Datatype, Hdf5Error, Hdf5ErrorKind};
 
 /// Decode one attribute, fetching global heap objects for variable-length data.
-pub(crate) async fn decode(f: &FileCtx<'_>, msg: AttributeMsg, place: &Place) -> Result<Attribute, Hdf5Error> {
+pub(crate) async fn decode(
+    f: &FileCtx<'_>,
+    msg: AttributeMsg,
+    place: &Place,
+) -> Result<Attribute, Hdf5Error> {
     let field = || format!("attribute {:?}", msg.name);
     let n = msg.space.num_elements().at(place, field)?;
-    let shape = if msg.space.null { vec![0] } else { msg.space.shape.clone() };
+    let shape = if msg.space.null {
+        vec![0]
+    } else {
+        msg.space.shape.clone()
+    };
     let value = match &msg.dtype {
         Err(why) => AttributeValue::Unsupported(why.clone()),
         Ok(t) => {
@@ -32,12 +40,21 @@ pub(crate) async fn decode(f: &FileCtx<'_>, msg: AttributeMsg, place: &Place) ->
             let size = t.size as usize;
             let data = &msg.data[..n * size];
             match &t.dtype {
-                Datatype::Integer { size, signed, order } => {
-                    let raw = data.chunks_exact(usize::from(*size)).map(|b| ordered(b, *order));
+                Datatype::Integer {
+                    size,
+                    signed,
+                    order,
+                } => {
+                    let raw = data
+                        .chunks_exact(usize::from(*size))
+                        .map(|b| ordered(b, *order));
                     if *signed {
                         let bits = u32::from(*size) * 8;
                         let values = raw.map(|v| sign_extend(v, bits)).collect();
-                        AttributeValue::Int { size: *size, values }
+                        AttributeValue::Int {
+                            size: *size,
+                            values,
+                        }
                     } else {
                         AttributeValue::UInt {
                             size: *size,
@@ -63,7 +80,10 @@ pub(crate) async fn decode(f: &FileCtx<'_>, msg: AttributeMsg, place: &Place) ->
                     data.chunks_exact(size.max(1))
                         .take(if size == 0 { 0 } else { n })
                         .map(|b| fixed_string(b, t.pad))
-                        .chain(std::iter::repeat_n(String::new(), if size == 0 { n } else { 0 }))
+                        .chain(std::iter::repeat_n(
+                            String::new(),
+                            if size == 0 { n } else { 0 },
+                        ))
                         .collect(),
                 ),
                 Datatype::ObjectReference => {
@@ -128,13 +148,17 @@ async fn vlen_objects(
 ) -> Result<Vec<bytes::Bytes>, Hdf5Error> {
     let fmt = f.fmt;
     if size != 8 + fmt.addr_len() {
-        return Err(place.err(field(), corrupt(format!("variable-length element of {size} bytes"))));
+        return Err(place.err(
+            field(),
+            corrupt(format!("variable-length element of {size} bytes")),
+        ));
     }
     let mut ids = Vec::with_capacity(n);
     for elem in data.chunks_exact(size).take(n) {
         let mut c = Cursor::new(elem);
-        let (len, addr, index) = (|| Ok::<_, Hdf5ErrorKind>((c.u32()?, fmt.addr(&mut c)?, c.u32()?)))()
-            .at(place, field)?;
+        let (len, addr, index) =
+            (|| Ok::<_, Hdf5ErrorKind>((c.u32()?, fmt.addr(&mut c)?, c.u32()?)))()
+                .at(place, field)?;
         ids.push((len, addr, index));
     }
     try_join_all(ids.into_iter().map(|(len, addr, index)| async move {
@@ -178,7 +202,10 @@ fn sign_extend(v: u64, bits: u32) -> i64 {
 fn fixed_string(b: &[u8], pad: StrPad) -> String {
     let end = match pad {
         StrPad::NullTerm | StrPad::NullPad => b.iter().position(|&x| x == 0).unwrap_or(b.len()),
-        StrPad::SpacePad => b.iter().rposition(|&x| x != b' ' && x != 0).map_or(0, |p| p + 1),
+        StrPad::SpacePad => b
+            .iter()
+            .rposition(|&x| x != b' ' && x != 0)
+            .map_or(0, |p| p + 1),
     };
     String::from_utf8_lossy(&b[..end]).into_owned()
 }

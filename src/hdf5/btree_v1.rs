@@ -26,7 +26,9 @@ pub(crate) struct ChunkRecord {
 enum Kind {
     Group,
     /// Chunk keys carry `rank + 1` offsets (the last is the element-size dimension).
-    Chunk { rank: usize },
+    Chunk {
+        rank: usize,
+    },
 }
 
 impl Kind {
@@ -89,14 +91,20 @@ pub(crate) async fn chunk_records(
                 address,
             })
         })()
-        .at(place, || format!("v1 B-tree chunk key for chunk at {address:#x}"))?;
+        .at(place, || {
+            format!("v1 B-tree chunk key for chunk at {address:#x}")
+        })?;
         out.push(rec);
     }
     Ok(out)
 }
 
 /// Addresses of the symbol table nodes of an old-style group, in name order.
-pub(crate) async fn group_nodes(f: &FileCtx<'_>, root: u64, place: &Place) -> Result<Vec<u64>, Hdf5Error> {
+pub(crate) async fn group_nodes(
+    f: &FileCtx<'_>,
+    root: u64,
+    place: &Place,
+) -> Result<Vec<u64>, Hdf5Error> {
     let walk = Walk {
         f,
         kind: Kind::Group,
@@ -104,15 +112,29 @@ pub(crate) async fn group_nodes(f: &FileCtx<'_>, root: u64, place: &Place) -> Re
         place,
         seen: Mutex::default(),
     };
-    Ok(walk.visit(root, None).await?.into_iter().map(|(_, a)| a).collect())
+    Ok(walk
+        .visit(root, None)
+        .await?
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect())
 }
 
 impl<'a, 'r> Walk<'a, 'r> {
     /// Leaf entries (left key, child address) under the node at `addr`, in key order.
-    fn visit(&'a self, addr: u64, expect_level: Option<u8>) -> BoxFuture<'a, Result<Vec<(bytes::Bytes, u64)>, Hdf5Error>> {
+    fn visit(
+        &'a self,
+        addr: u64,
+        expect_level: Option<u8>,
+    ) -> BoxFuture<'a, Result<Vec<(bytes::Bytes, u64)>, Hdf5Error>> {
         Box::pin(async move {
             let field = || format!("v1 B-tree node at {addr:#x}");
-            if !self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(addr) {
+            if !self
+                .seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(addr)
+            {
                 return Err(self.place.err(field(), Hdf5ErrorKind::Cycle(addr)));
             }
             let node = self.read_node(addr).await.at(self.place, field)?;
@@ -121,14 +143,19 @@ impl<'a, 'r> Walk<'a, 'r> {
             {
                 return Err(self.place.err(
                     field(),
-                    corrupt(format!("node level {} under a node of level {}", node.level, level + 1)),
+                    corrupt(format!(
+                        "node level {} under a node of level {}",
+                        node.level,
+                        level + 1
+                    )),
                 ));
             }
             if node.level == 0 {
                 return Ok(node.keys.into_iter().zip(node.children).collect());
             }
             let below = node.level - 1;
-            let subtrees = try_join_all(node.children.iter().map(|&c| self.visit(c, Some(below)))).await?;
+            let subtrees =
+                try_join_all(node.children.iter().map(|&c| self.visit(c, Some(below)))).await?;
             Ok(subtrees.into_iter().flatten().collect())
         })
     }
@@ -153,7 +180,9 @@ impl<'a, 'r> Walk<'a, 'r> {
         let level = c.u8()?;
         let used = usize::from(c.u16()?);
         if used > entries {
-            return Err(corrupt(format!("{used} entries in a node of at most {entries}")));
+            return Err(corrupt(format!(
+                "{used} entries in a node of at most {entries}"
+            )));
         }
         c.skip(2 * a)?; // siblings
         let mut keys = Vec::with_capacity(used);

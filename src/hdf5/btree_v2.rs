@@ -54,7 +54,10 @@ pub(crate) async fn records(
     if header.tree_type != tree_type {
         return Err(place.err(
             field(),
-            corrupt(format!("tree type {}, expected {tree_type}", header.tree_type)),
+            corrupt(format!(
+                "tree type {}, expected {tree_type}",
+                header.tree_type
+            )),
         ));
     }
     let Some(root) = header.root else {
@@ -89,7 +92,9 @@ fn parse_header(f: &FileCtx<'_>, block: &[u8]) -> Result<Header, Hdf5ErrorKind> 
     let root = f.fmt.addr(&mut c)?;
     let root_nrec = usize::from(c.u16()?);
     if record_size == 0 || node_size < PREFIX + record_size {
-        return Err(corrupt(format!("node size {node_size} with record size {record_size}")));
+        return Err(corrupt(format!(
+            "node size {node_size} with record size {record_size}"
+        )));
     }
     if node_size as u64 > f.io.size() {
         return Err(corrupt(format!("node size {node_size} exceeds the file")));
@@ -106,7 +111,9 @@ fn parse_header(f: &FileCtx<'_>, block: &[u8]) -> Result<Header, Hdf5ErrorKind> 
         let ptr = f.fmt.addr_len() + nrec_width + cum_width[d - 1];
         let max = node_size.saturating_sub(PREFIX + ptr) / (record_size + ptr);
         if max == 0 {
-            return Err(corrupt(format!("internal nodes at depth {d} hold no records")));
+            return Err(corrupt(format!(
+                "internal nodes at depth {d} hold no records"
+            )));
         }
         let cum = (max as u64 + 1)
             .saturating_mul(cum_max[d - 1])
@@ -136,10 +143,20 @@ struct Walk<'a, 'r> {
 }
 
 impl<'a> Walk<'a, '_> {
-    fn visit(&'a self, addr: u64, nrec: usize, depth: usize) -> BoxFuture<'a, Result<Vec<Bytes>, Hdf5Error>> {
+    fn visit(
+        &'a self,
+        addr: u64,
+        nrec: usize,
+        depth: usize,
+    ) -> BoxFuture<'a, Result<Vec<Bytes>, Hdf5Error>> {
         Box::pin(async move {
             let field = || format!("v2 B-tree node at {addr:#x}");
-            if !self.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(addr) {
+            if !self
+                .seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(addr)
+            {
                 return Err(self.place.err(field(), Hdf5ErrorKind::Cycle(addr)));
             }
             let block = self
@@ -152,7 +169,8 @@ impl<'a> Walk<'a, '_> {
             if depth == 0 {
                 return Ok(records);
             }
-            let subtrees = try_join_all(children.iter().map(|&(a, n)| self.visit(a, n, depth - 1))).await?;
+            let subtrees =
+                try_join_all(children.iter().map(|&(a, n)| self.visit(a, n, depth - 1))).await?;
             let mut out = Vec::new();
             let mut records = records.into_iter();
             for sub in subtrees {
@@ -164,11 +182,18 @@ impl<'a> Walk<'a, '_> {
     }
 
     #[allow(clippy::type_complexity)]
-    fn parse_node(&self, block: &Bytes, nrec: usize, depth: usize) -> Result<(Vec<Bytes>, Vec<(u64, usize)>), Hdf5ErrorKind> {
+    fn parse_node(
+        &self,
+        block: &Bytes,
+        nrec: usize,
+        depth: usize,
+    ) -> Result<(Vec<Bytes>, Vec<(u64, usize)>), Hdf5ErrorKind> {
         let h = self.h;
         let max = h.max_nrec.get(depth).copied().unwrap_or(0);
         if nrec > max {
-            return Err(corrupt(format!("{nrec} records in a node of at most {max}")));
+            return Err(corrupt(format!(
+                "{nrec} records in a node of at most {max}"
+            )));
         }
         let mut c = Cursor::new(block);
         c.signature(if depth == 0 { b"BTLF" } else { b"BTIN" })?;
@@ -181,7 +206,10 @@ impl<'a> Walk<'a, '_> {
         }
         let tree_type = c.u8()?;
         if tree_type != h.tree_type {
-            return Err(corrupt(format!("node of tree type {tree_type} in a tree of type {}", h.tree_type)));
+            return Err(corrupt(format!(
+                "node of tree type {tree_type} in a tree of type {}",
+                h.tree_type
+            )));
         }
         let mut records = Vec::with_capacity(nrec);
         for _ in 0..nrec {

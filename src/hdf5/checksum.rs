@@ -9,9 +9,9 @@ pub(crate) fn lookup3(data: &[u8]) -> u32 {
         .wrapping_add(0);
     let (mut a, mut b, mut c) = (init, init, init);
     let word = |k: &[u8]| -> u32 {
-        k.iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &x)| acc.wrapping_add(u32::from(x) << (8 * i)))
+        k.iter().enumerate().fold(0u32, |acc, (i, &x)| {
+            acc.wrapping_add(u32::from(x) << (8 * i))
+        })
     };
     let mut rest = data;
     while rest.len() > 12 {
@@ -24,7 +24,8 @@ pub(crate) fn lookup3(data: &[u8]) -> u32 {
     if rest.is_empty() {
         return c;
     }
-    let part = |r: &[u8], from: usize| -> u32 { word(r.get(from..r.len().min(from + 4)).unwrap_or(&[])) };
+    let part =
+        |r: &[u8], from: usize| -> u32 { word(r.get(from..r.len().min(from + 4)).unwrap_or(&[])) };
     a = a.wrapping_add(part(rest, 0));
     b = b.wrapping_add(part(rest, 4));
     c = c.wrapping_add(part(rest, 8));

@@ -6,7 +6,9 @@ use super::file::FileCtx;
 use super::fixed_array::ArrayElements;
 use super::messages::ChunkIndexMsg;
 use super::place::{At, Place, corrupt, limit, unsupported};
-use super::{ChunkLocation, Hdf5Error, Hdf5ErrorKind, btree_v1, btree_v2, extensible_array, fixed_array};
+use super::{
+    ChunkLocation, Hdf5Error, Hdf5ErrorKind, btree_v1, btree_v2, extensible_array, fixed_array,
+};
 
 /// The chunk grid of one dataset.
 pub(crate) struct Grid<'a> {
@@ -34,7 +36,13 @@ impl Grid<'_> {
         self.max_shape
             .iter()
             .zip(self.chunk_dims)
-            .map(|(&m, &c)| if m == u64::MAX { u64::MAX } else { m.div_ceil(c) })
+            .map(|(&m, &c)| {
+                if m == u64::MAX {
+                    u64::MAX
+                } else {
+                    m.div_ceil(c)
+                }
+            })
             .collect()
     }
 }
@@ -80,7 +88,12 @@ pub(crate) async fn locate(
             let chunks = recs
                 .into_iter()
                 .map(|r| ChunkLocation {
-                    index: r.offsets.iter().zip(grid.chunk_dims).map(|(&o, &c)| o / c).collect(),
+                    index: r
+                        .offsets
+                        .iter()
+                        .zip(grid.chunk_dims)
+                        .map(|(&o, &c)| o / c)
+                        .collect(),
                     address: r.address,
                     size: u64::from(r.size),
                     filter_mask: r.filter_mask,
@@ -151,7 +164,11 @@ pub(crate) async fn locate(
 }
 
 /// Implicit index: every chunk of the current grid, at `address + index * chunk_bytes`.
-fn implicit(f: &FileCtx<'_>, address: Option<u64>, grid: &Grid<'_>) -> Result<Vec<ChunkLocation>, Hdf5ErrorKind> {
+fn implicit(
+    f: &FileCtx<'_>,
+    address: Option<u64>,
+    grid: &Grid<'_>,
+) -> Result<Vec<ChunkLocation>, Hdf5ErrorKind> {
     let Some(base) = address else {
         return Ok(Vec::new());
     };
@@ -210,11 +227,19 @@ fn from_elements(
             .element_size
             .checked_sub(a + 4)
             .filter(|n| (1..=8).contains(n))
-            .ok_or_else(|| corrupt(format!("filtered chunk entry of {} bytes", elems.element_size)))?
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "filtered chunk entry of {} bytes",
+                    elems.element_size
+                ))
+            })?
     } else if elems.element_size == a {
         0
     } else {
-        return Err(corrupt(format!("chunk entry of {} bytes", elems.element_size)));
+        return Err(corrupt(format!(
+            "chunk entry of {} bytes",
+            elems.element_size
+        )));
     };
     let mut out = Vec::new();
     for (first, bytes) in &elems.runs {
@@ -241,7 +266,12 @@ fn from_elements(
     Ok(out)
 }
 
-async fn btree_v2_chunks(f: &FileCtx<'_>, addr: u64, grid: &Grid<'_>, place: &Place) -> Result<Vec<ChunkLocation>, Hdf5Error> {
+async fn btree_v2_chunks(
+    f: &FileCtx<'_>,
+    addr: u64,
+    grid: &Grid<'_>,
+    place: &Place,
+) -> Result<Vec<ChunkLocation>, Hdf5Error> {
     let field = || format!("v2 B-tree chunk index at {addr:#x}");
     let tree_type = if grid.filtered { 11 } else { 10 };
     let (record_size, recs) = btree_v2::records(f, addr, tree_type, place).await?;
@@ -262,7 +292,10 @@ async fn btree_v2_chunks(f: &FileCtx<'_>, addr: u64, grid: &Grid<'_>, place: &Pl
     for r in recs {
         let mut c = Cursor::new(&r);
         let loc = (|| {
-            let address = f.fmt.addr(&mut c)?.ok_or_else(|| corrupt("undefined chunk address"))?;
+            let address = f
+                .fmt
+                .addr(&mut c)?
+                .ok_or_else(|| corrupt("undefined chunk address"))?;
             let (size, filter_mask) = if grid.filtered {
                 (c.uint(size_len)?, c.u32()?)
             } else {
@@ -285,7 +318,9 @@ async fn btree_v2_chunks(f: &FileCtx<'_>, addr: u64, grid: &Grid<'_>, place: &Pl
 /// Refuse layouts whose chunks cannot be described by one filter pipeline.
 pub(crate) fn check_flags(flags: u8, filtered: bool) -> Result<(), Hdf5ErrorKind> {
     if flags & 0x01 != 0 && filtered {
-        return Err(unsupported("partial edge chunks stored unfiltered (H5D_CHUNK_DONT_FILTER_PARTIAL_CHUNKS)"));
+        return Err(unsupported(
+            "partial edge chunks stored unfiltered (H5D_CHUNK_DONT_FILTER_PARTIAL_CHUNKS)",
+        ));
     }
     Ok(())
 }

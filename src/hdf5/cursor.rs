@@ -33,7 +33,10 @@ impl<'a> Cursor<'a> {
     /// The next `n` bytes, advancing past them.
     pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], Hdf5ErrorKind> {
         let end = self.pos.checked_add(n).ok_or_else(|| self.truncated(n))?;
-        let out = self.buf.get(self.pos..end).ok_or_else(|| self.truncated(n))?;
+        let out = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| self.truncated(n))?;
         self.pos = end;
         Ok(out)
     }
@@ -119,7 +122,13 @@ mod tests {
         assert_eq!(c.u8().unwrap(), 1);
         assert_eq!(c.u16().unwrap(), 0x0302);
         assert_eq!(c.uint(3).unwrap(), 0x060504);
-        assert!(matches!(c.u32(), Err(Hdf5ErrorKind::Truncated { needed: 4, available: 3 })));
+        assert!(matches!(
+            c.u32(),
+            Err(Hdf5ErrorKind::Truncated {
+                needed: 4,
+                available: 3
+            })
+        ));
         assert_eq!(c.remaining(), 3);
         assert!(c.uint(9).is_err());
         assert!(c.bytes(usize::MAX).is_err());

@@ -56,7 +56,11 @@ struct DataBlock {
 }
 
 /// Read the extensible array whose header is at `addr`.
-pub(crate) async fn read(f: &FileCtx<'_>, addr: u64, place: &Place) -> Result<ArrayElements, Hdf5Error> {
+pub(crate) async fn read(
+    f: &FileCtx<'_>,
+    addr: u64,
+    place: &Place,
+) -> Result<ArrayElements, Hdf5Error> {
     let field = || format!("extensible array header at {addr:#x}");
     let (a, l) = (f.fmt.addr_len(), f.fmt.size_len());
     let hlen = 12 + 6 * l + a + 4;
@@ -74,7 +78,8 @@ pub(crate) async fn read(f: &FileCtx<'_>, addr: u64, place: &Place) -> Result<Ar
     let ndblk_addrs = 2 * (g.sup_blk_min_data_ptrs - 1);
     let iblock_nsblks = g.iblock_nsblks();
     let nsblk_addrs = u64::from(g.nsblks.saturating_sub(iblock_nsblks));
-    let ilen = 6 + a as u64 + g.idx_blk_elmts * g.elem as u64 + (ndblk_addrs + nsblk_addrs) * a as u64 + 4;
+    let ilen =
+        6 + a as u64 + g.idx_blk_elmts * g.elem as u64 + (ndblk_addrs + nsblk_addrs) * a as u64 + 4;
     let block = f.io.read(iblock, ilen).await.at(place, field)?;
     let (elements, dblocks, sblocks) = (|| {
         check_block_prefix(&block, b"EAIB")?;
@@ -121,8 +126,16 @@ pub(crate) async fn read(f: &FileCtx<'_>, addr: u64, place: &Place) -> Result<Ar
     .at(place, field)?;
 
     // Super blocks: more data block addresses and their page bitmaps.
-    let more = try_join_all(sblocks.into_iter().map(|(addr, s)| read_super_block(f, &g, addr, s, place))).await?;
-    let dblocks = dblocks.into_iter().chain(more.into_iter().flatten()).filter(|d| d.first < g.max_idx_set);
+    let more = try_join_all(
+        sblocks
+            .into_iter()
+            .map(|(addr, s)| read_super_block(f, &g, addr, s, place)),
+    )
+    .await?;
+    let dblocks = dblocks
+        .into_iter()
+        .chain(more.into_iter().flatten())
+        .filter(|d| d.first < g.max_idx_set);
 
     let mut runs = vec![(0u64, elements)];
     let loaded = try_join_all(dblocks.map(|d| read_data_block(f, &g, d, place))).await?;
@@ -250,7 +263,10 @@ async fn read_data_block(
     let prefix = 6 + a + g.arr_off_size;
     let elem = g.elem as u64;
     let Some((bitmap, first_bit)) = d.pages else {
-        let len = d.nelmts.saturating_mul(elem).saturating_add(prefix as u64 + 4);
+        let len = d
+            .nelmts
+            .saturating_mul(elem)
+            .saturating_add(prefix as u64 + 4);
         if len > f.io.size() {
             return Err(place.err(field(), limit("data block larger than the file")));
         }
@@ -259,7 +275,10 @@ async fn read_data_block(
         checksum::verify(&block).at(place, field)?;
         return Ok(vec![(d.first, block.slice(prefix..block.len() - 4))]);
     };
-    let head = f.io.read(d.addr, prefix as u64 + 4).await.at(place, field)?;
+    let head =
+        f.io.read(d.addr, prefix as u64 + 4)
+            .await
+            .at(place, field)?;
     check_block_prefix(&head, b"EADB").at(place, field)?;
     checksum::verify(&head).at(place, field)?;
     let npages = d.nelmts / g.page_nelmts;

@@ -56,7 +56,11 @@ impl Format {
 
 /// The all-ones value of an `n`-byte field.
 pub(crate) fn undefined(n: usize) -> u64 {
-    if n >= 8 { u64::MAX } else { (1u64 << (8 * n)) - 1 }
+    if n >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    }
 }
 
 /// Everything the parsers of one file share.

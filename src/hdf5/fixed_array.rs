@@ -18,7 +18,11 @@ pub(crate) struct ArrayElements {
 }
 
 /// Read the fixed array whose header is at `addr`.
-pub(crate) async fn read(f: &FileCtx<'_>, addr: u64, place: &Place) -> Result<ArrayElements, Hdf5Error> {
+pub(crate) async fn read(
+    f: &FileCtx<'_>,
+    addr: u64,
+    place: &Place,
+) -> Result<ArrayElements, Hdf5Error> {
     let field = || format!("fixed array header at {addr:#x}");
     let (a, l) = (f.fmt.addr_len(), f.fmt.size_len());
     let hlen = 8 + l + a + 4;
@@ -40,7 +44,9 @@ pub(crate) async fn read(f: &FileCtx<'_>, addr: u64, place: &Place) -> Result<Ar
         let nelmts = f.fmt.length(&mut c)?;
         let dblk = f.fmt.addr(&mut c)?;
         if elem == 0 || page_bits == 0 || page_bits > 32 {
-            return Err(corrupt(format!("element size {elem}, page bits {page_bits}")));
+            return Err(corrupt(format!(
+                "element size {elem}, page bits {page_bits}"
+            )));
         }
         if nelmts.saturating_mul(elem as u64) > f.io.size() {
             return Err(limit(format!("{nelmts} elements do not fit in the file")));
@@ -77,16 +83,18 @@ pub(crate) async fn read(f: &FileCtx<'_>, addr: u64, place: &Place) -> Result<Ar
     let bitmap = head.slice(prefix..prefix + bitmap_len);
     let page_size = page_nelmts * elem as u64 + 4;
     let first_page = dblk + head_len as u64;
-    let pages = (0..npages).filter(|&p| page_initialized(&bitmap, p)).map(|p| {
-        let n = page_nelmts.min(nelmts - p * page_nelmts);
-        let at = first_page + p * page_size;
-        async move {
-            let pfield = || format!("fixed array data block page {p} at {at:#x}");
-            let block = f.io.read(at, n * elem as u64 + 4).await.at(place, pfield)?;
-            checksum::verify(&block).at(place, pfield)?;
-            Ok::<_, Hdf5Error>((p * page_nelmts, block.slice(..block.len() - 4)))
-        }
-    });
+    let pages = (0..npages)
+        .filter(|&p| page_initialized(&bitmap, p))
+        .map(|p| {
+            let n = page_nelmts.min(nelmts - p * page_nelmts);
+            let at = first_page + p * page_size;
+            async move {
+                let pfield = || format!("fixed array data block page {p} at {at:#x}");
+                let block = f.io.read(at, n * elem as u64 + 4).await.at(place, pfield)?;
+                checksum::verify(&block).at(place, pfield)?;
+                Ok::<_, Hdf5Error>((p * page_nelmts, block.slice(..block.len() - 4)))
+            }
+        });
     Ok(ArrayElements {
         element_size: elem,
         runs: try_join_all(pages).await?,

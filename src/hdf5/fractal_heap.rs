@@ -75,7 +75,11 @@ pub(crate) struct FractalHeap {
 }
 
 /// Open the heap whose header is at `addr`.
-pub(crate) async fn open(f: &FileCtx<'_>, addr: u64, place: &Place) -> Result<FractalHeap, Hdf5Error> {
+pub(crate) async fn open(
+    f: &FileCtx<'_>,
+    addr: u64,
+    place: &Place,
+) -> Result<FractalHeap, Hdf5Error> {
     let field = || format!("fractal heap header at {addr:#x}");
     let (a, l) = (f.fmt.addr_len(), f.fmt.size_len());
     let len = 22 + 12 * l + 3 * a + 4;
@@ -122,13 +126,19 @@ fn parse_header(f: &FileCtx<'_>, addr: u64, block: &[u8]) -> Result<Header, Hdf5
     c.skip(4)?;
     checksum::verify(&block[..c.pos()])?;
     let pow2 = |v: u64| v != 0 && v.is_power_of_two();
-    if !pow2(width) || !pow2(start_block_size) || !pow2(max_direct_size) || max_direct_size < start_block_size {
+    if !pow2(width)
+        || !pow2(start_block_size)
+        || !pow2(max_direct_size)
+        || max_direct_size < start_block_size
+    {
         return Err(corrupt(format!(
             "doubling table width {width}, start block {start_block_size}, max direct block {max_direct_size}"
         )));
     }
-    if !(1..=64).contains(&max_heap_bits) || id_len < 2 || id_len > 4096 {
-        return Err(corrupt(format!("heap offset bits {max_heap_bits}, ID length {id_len}")));
+    if !(1..=64).contains(&max_heap_bits) || !(2..=4096).contains(&id_len) {
+        return Err(corrupt(format!(
+            "heap offset bits {max_heap_bits}, ID length {id_len}"
+        )));
     }
     if max_direct_size > f.io.size().max(1 << 20) {
         return Err(limit(format!("direct blocks of {max_direct_size} bytes")));
@@ -167,11 +177,23 @@ struct BlockRef {
 
 impl FractalHeap {
     /// The bytes of the object with heap ID `id`.
-    pub(crate) async fn object(&self, f: &FileCtx<'_>, id: &[u8], place: &Place) -> Result<Bytes, Hdf5Error> {
+    pub(crate) async fn object(
+        &self,
+        f: &FileCtx<'_>,
+        id: &[u8],
+        place: &Place,
+    ) -> Result<Bytes, Hdf5Error> {
         let h = &self.h;
         let field = || format!("fractal heap at {:#x}", h.addr);
         if id.len() != h.id_len {
-            return Err(place.err(field(), corrupt(format!("heap ID of {} bytes, expected {}", id.len(), h.id_len))));
+            return Err(place.err(
+                field(),
+                corrupt(format!(
+                    "heap ID of {} bytes, expected {}",
+                    id.len(),
+                    h.id_len
+                )),
+            ));
         }
         let b0 = id[0];
         if b0 >> 6 != 0 {
@@ -180,8 +202,9 @@ impl FractalHeap {
         match (b0 >> 4) & 0x03 {
             0 => {
                 let mut c = Cursor::new(&id[1..]);
-                let (off, len) = (|| Ok::<_, Hdf5ErrorKind>((c.uint(h.off_size)?, c.uint(h.len_size)?)))()
-                    .at(place, field)?;
+                let (off, len) =
+                    (|| Ok::<_, Hdf5ErrorKind>((c.uint(h.off_size)?, c.uint(h.len_size)?)))()
+                        .at(place, field)?;
                 self.managed(f, off, len, place).await
             }
             1 => self.huge_object(f, &id[1..], place).await,
@@ -194,18 +217,31 @@ impl FractalHeap {
                 };
                 id.get(start..start + len)
                     .map(Bytes::copy_from_slice)
-                    .ok_or_else(|| place.err(field(), corrupt(format!("tiny object of {len} bytes"))))
+                    .ok_or_else(|| {
+                        place.err(field(), corrupt(format!("tiny object of {len} bytes")))
+                    })
             }
             t => Err(place.err(field(), corrupt(format!("heap ID type {t}")))),
         }
     }
 
-    async fn managed(&self, f: &FileCtx<'_>, off: u64, len: u64, place: &Place) -> Result<Bytes, Hdf5Error> {
+    async fn managed(
+        &self,
+        f: &FileCtx<'_>,
+        off: u64,
+        len: u64,
+        place: &Place,
+    ) -> Result<Bytes, Hdf5Error> {
         let h = &self.h;
-        let field = || format!("fractal heap at {:#x}, object at heap offset {off:#x}", h.addr);
-        let root = h
-            .root
-            .ok_or_else(|| place.err(field(), corrupt("managed object in a heap with no blocks")))?;
+        let field = || {
+            format!(
+                "fractal heap at {:#x}, object at heap offset {off:#x}",
+                h.addr
+            )
+        };
+        let root = h.root.ok_or_else(|| {
+            place.err(field(), corrupt("managed object in a heap with no blocks"))
+        })?;
         let block = if h.root_rows == 0 {
             BlockRef {
                 addr: root,
@@ -213,7 +249,9 @@ impl FractalHeap {
                 size: h.start_block_size,
             }
         } else {
-            self.find_dblock(f, root, h.root_rows, 0, off, 0).await.at(place, field)?
+            self.find_dblock(f, root, h.root_rows, 0, off, 0)
+                .await
+                .at(place, field)?
         };
         let data = self.read_dblock(f, block).await.at(place, field)?;
         let start = off - block.offset;
@@ -222,7 +260,10 @@ impl FractalHeap {
             Some(end) if start >= h.dblock_overhead(f.fmt.addr_len()) => {
                 Ok(data.slice(start as usize..end as usize))
             }
-            _ => Err(place.err(field(), corrupt(format!("object of {len} bytes outside its direct block")))),
+            _ => Err(place.err(
+                field(),
+                corrupt(format!("object of {len} bytes outside its direct block")),
+            )),
         }
     }
 
@@ -239,7 +280,9 @@ impl FractalHeap {
         Box::pin(async move {
             let h = &self.h;
             if depth > 64 || nrows > h.max_rows {
-                return Err(corrupt(format!("indirect block at {addr:#x} with {nrows} rows")));
+                return Err(corrupt(format!(
+                    "indirect block at {addr:#x} with {nrows} rows"
+                )));
             }
             let a = f.fmt.addr_len();
             let direct_rows = nrows.min(h.max_direct_rows);
@@ -262,13 +305,14 @@ impl FractalHeap {
                 .ok_or_else(|| corrupt("heap offset before its indirect block"))?;
             let (row, col) = h.locate(rel);
             if row >= nrows || col >= h.width {
-                return Err(corrupt(format!("heap offset {off:#x} beyond indirect block at {addr:#x}")));
+                return Err(corrupt(format!(
+                    "heap offset {off:#x} beyond indirect block at {addr:#x}"
+                )));
             }
             c.skip(((u64::from(row) * h.width + col) as usize) * a)?;
-            let child = f
-                .fmt
-                .addr(&mut c)?
-                .ok_or_else(|| corrupt(format!("heap offset {off:#x} is in an unallocated block")))?;
+            let child = f.fmt.addr(&mut c)?.ok_or_else(|| {
+                corrupt(format!("heap offset {off:#x} is in an unallocated block"))
+            })?;
             let child_off = block_off + h.row_block_offset(row) + col * h.row_block_size(row);
             let size = h.row_block_size(row);
             if row < h.max_direct_rows {
@@ -279,7 +323,8 @@ impl FractalHeap {
                 })
             } else {
                 let child_rows = size.ilog2() - h.first_row_bits + 1;
-                self.find_dblock(f, child, child_rows, child_off, off, depth + 1).await
+                self.find_dblock(f, child, child_rows, child_off, off, depth + 1)
+                    .await
             }
         })
     }
@@ -310,20 +355,31 @@ impl FractalHeap {
             let mut copy = data.to_vec();
             copy[at..at + 4].fill(0);
             if checksum::lookup3(&copy) != stored && !cfg!(fuzzing) {
-                return Err(corrupt(format!("direct block at {:#x}: checksum mismatch", b.addr)));
+                return Err(corrupt(format!(
+                    "direct block at {:#x}: checksum mismatch",
+                    b.addr
+                )));
             }
         }
         Ok(data)
     }
 
-    async fn huge_object(&self, f: &FileCtx<'_>, id: &[u8], place: &Place) -> Result<Bytes, Hdf5Error> {
+    async fn huge_object(
+        &self,
+        f: &FileCtx<'_>,
+        id: &[u8],
+        place: &Place,
+    ) -> Result<Bytes, Hdf5Error> {
         let h = &self.h;
         let field = || format!("fractal heap at {:#x}, huge object", h.addr);
         let (a, l) = (f.fmt.addr_len(), f.fmt.size_len());
-        let (addr, len) = if a + l <= h.id_len - 1 {
+        let (addr, len) = if a + l < h.id_len {
             let mut c = Cursor::new(id);
             (|| {
-                let addr = f.fmt.addr(&mut c)?.ok_or_else(|| corrupt("undefined huge object address"))?;
+                let addr = f
+                    .fmt
+                    .addr(&mut c)?
+                    .ok_or_else(|| corrupt("undefined huge object address"))?;
                 Ok::<_, Hdf5ErrorKind>((addr, f.fmt.length(&mut c)?))
             })()
             .at(place, field)?
@@ -333,9 +389,9 @@ impl FractalHeap {
                 .huge
                 .get_or_try_init(|| self.load_huge(f, place))
                 .await?;
-            *table
-                .get(&key)
-                .ok_or_else(|| place.err(field(), corrupt(format!("no huge object with ID {key}"))))?
+            *table.get(&key).ok_or_else(|| {
+                place.err(field(), corrupt(format!("no huge object with ID {key}")))
+            })?
         };
         if len > f.io.size() {
             return Err(place.err(field(), limit(format!("huge object of {len} bytes"))));
@@ -344,7 +400,11 @@ impl FractalHeap {
     }
 
     /// Huge object ID → (address, length), from the heap's type-1 v2 B-tree.
-    async fn load_huge(&self, f: &FileCtx<'_>, place: &Place) -> Result<HashMap<u64, (u64, u64)>, Hdf5Error> {
+    async fn load_huge(
+        &self,
+        f: &FileCtx<'_>,
+        place: &Place,
+    ) -> Result<HashMap<u64, (u64, u64)>, Hdf5Error> {
         let field = || format!("fractal heap at {:#x}, huge object index", self.h.addr);
         let Some(bt) = self.h.huge_btree else {
             return Err(place.err(field(), corrupt("huge object ID but no huge object B-tree")));
@@ -354,7 +414,10 @@ impl FractalHeap {
         for r in recs {
             let mut c = Cursor::new(&r);
             let (addr, len, id) = (|| {
-                let addr = f.fmt.addr(&mut c)?.ok_or_else(|| corrupt("undefined huge object address"))?;
+                let addr = f
+                    .fmt
+                    .addr(&mut c)?
+                    .ok_or_else(|| corrupt("undefined huge object address"))?;
                 Ok::<_, Hdf5ErrorKind>((addr, f.fmt.length(&mut c)?, f.fmt.length(&mut c)?))
             })()
             .at(place, field)?;

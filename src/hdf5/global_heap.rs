@@ -39,7 +39,11 @@ pub(crate) async fn object(f: &FileCtx<'_>, id: HeapId, place: &Place) -> Result
         })
 }
 
-async fn collection(f: &FileCtx<'_>, addr: u64, place: &Place) -> Result<Arc<GlobalHeapCollection>, Hdf5Error> {
+async fn collection(
+    f: &FileCtx<'_>,
+    addr: u64,
+    place: &Place,
+) -> Result<Arc<GlobalHeapCollection>, Hdf5Error> {
     if let Some(heap) = f.cached_global_heap(addr) {
         return Ok(heap);
     }

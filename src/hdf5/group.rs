@@ -19,9 +19,14 @@ pub(crate) struct Member {
 }
 
 /// The group's hard links, in creation order when tracked, else in name order.
-pub(crate) async fn members(f: &FileCtx<'_>, oh: &ObjectHeader, place: &Place) -> Result<Vec<Member>, Hdf5Error> {
+pub(crate) async fn members(
+    f: &FileCtx<'_>,
+    oh: &ObjectHeader,
+    place: &Place,
+) -> Result<Vec<Member>, Hdf5Error> {
     if let Some(m) = oh.find(kind::SYMBOL_TABLE) {
-        let (btree, heap) = messages::symbol_table(&m.data, &f.fmt).at(place, || "symbol table message")?;
+        let (btree, heap) =
+            messages::symbol_table(&m.data, &f.fmt).at(place, || "symbol table message")?;
         return symbol_table_members(f, btree, heap, place).await;
     }
     let mut links = Vec::new();
@@ -36,8 +41,12 @@ pub(crate) async fn members(f: &FileCtx<'_>, oh: &ObjectHeader, place: &Place) -
             let (index, tree_type) = match info.order_index {
                 Some(a) => (a, 6),
                 None => (
-                    info.name_index
-                        .ok_or_else(|| place.err("link info message", corrupt("dense links without a name index")))?,
+                    info.name_index.ok_or_else(|| {
+                        place.err(
+                            "link info message",
+                            corrupt("dense links without a name index"),
+                        )
+                    })?,
                     5,
                 ),
             };
@@ -68,18 +77,32 @@ fn order_links(mut links: Vec<LinkMsg>, by_order: bool) -> Vec<Member> {
     links
         .into_iter()
         .filter_map(|l| match l.target {
-            LinkTarget::Hard(address) => Some(Member { name: l.name, address }),
+            LinkTarget::Hard(address) => Some(Member {
+                name: l.name,
+                address,
+            }),
             LinkTarget::Other => None,
         })
         .collect()
 }
 
-async fn symbol_table_members(f: &FileCtx<'_>, btree: u64, heap: u64, place: &Place) -> Result<Vec<Member>, Hdf5Error> {
-    let (names, nodes) = futures::try_join!(local_heap(f, heap, place), btree_v1::group_nodes(f, btree, place))?;
+async fn symbol_table_members(
+    f: &FileCtx<'_>,
+    btree: u64,
+    heap: u64,
+    place: &Place,
+) -> Result<Vec<Member>, Hdf5Error> {
+    let (names, nodes) = futures::try_join!(
+        local_heap(f, heap, place),
+        btree_v1::group_nodes(f, btree, place)
+    )?;
     let names = &names;
     let per_node = try_join_all(nodes.into_iter().map(|addr| async move {
         let field = || format!("symbol table node at {addr:#x}");
-        let (a, leaf_k) = (f.fmt.addr_len(), usize::from(f.superblock.btree_k.group_leaf));
+        let (a, leaf_k) = (
+            f.fmt.addr_len(),
+            usize::from(f.superblock.btree_k.group_leaf),
+        );
         let entry = 2 * a + 24;
         let len = (8 + 2 * leaf_k * entry) as u64;
         let len = len.min(f.io.size().saturating_sub(addr));
@@ -97,7 +120,10 @@ async fn symbol_table_members(f: &FileCtx<'_>, btree: u64, heap: u64, place: &Pl
             c.skip(1)?;
             let n = usize::from(c.u16()?);
             if n > 2 * leaf_k {
-                return Err(corrupt(format!("{n} symbols in a node of at most {}", 2 * leaf_k)));
+                return Err(corrupt(format!(
+                    "{n} symbols in a node of at most {}",
+                    2 * leaf_k
+                )));
             }
             let mut out = Vec::with_capacity(n);
             for _ in 0..n {
@@ -108,8 +134,13 @@ async fn symbol_table_members(f: &FileCtx<'_>, btree: u64, heap: u64, place: &Pl
                     .ok()
                     .and_then(|o| names.get(o..))
                     .map(c_string)
-                    .ok_or_else(|| corrupt(format!("link name offset {name_off} outside the local heap")))?;
-                let address = address.ok_or_else(|| corrupt(format!("{name:?} has an undefined address")))?;
+                    .ok_or_else(|| {
+                        corrupt(format!(
+                            "link name offset {name_off} outside the local heap"
+                        ))
+                    })?;
+                let address =
+                    address.ok_or_else(|| corrupt(format!("{name:?} has an undefined address")))?;
                 out.push(Member { name, address });
             }
             Ok(out)
@@ -126,7 +157,10 @@ async fn symbol_table_members(f: &FileCtx<'_>, btree: u64, heap: u64, place: &Pl
 async fn local_heap(f: &FileCtx<'_>, addr: u64, place: &Place) -> Result<Bytes, Hdf5Error> {
     let field = || format!("local heap at {addr:#x}");
     let (a, l) = (f.fmt.addr_len(), f.fmt.size_len());
-    let head = f.io.read(addr, (8 + 2 * l + a) as u64).await.at(place, field)?;
+    let head =
+        f.io.read(addr, (8 + 2 * l + a) as u64)
+            .await
+            .at(place, field)?;
     let (size, data) = (|| {
         let mut c = Cursor::new(&head);
         c.signature(b"HEAP")?;
@@ -140,7 +174,10 @@ async fn local_heap(f: &FileCtx<'_>, addr: u64, place: &Place) -> Result<Bytes, 
         c.skip(3)?;
         let size = f.fmt.length(&mut c)?;
         f.fmt.length(&mut c)?; // free list head
-        let data = f.fmt.addr(&mut c)?.ok_or_else(|| corrupt("undefined data segment address"))?;
+        let data = f
+            .fmt
+            .addr(&mut c)?
+            .ok_or_else(|| corrupt("undefined data segment address"))?;
         if size > f.io.size() {
             return Err(limit(format!("local heap of {size} bytes")));
         }

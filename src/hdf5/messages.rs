@@ -60,11 +60,19 @@ pub(crate) fn dataspace(data: &[u8], fmt: &Format) -> R<Dataspace> {
         v => return Err(version_error("dataspace message", v)),
     };
     if ndims > MAX_RANK {
-        return Err(corrupt(format!("dataspace rank {ndims} exceeds {MAX_RANK}")));
+        return Err(corrupt(format!(
+            "dataspace rank {ndims} exceeds {MAX_RANK}"
+        )));
     }
-    let shape = (0..ndims).map(|_| fmt.length(&mut c)).collect::<R<Vec<_>>>()?;
+    let shape = (0..ndims)
+        .map(|_| fmt.length(&mut c))
+        .collect::<R<Vec<_>>>()?;
     let max_shape = if flags & 0x01 != 0 {
-        Some((0..ndims).map(|_| fmt.length_or_max(&mut c)).collect::<R<Vec<_>>>()?)
+        Some(
+            (0..ndims)
+                .map(|_| fmt.length_or_max(&mut c))
+                .collect::<R<Vec<_>>>()?,
+        )
     } else {
         None
     };
@@ -221,9 +229,13 @@ pub(crate) fn fill_value_old(data: &[u8]) -> R<Option<Vec<u8>>> {
 pub(crate) enum ChunkIndexMsg {
     BtreeV1,
     /// Filtered single chunks store their size and filter mask in the message.
-    Single { filtered: Option<(u64, u32)> },
+    Single {
+        filtered: Option<(u64, u32)>,
+    },
     Implicit,
-    FixedArray { page_bits: u8 },
+    FixedArray {
+        page_bits: u8,
+    },
     ExtensibleArray(EaParams),
     BtreeV2,
 }
@@ -333,7 +345,13 @@ fn check_chunk_rank(ndims: usize) -> R<()> {
     Ok(())
 }
 
-fn chunked(version: u8, mut all: Vec<u64>, flags: u8, index: ChunkIndexMsg, address: Option<u64>) -> R<LayoutMsg> {
+fn chunked(
+    version: u8,
+    mut all: Vec<u64>,
+    flags: u8,
+    index: ChunkIndexMsg,
+    address: Option<u64>,
+) -> R<LayoutMsg> {
     let element_size = all.pop().unwrap_or(0);
     if element_size == 0 || all.contains(&0) {
         return Err(corrupt("chunk dimension of 0"));
@@ -438,7 +456,9 @@ pub(crate) fn attribute(data: &Bytes, fmt: &Format) -> R<AttributeMsg> {
     let ds_raw = c.bytes(ds_size)?;
     c.skip(padded(ds_size) - ds_size)?;
     if flags & 0x02 != 0 {
-        return Err(unsupported(format!("attribute {name:?} has a shared dataspace")));
+        return Err(unsupported(format!(
+            "attribute {name:?} has a shared dataspace"
+        )));
     }
     let dtype = if flags & 0x01 != 0 {
         Err("shared (committed) datatype".to_string())
@@ -482,7 +502,11 @@ pub(crate) fn link(data: &[u8], fmt: &Format) -> R<LinkMsg> {
     }
     let flags = c.u8()?;
     let link_type = if flags & 0x08 != 0 { c.u8()? } else { 0 };
-    let creation_order = if flags & 0x04 != 0 { Some(c.u64()?) } else { None };
+    let creation_order = if flags & 0x04 != 0 {
+        Some(c.u64()?)
+    } else {
+        None
+    };
     if flags & 0x10 != 0 {
         c.skip(1)?;
     }
@@ -513,7 +537,12 @@ pub(crate) struct DenseInfo {
 }
 
 /// Link info message; `max_index_width` is 8 for links and 2 for attributes.
-fn dense_info(data: &[u8], fmt: &Format, what: &'static str, max_index_width: usize) -> R<DenseInfo> {
+fn dense_info(
+    data: &[u8],
+    fmt: &Format,
+    what: &'static str,
+    max_index_width: usize,
+) -> R<DenseInfo> {
     let mut c = Cursor::new(data);
     let version = c.u8()?;
     if version != 0 {
@@ -578,7 +607,9 @@ mod tests {
     #[test]
     fn filter_pipeline_v2() {
         // shuffle (id 2, 1 value) then deflate (id 1, level 7).
-        let d = [2u8, 2, 2, 0, 0, 0, 1, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 0, 7, 0, 0, 0];
+        let d = [
+            2u8, 2, 2, 0, 0, 0, 1, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 0, 7, 0, 0, 0,
+        ];
         let f = filter_pipeline(&d).unwrap();
         assert_eq!(f.len(), 2);
         assert_eq!((f[0].id, f[0].client_data.as_slice()), (2, &[2u32][..]));

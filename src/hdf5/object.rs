@@ -60,10 +60,14 @@ async fn group_from_header(
 ) -> Result<Group, Hdf5Error> {
     let place = f.place.with_object(&path);
     if ancestors.len() >= MAX_GROUP_DEPTH {
-        return Err(place.err("group nesting", limit(format!("more than {MAX_GROUP_DEPTH} levels"))));
+        return Err(place.err(
+            "group nesting",
+            limit(format!("more than {MAX_GROUP_DEPTH} levels")),
+        ));
     }
     ancestors.push(addr);
-    let (attributes, members) = futures::try_join!(attributes(f, &oh, &place), group::members(f, &oh, &place))?;
+    let (attributes, members) =
+        futures::try_join!(attributes(f, &oh, &place), group::members(f, &oh, &place))?;
     let ancestors = &ancestors;
     let children = try_join_all(members.into_iter().map(|m| {
         let path = child_path(&path, &m.name);
@@ -95,7 +99,13 @@ async fn group_from_header(
     Ok(g)
 }
 
-async fn read_object(f: &FileCtx<'_>, addr: u64, name: String, path: String, ancestors: Vec<u64>) -> Result<Object, Hdf5Error> {
+async fn read_object(
+    f: &FileCtx<'_>,
+    addr: u64,
+    name: String,
+    path: String,
+    ancestors: Vec<u64>,
+) -> Result<Object, Hdf5Error> {
     let place = f.place.with_object(&path);
     let oh = read_object_header(f, addr, &place).await?;
     if oh.find(kind::LAYOUT).is_some() {
@@ -112,7 +122,12 @@ async fn read_object(f: &FileCtx<'_>, addr: u64, name: String, path: String, anc
 }
 
 /// The body of a required, unshared message.
-fn required<'h>(oh: &'h ObjectHeader, k: u16, what: &str, place: &Place) -> Result<&'h RawMessage, Hdf5Error> {
+fn required<'h>(
+    oh: &'h ObjectHeader,
+    k: u16,
+    what: &str,
+    place: &Place,
+) -> Result<&'h RawMessage, Hdf5Error> {
     let m = oh
         .find(k)
         .ok_or_else(|| place.err(what, corrupt("message missing")))?;
@@ -127,7 +142,13 @@ fn unshared(m: &RawMessage, what: &str, place: &Place) -> Result<(), Hdf5Error> 
     Ok(())
 }
 
-async fn dataset(f: &FileCtx<'_>, addr: u64, name: String, path: String, oh: &ObjectHeader) -> Result<Dataset, Hdf5Error> {
+async fn dataset(
+    f: &FileCtx<'_>,
+    addr: u64,
+    name: String,
+    path: String,
+    oh: &ObjectHeader,
+) -> Result<Dataset, Hdf5Error> {
     let place = f.place.with_object(&path);
     let place = &place;
     let space_msg = required(oh, kind::DATASPACE, "dataspace message", place)?;
@@ -148,16 +169,23 @@ async fn dataset(f: &FileCtx<'_>, addr: u64, name: String, path: String, oh: &Ob
             unshared(m, "fill value message", place)?;
             messages::fill_value(&m.data).at(place, || "fill value message")?
         }
-        (None, Some(m)) => messages::fill_value_old(&m.data).at(place, || "old fill value message")?,
+        (None, Some(m)) => {
+            messages::fill_value_old(&m.data).at(place, || "old fill value message")?
+        }
         (None, None) => None,
     };
     if oh.find(kind::EXTERNAL_FILES).is_some() {
-        return Err(place.err("external data files message", unsupported("data stored in external files")));
+        return Err(place.err(
+            "external data files message",
+            unsupported("data stored in external files"),
+        ));
     }
     let max_shape = space.max_shape.clone();
     let layout_fut = async {
         Ok::<_, Hdf5Error>(match layout {
-            LayoutMsg::Compact(data) => Layout::Compact { data: data.to_vec() },
+            LayoutMsg::Compact(data) => Layout::Compact {
+                data: data.to_vec(),
+            },
             LayoutMsg::Contiguous { address, size } => Layout::Contiguous { address, size },
             LayoutMsg::Chunked {
                 dims,
@@ -177,11 +205,14 @@ async fn dataset(f: &FileCtx<'_>, addr: u64, name: String, path: String, oh: &Ob
                         )),
                     ));
                 }
-                chunk_index::check_flags(flags, !filters.is_empty()).at(place, || "data layout message")?;
+                chunk_index::check_flags(flags, !filters.is_empty())
+                    .at(place, || "data layout message")?;
                 let chunk_bytes = dims
                     .iter()
                     .try_fold(element_size, |acc, &d| acc.checked_mul(d))
-                    .ok_or_else(|| place.err("data layout message", corrupt("chunk size overflows")))?;
+                    .ok_or_else(|| {
+                        place.err("data layout message", corrupt("chunk size overflows"))
+                    })?;
                 let max = max_shape.clone().unwrap_or_else(|| space.shape.clone());
                 let grid = Grid {
                     chunk_dims: &dims,
@@ -190,7 +221,8 @@ async fn dataset(f: &FileCtx<'_>, addr: u64, name: String, path: String, oh: &Ob
                     chunk_bytes,
                     filtered: !filters.is_empty(),
                 };
-                let (chunks, index_kind) = chunk_index::locate(f, &index, address, &grid, place).await?;
+                let (chunks, index_kind) =
+                    chunk_index::locate(f, &index, address, &grid, place).await?;
                 Layout::Chunked {
                     chunk_shape: dims,
                     chunks,
@@ -222,12 +254,19 @@ struct Ordered {
 
 /// All attributes of an object, compact and dense, in creation order when the file
 /// tracks it, else in name order.
-async fn attributes(f: &FileCtx<'_>, oh: &ObjectHeader, place: &Place) -> Result<Vec<Attribute>, Hdf5Error> {
+async fn attributes(
+    f: &FileCtx<'_>,
+    oh: &ObjectHeader,
+    place: &Place,
+) -> Result<Vec<Attribute>, Hdf5Error> {
     let mut found = Vec::new();
     for m in oh.all(kind::ATTRIBUTE) {
         let msg = messages::attribute(&m.data, &f.fmt).at(place, || "attribute message")?;
         if m.is_shared() {
-            return Err(place.err(format!("attribute {:?}", msg.name), unsupported("shared attribute message")));
+            return Err(place.err(
+                format!("attribute {:?}", msg.name),
+                unsupported("shared attribute message"),
+            ));
         }
         found.push(Ordered {
             order: m.creation_order.map(u64::from),
@@ -236,10 +275,13 @@ async fn attributes(f: &FileCtx<'_>, oh: &ObjectHeader, place: &Place) -> Result
     }
     let mut by_order = oh.tracks_attr_order;
     if let Some(m) = oh.find(kind::ATTRIBUTE_INFO) {
-        let info = messages::attribute_info(&m.data, &f.fmt).at(place, || "attribute info message")?;
+        let info =
+            messages::attribute_info(&m.data, &f.fmt).at(place, || "attribute info message")?;
         by_order |= info.tracks_creation_order;
         if let Some(heap_addr) = info.fractal_heap {
-            found.extend(dense_attributes(f, heap_addr, info.name_index, info.order_index, place).await?);
+            found.extend(
+                dense_attributes(f, heap_addr, info.name_index, info.order_index, place).await?,
+            );
         }
     }
     if by_order {
@@ -247,7 +289,12 @@ async fn attributes(f: &FileCtx<'_>, oh: &ObjectHeader, place: &Place) -> Result
     } else {
         found.sort_by(|a, b| a.msg.name.as_bytes().cmp(b.msg.name.as_bytes()));
     }
-    try_join_all(found.into_iter().map(|a| attribute::decode(f, a.msg, place))).await
+    try_join_all(
+        found
+            .into_iter()
+            .map(|a| attribute::decode(f, a.msg, place)),
+    )
+    .await
 }
 
 /// Attributes in dense storage, read via the creation-order index (type 9) when
@@ -263,7 +310,10 @@ async fn dense_attributes(
         (Some(a), _) => (a, 9),
         (None, Some(a)) => (a, 8),
         (None, None) => {
-            return Err(place.err("attribute info message", corrupt("dense attributes without an index")));
+            return Err(place.err(
+                "attribute info message",
+                corrupt("dense attributes without an index"),
+            ));
         }
     };
     let (heap, (record_size, records)) = futures::try_join!(
@@ -271,7 +321,10 @@ async fn dense_attributes(
         btree_v2::records(f, index, tree_type, place)
     )?;
     if record_size < 13 {
-        return Err(place.err("attribute index", corrupt(format!("record of {record_size} bytes"))));
+        return Err(place.err(
+            "attribute index",
+            corrupt(format!("record of {record_size} bytes")),
+        ));
     }
     let seen = std::sync::Mutex::new(HashSet::new());
     let heap = &heap;
@@ -283,8 +336,15 @@ async fn dense_attributes(
         if flags & super::object_header::FLAG_SHARED != 0 {
             return Err(place.err(field(), unsupported("shared attribute message")));
         }
-        if !seen.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_vec()) {
-            return Err(place.err(field(), corrupt("two index records name the same heap object")));
+        if !seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_vec())
+        {
+            return Err(place.err(
+                field(),
+                corrupt("two index records name the same heap object"),
+            ));
         }
         let obj = heap.object(f, id, place).await?;
         let msg = messages::attribute(&obj, &f.fmt).at(place, || "dense attribute message")?;

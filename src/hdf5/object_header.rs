@@ -91,11 +91,10 @@ pub(crate) async fn read_object_header(
             Ok::<_, Hdf5ErrorKind>((c.u32()?, nmsgs))
         })()
         .at(place, field)?;
-        let body = f
-            .io
-            .read(addr + 16, u64::from(size))
-            .await
-            .at(place, field)?;
+        let body =
+            f.io.read(addr + 16, u64::from(size))
+                .await
+                .at(place, field)?;
         let mut out = Vec::new();
         let mut conts = Vec::new();
         parse_v1_messages(&body, &mut out, &mut conts, f).at(place, field)?;
@@ -176,7 +175,8 @@ pub(crate) async fn read_object_header(
                 checksum::verify(&block).at(place, cfield)?;
                 let body = block.slice(4..block.len() - 4);
                 let flags = if tracks_attr_order { 0x04 } else { 0 };
-                parse_v2_messages(&body, flags, &mut messages, &mut pending, f).at(place, cfield)?;
+                parse_v2_messages(&body, flags, &mut messages, &mut pending, f)
+                    .at(place, cfield)?;
             }
             if messages.len() > MAX_MESSAGES {
                 return Err(place.err(field(), limit("too many header messages")));

@@ -89,11 +89,7 @@ impl Cache {
                 pos = s + b.len() as u64;
                 continue;
             }
-            let next = self
-                .blocks
-                .range(pos..end)
-                .next()
-                .map_or(end, |(&s, _)| s);
+            let next = self.blocks.range(pos..end).next().map_or(end, |(&s, _)| s);
             let piece = bytes.slice((pos - start) as usize..(next - start) as usize);
             self.blocks.insert(pos, piece);
             pos = next;
@@ -138,14 +134,15 @@ impl<'r> MetaReader<'r> {
 
     /// Exactly `len` bytes at `start`; an error if they are not all inside the file.
     pub(crate) async fn read(&self, start: u64, len: u64) -> Result<Bytes, Hdf5ErrorKind> {
-        let end = start
-            .checked_add(len)
-            .filter(|&e| e <= self.size)
-            .ok_or(Hdf5ErrorKind::PastEof {
-                start,
-                end: start.saturating_add(len),
-                size: self.size,
-            })?;
+        let end =
+            start
+                .checked_add(len)
+                .filter(|&e| e <= self.size)
+                .ok_or(Hdf5ErrorKind::PastEof {
+                    start,
+                    end: start.saturating_add(len),
+                    size: self.size,
+                })?;
         loop {
             let miss = match lock(&self.cache).lookup(start..end) {
                 Lookup::Hit(bytes) => return Ok(bytes),

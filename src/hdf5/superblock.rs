@@ -44,7 +44,10 @@ pub(crate) struct Superblock {
 }
 
 /// Find and parse the superblock (signature at 0, 512, 1024, 2048, ...).
-pub(crate) async fn read_superblock(io: &MetaReader<'_>, place: &Place) -> Result<Superblock, Hdf5Error> {
+pub(crate) async fn read_superblock(
+    io: &MetaReader<'_>,
+    place: &Place,
+) -> Result<Superblock, Hdf5Error> {
     let mut at = 0u64;
     let found = loop {
         if at.saturating_add(8) > io.size() {
@@ -86,13 +89,20 @@ pub(crate) async fn read_superblock(io: &MetaReader<'_>, place: &Place) -> Resul
 fn check_sizes(sizeof_addr: u8, sizeof_size: u8) -> Result<(), Hdf5ErrorKind> {
     for (what, n) in [("offsets", sizeof_addr), ("lengths", sizeof_size)] {
         if !matches!(n, 2 | 4 | 8) {
-            return Err(corrupt(format!("size of {what} is {n}, expected 2, 4 or 8")));
+            return Err(corrupt(format!(
+                "size of {what} is {n}, expected 2, 4 or 8"
+            )));
         }
     }
     Ok(())
 }
 
-async fn read_v0_v1(io: &MetaReader<'_>, at: u64, version: u8, place: &Place) -> Result<Superblock, Hdf5Error> {
+async fn read_v0_v1(
+    io: &MetaReader<'_>,
+    at: u64,
+    version: u8,
+    place: &Place,
+) -> Result<Superblock, Hdf5Error> {
     let field = || format!("superblock v{version} at {at:#x}");
     let fixed = if version == 0 { 24 } else { 28 };
     let head = io.read(at, fixed).await.at(place, field)?;
@@ -131,7 +141,11 @@ async fn read_v0_v1(io: &MetaReader<'_>, at: u64, version: u8, place: &Place) ->
             .ok_or_else(|| corrupt("root group object header address is undefined"))
     })()
     .at(place, field)?;
-    for (what, k) in [("group leaf node K", leaf_k), ("group internal node K", internal_k), ("indexed storage K", chunk_k)] {
+    for (what, k) in [
+        ("group leaf node K", leaf_k),
+        ("group internal node K", internal_k),
+        ("indexed storage K", chunk_k),
+    ] {
         if k == 0 {
             return Err(place.err(field(), corrupt(format!("{what} is 0"))));
         }
@@ -149,7 +163,12 @@ async fn read_v0_v1(io: &MetaReader<'_>, at: u64, version: u8, place: &Place) ->
     })
 }
 
-async fn read_v2_v3(io: &MetaReader<'_>, at: u64, version: u8, place: &Place) -> Result<Superblock, Hdf5Error> {
+async fn read_v2_v3(
+    io: &MetaReader<'_>,
+    at: u64,
+    version: u8,
+    place: &Place,
+) -> Result<Superblock, Hdf5Error> {
     let field = || format!("superblock v{version} at {at:#x}");
     let head = io.read(at, 12).await.at(place, field)?;
     let (sizeof_addr, sizeof_size) = (head[9], head[10]);

@@ -16,7 +16,9 @@ pub fn decode_chunk(file: &[u8], ds: &Dataset, chunk: &ChunkLocation) -> Vec<u8>
         data = match f.id {
             1 => {
                 let mut out = Vec::new();
-                flate2::read::ZlibDecoder::new(&data[..]).read_to_end(&mut out).unwrap();
+                flate2::read::ZlibDecoder::new(&data[..])
+                    .read_to_end(&mut out)
+                    .unwrap();
                 out
             }
             2 => unshuffle(&data, f.client_data[0] as usize),

@@ -24,9 +24,15 @@ pub fn libhdf5_lock() -> MutexGuard<'static, ()> {
 }
 
 /// Run our reader on a local file, counting requests.
-pub fn read_file(path: &Path, options: &ReadOptions) -> (Result<FileMetadata, Hdf5Error>, Arc<ReadStats>) {
+pub fn read_file(
+    path: &Path,
+    options: &ReadOptions,
+) -> (Result<FileMetadata, Hdf5Error>, Arc<ReadStats>) {
     let src = Arc::new(Counted::new(Arc::new(LocalFile::new(path).unwrap())));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let res = rt.block_on(read_metadata(src.as_ref(), options));
     (res, src.stats.clone())
 }

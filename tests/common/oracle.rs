@@ -11,7 +11,8 @@ use hdf5_metno_sys::h5d::{self, H5D_fill_value_t, H5D_layout_t};
 use hdf5_metno_sys::h5i::hid_t;
 use hdf5_metno_sys::{h5a, h5g, h5l, h5o, h5p, h5s, h5t};
 use mursst::hdf5::{
-    Attribute, AttributeValue, ByteOrder, ChunkLocation, Dataset, Datatype, FileMetadata, Group, Layout,
+    Attribute, AttributeValue, ByteOrder, ChunkLocation, Dataset, Datatype, FileMetadata, Group,
+    Layout,
 };
 
 use super::libhdf5_lock;
@@ -27,9 +28,15 @@ pub struct Report {
 }
 
 impl Report {
-    fn check<T: PartialEq + std::fmt::Debug>(&mut self, what: impl FnOnce() -> String, ours: T, theirs: T) {
+    fn check<T: PartialEq + std::fmt::Debug>(
+        &mut self,
+        what: impl FnOnce() -> String,
+        ours: T,
+        theirs: T,
+    ) {
         if ours != theirs {
-            self.errors.push(format!("{}: ours {ours:?} != libhdf5 {theirs:?}", what()));
+            self.errors
+                .push(format!("{}: ours {ours:?} != libhdf5 {theirs:?}", what()));
         }
     }
 }
@@ -70,10 +77,19 @@ fn object_info(loc: hid_t, name: &str) -> (u64, h5o::H5O_type_t) {
     sync(|| unsafe {
         let mut info: h5o::H5O_info2_t = std::mem::zeroed();
         let n = cstr(name);
-        let rc = h5o::H5Oget_info_by_name3(loc, n.as_ptr(), &mut info, h5o::H5O_INFO_BASIC, h5p::H5P_DEFAULT);
+        let rc = h5o::H5Oget_info_by_name3(
+            loc,
+            n.as_ptr(),
+            &mut info,
+            h5o::H5O_INFO_BASIC,
+            h5p::H5P_DEFAULT,
+        );
         assert!(rc >= 0, "H5Oget_info_by_name3({name})");
         let bytes: [u8; 16] = std::mem::transmute(info.token);
-        (u64::from_le_bytes(bytes[..8].try_into().unwrap()), info.type_)
+        (
+            u64::from_le_bytes(bytes[..8].try_into().unwrap()),
+            info.type_,
+        )
     })
 }
 
@@ -122,10 +138,26 @@ fn compare_group(g: &hdf5::Group, ours: &Group, base: u64, r: &mut Report) {
             _ => {}
         }
     }
-    let ours_groups: Vec<_> = ours.groups.iter().map(|c| (c.name.clone(), c.address)).collect();
-    let ours_datasets: Vec<_> = ours.datasets.iter().map(|c| (c.name.clone(), c.address)).collect();
-    r.check(|| format!("{}: member groups (name, address)", ours.path), ours_groups, groups);
-    r.check(|| format!("{}: member datasets (name, address)", ours.path), ours_datasets, datasets);
+    let ours_groups: Vec<_> = ours
+        .groups
+        .iter()
+        .map(|c| (c.name.clone(), c.address))
+        .collect();
+    let ours_datasets: Vec<_> = ours
+        .datasets
+        .iter()
+        .map(|c| (c.name.clone(), c.address))
+        .collect();
+    r.check(
+        || format!("{}: member groups (name, address)", ours.path),
+        ours_groups,
+        groups,
+    );
+    r.check(
+        || format!("{}: member datasets (name, address)", ours.path),
+        ours_datasets,
+        datasets,
+    );
     compare_attributes(g, &ours.path, &ours.attributes, base, r, false);
     for child in &ours.groups {
         let sub = g.group(&child.name).unwrap();
@@ -143,16 +175,33 @@ fn compare_dataset(ds: &hdf5::Dataset, ours: &Dataset, base: u64, r: &mut Report
     let id = ds.id();
     let (dims, maxdims) = extent(sync(|| unsafe { h5d::H5Dget_space(id) }));
     r.check(|| format!("{p}: shape"), ours.shape.clone(), dims.clone());
-    r.check(|| format!("{p}: max shape"), ours.max_shape.clone().unwrap_or_else(|| ours.shape.clone()), maxdims);
+    r.check(
+        || format!("{p}: max shape"),
+        ours.max_shape.clone().unwrap_or_else(|| ours.shape.clone()),
+        maxdims,
+    );
     let dtype = sync(|| unsafe { Handle(h5d::H5Dget_type(id), h5t::H5Tclose) });
-    r.check(|| format!("{p}: datatype"), Some(ours.datatype.clone()), expected_type(dtype.0));
+    r.check(
+        || format!("{p}: datatype"),
+        Some(ours.datatype.clone()),
+        expected_type(dtype.0),
+    );
     let dcpl = sync(|| unsafe { Handle(h5d::H5Dget_create_plist(id), h5p::H5Pclose) });
-    r.check(|| format!("{p}: filters"), our_filters(ours), filters(dcpl.0));
-    r.check(|| format!("{p}: fill value"), ours.fill_value.clone(), fill_value(dcpl.0, dtype.0));
+    r.check(
+        || format!("{p}: filters"),
+        our_filters(ours),
+        filters(dcpl.0),
+    );
+    r.check(
+        || format!("{p}: fill value"),
+        ours.fill_value.clone(),
+        fill_value(dcpl.0, dtype.0),
+    );
     let layout = sync(|| unsafe { h5p::H5Pget_layout(dcpl.0) });
     match (&ours.layout, layout) {
         (Layout::Contiguous { address, size }, H5D_layout_t::H5D_CONTIGUOUS) => {
-            let (offset, stored) = sync(|| unsafe { (h5d::H5Dget_offset(id), h5d::H5Dget_storage_size(id)) });
+            let (offset, stored) =
+                sync(|| unsafe { (h5d::H5Dget_offset(id), h5d::H5Dget_storage_size(id)) });
             let theirs = (offset != h5d_undef()).then_some(offset);
             r.check(|| format!("{p}: contiguous address"), *address, theirs);
             if theirs.is_some() {
@@ -164,21 +213,46 @@ fn compare_dataset(ds: &hdf5::Dataset, ours: &Dataset, base: u64, r: &mut Report
             let n: u64 = dims.iter().product();
             let mut buf = vec![0u8; n as usize * size];
             sync(|| unsafe {
-                h5d::H5Dread(id, dtype.0, h5s::H5S_ALL, h5s::H5S_ALL, h5p::H5P_DEFAULT, buf.as_mut_ptr().cast())
+                h5d::H5Dread(
+                    id,
+                    dtype.0,
+                    h5s::H5S_ALL,
+                    h5s::H5S_ALL,
+                    h5p::H5P_DEFAULT,
+                    buf.as_mut_ptr().cast(),
+                )
             });
             r.check(|| format!("{p}: compact data"), data.clone(), buf);
         }
-        (Layout::Chunked { chunk_shape, chunks, .. }, H5D_layout_t::H5D_CHUNKED) => {
+        (
+            Layout::Chunked {
+                chunk_shape,
+                chunks,
+                ..
+            },
+            H5D_layout_t::H5D_CHUNKED,
+        ) => {
             let rank = dims.len();
             let mut theirs_shape = vec![0 as hsize_t; rank];
             sync(|| unsafe { h5p::H5Pget_chunk(dcpl.0, rank as i32, theirs_shape.as_mut_ptr()) });
-            r.check(|| format!("{p}: chunk shape"), chunk_shape.clone(), theirs_shape.clone());
+            r.check(
+                || format!("{p}: chunk shape"),
+                chunk_shape.clone(),
+                theirs_shape.clone(),
+            );
             let mut theirs = chunk_info(id, rank, &theirs_shape);
             let unlimited_not_first = ours.max_shape.as_ref().is_some_and(|m| {
                 m.iter().filter(|&&d| d == u64::MAX).count() == 1 && m[0] != u64::MAX
             });
             let mut ours_chunks = chunks.clone();
-            if matches!(&ours.layout, Layout::Chunked { index_kind: "extensible-array", .. }) && unlimited_not_first {
+            if matches!(
+                &ours.layout,
+                Layout::Chunked {
+                    index_kind: "extensible-array",
+                    ..
+                }
+            ) && unlimited_not_first
+            {
                 // libhdf5 2.2's chunk-info calls (H5Dget_chunk_info and ..._by_coord) pair
                 // extensible-array entries with offsets without undoing the "swizzle" that
                 // makes the unlimited dimension vary slowest, while its data path does; our
@@ -192,17 +266,24 @@ fn compare_dataset(ds: &hdf5::Dataset, ours: &Dataset, base: u64, r: &mut Report
                 }
             }
             r.chunks += theirs.len();
-            r.check(|| format!("{p}: number of chunks"), chunks.len(), theirs.len());
+            r.check(
+                || format!("{p}: number of chunks"),
+                chunks.len(),
+                theirs.len(),
+            );
             if chunks.len() == theirs.len() {
                 for (a, b) in ours_chunks.iter().zip(&theirs) {
                     if a != b {
-                        r.errors.push(format!("{p}: chunk ours {a:?} != libhdf5 {b:?}"));
+                        r.errors
+                            .push(format!("{p}: chunk ours {a:?} != libhdf5 {b:?}"));
                         break;
                     }
                 }
             }
         }
-        (l, t) => r.errors.push(format!("{p}: layout ours {l:?}, libhdf5 {t:?}")),
+        (l, t) => r
+            .errors
+            .push(format!("{p}: layout ours {l:?}, libhdf5 {t:?}")),
     }
     compare_attributes(ds, &p, &ours.attributes, base, r, true);
 }
@@ -221,8 +302,15 @@ pub fn chunk_info(id: hid_t, rank: usize, chunk: &[u64]) -> Vec<ChunkLocation> {
                 let mut offset = vec![0 as hsize_t; rank];
                 let (mut mask, mut addr, mut size) = (0u32, 0 as haddr_t, 0 as hsize_t);
                 assert!(
-                    h5d::H5Dget_chunk_info(id, h5s::H5S_ALL, i, offset.as_mut_ptr(), &mut mask, &mut addr, &mut size)
-                        >= 0
+                    h5d::H5Dget_chunk_info(
+                        id,
+                        h5s::H5S_ALL,
+                        i,
+                        offset.as_mut_ptr(),
+                        &mut mask,
+                        &mut addr,
+                        &mut size
+                    ) >= 0
                 );
                 ChunkLocation {
                     index: offset.iter().zip(chunk).map(|(o, c)| o / c).collect(),
@@ -262,8 +350,13 @@ fn expected_type(t: hid_t) -> Option<Datatype> {
                 signed: h5t::H5Tget_sign(t) == h5t::H5T_sign_t::H5T_SGN_2,
                 order,
             }),
-            h5t::H5T_class_t::H5T_FLOAT => Some(Datatype::Float { size: size as u8, order }),
-            h5t::H5T_class_t::H5T_STRING if h5t::H5Tis_variable_str(t) > 0 => Some(Datatype::VarString),
+            h5t::H5T_class_t::H5T_FLOAT => Some(Datatype::Float {
+                size: size as u8,
+                order,
+            }),
+            h5t::H5T_class_t::H5T_STRING if h5t::H5Tis_variable_str(t) > 0 => {
+                Some(Datatype::VarString)
+            }
             h5t::H5T_class_t::H5T_STRING => Some(Datatype::FixedString { size: size as u32 }),
             _ => None,
         }
@@ -271,7 +364,10 @@ fn expected_type(t: hid_t) -> Option<Datatype> {
 }
 
 fn our_filters(d: &Dataset) -> Vec<(u16, bool, Vec<u32>)> {
-    d.filters.iter().map(|f| (f.id, f.optional, f.client_data.clone())).collect()
+    d.filters
+        .iter()
+        .map(|f| (f.id, f.optional, f.client_data.clone()))
+        .collect()
 }
 
 fn filters(dcpl: hid_t) -> Vec<(u16, bool, Vec<u32>)> {
@@ -316,7 +412,11 @@ fn fill_value(dcpl: hid_t, dtype: hid_t) -> Option<Vec<u8>> {
 fn attribute_names(obj: hid_t, is_dataset: bool) -> Vec<String> {
     sync(|| unsafe {
         let plist = Handle(
-            if is_dataset { h5d::H5Dget_create_plist(obj) } else { h5g::H5Gget_create_plist(obj) },
+            if is_dataset {
+                h5d::H5Dget_create_plist(obj)
+            } else {
+                h5g::H5Gget_create_plist(obj)
+            },
             h5p::H5Pclose,
         );
         let mut flags: c_uint = 0;
@@ -349,20 +449,42 @@ fn attribute_names(obj: hid_t, is_dataset: bool) -> Vec<String> {
     })
 }
 
-fn compare_attributes(obj: &hdf5::Location, path: &str, ours: &[Attribute], base: u64, r: &mut Report, is_dataset: bool) {
+fn compare_attributes(
+    obj: &hdf5::Location,
+    path: &str,
+    ours: &[Attribute],
+    base: u64,
+    r: &mut Report,
+    is_dataset: bool,
+) {
     let names = attribute_names(obj.id(), is_dataset);
     let our_names: Vec<String> = ours.iter().map(|a| a.name.clone()).collect();
-    r.check(|| format!("{path}: attribute names in order"), our_names, names);
+    r.check(
+        || format!("{path}: attribute names in order"),
+        our_names,
+        names,
+    );
     for a in ours {
         r.attributes += 1;
         let attr = obj.attr(&a.name).unwrap();
         let (shape, value) = attribute_value(&attr, base);
-        r.check(|| format!("{path}: attribute {:?} shape", a.name), a.shape.clone(), shape);
+        r.check(
+            || format!("{path}: attribute {:?} shape", a.name),
+            a.shape.clone(),
+            shape,
+        );
         match value {
-            Some(v) => r.check(|| format!("{path}: attribute {:?} value", a.name), a.value.clone(), v),
+            Some(v) => r.check(
+                || format!("{path}: attribute {:?} value", a.name),
+                a.value.clone(),
+                v,
+            ),
             None => {
                 if !matches!(a.value, AttributeValue::Unsupported(_)) {
-                    r.errors.push(format!("{path}: attribute {:?}: ours {:?}, libhdf5 type not decodable", a.name, a.value));
+                    r.errors.push(format!(
+                        "{path}: attribute {:?}: ours {:?}, libhdf5 type not decodable",
+                        a.name, a.value
+                    ));
                 }
             }
         }
@@ -377,19 +499,42 @@ fn attribute_value(attr: &hdf5::Attribute, base: u64) -> (Vec<u64>, Option<Attri
         let null = h5s::H5Sget_simple_extent_type(space.0) == h5s::H5S_class_t::H5S_NULL;
         let (dims, _) = extent(h5s::H5Scopy(space.0));
         let shape = if null { vec![0] } else { dims.clone() };
-        let n = if null { 0 } else { dims.iter().product::<u64>() as usize };
+        let n = if null {
+            0
+        } else {
+            dims.iter().product::<u64>() as usize
+        };
         let t = Handle(h5a::H5Aget_type(id), h5t::H5Tclose);
         let size = h5t::H5Tget_size(t.0);
         let value = match h5t::H5Tget_class(t.0) {
-            h5t::H5T_class_t::H5T_INTEGER if h5t::H5Tget_sign(t.0) == h5t::H5T_sign_t::H5T_SGN_2 => {
-                Some(AttributeValue::Int { size: size as u8, values: if n == 0 { vec![] } else { attr.read_raw::<i64>().unwrap() } })
+            h5t::H5T_class_t::H5T_INTEGER
+                if h5t::H5Tget_sign(t.0) == h5t::H5T_sign_t::H5T_SGN_2 =>
+            {
+                Some(AttributeValue::Int {
+                    size: size as u8,
+                    values: if n == 0 {
+                        vec![]
+                    } else {
+                        attr.read_raw::<i64>().unwrap()
+                    },
+                })
             }
-            h5t::H5T_class_t::H5T_INTEGER => {
-                Some(AttributeValue::UInt { size: size as u8, values: if n == 0 { vec![] } else { attr.read_raw::<u64>().unwrap() } })
-            }
-            h5t::H5T_class_t::H5T_FLOAT => {
-                Some(AttributeValue::Float { size: size as u8, values: if n == 0 { vec![] } else { attr.read_raw::<f64>().unwrap() } })
-            }
+            h5t::H5T_class_t::H5T_INTEGER => Some(AttributeValue::UInt {
+                size: size as u8,
+                values: if n == 0 {
+                    vec![]
+                } else {
+                    attr.read_raw::<u64>().unwrap()
+                },
+            }),
+            h5t::H5T_class_t::H5T_FLOAT => Some(AttributeValue::Float {
+                size: size as u8,
+                values: if n == 0 {
+                    vec![]
+                } else {
+                    attr.read_raw::<f64>().unwrap()
+                },
+            }),
             h5t::H5T_class_t::H5T_STRING if h5t::H5Tis_variable_str(t.0) > 0 => {
                 let mem = Handle(h5t::H5Tcopy(t.0), h5t::H5Tclose);
                 let mut ptrs: Vec<*mut c_char> = vec![std::ptr::null_mut(); n];
@@ -398,7 +543,13 @@ fn attribute_value(attr: &hdf5::Attribute, base: u64) -> (Vec<u64>, Option<Attri
                 }
                 let strings = ptrs
                     .iter()
-                    .map(|&p| if p.is_null() { String::new() } else { CStr::from_ptr(p).to_string_lossy().into_owned() })
+                    .map(|&p| {
+                        if p.is_null() {
+                            String::new()
+                        } else {
+                            CStr::from_ptr(p).to_string_lossy().into_owned()
+                        }
+                    })
                     .collect();
                 if n > 0 {
                     h5t::H5Treclaim(mem.0, space.0, h5p::H5P_DEFAULT, ptrs.as_mut_ptr().cast());
@@ -416,7 +567,10 @@ fn attribute_value(attr: &hdf5::Attribute, base: u64) -> (Vec<u64>, Option<Attri
                         .take(n)
                         .map(|b| {
                             let b = if spacepad {
-                                let end = b.iter().rposition(|&c| c != b' ' && c != 0).map_or(0, |e| e + 1);
+                                let end = b
+                                    .iter()
+                                    .rposition(|&c| c != b' ' && c != 0)
+                                    .map_or(0, |e| e + 1);
                                 &b[..end]
                             } else {
                                 &b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())]
@@ -428,20 +582,32 @@ fn attribute_value(attr: &hdf5::Attribute, base: u64) -> (Vec<u64>, Option<Attri
             }
             h5t::H5T_class_t::H5T_REFERENCE if size == 8 => {
                 let mut buf = vec![0u64; n];
-                assert!(h5a::H5Aread(id, *hdf5::globals::H5T_STD_REF_OBJ, buf.as_mut_ptr().cast()) >= 0);
-                Some(AttributeValue::References(buf.iter().map(|a| a + base).collect()))
+                assert!(
+                    h5a::H5Aread(id, *hdf5::globals::H5T_STD_REF_OBJ, buf.as_mut_ptr().cast()) >= 0
+                );
+                Some(AttributeValue::References(
+                    buf.iter().map(|a| a + base).collect(),
+                ))
             }
             h5t::H5T_class_t::H5T_VLEN => {
                 let super_t = Handle(h5t::H5Tget_super(t.0), h5t::H5Tclose);
                 if h5t::H5Tget_class(super_t.0) != h5t::H5T_class_t::H5T_REFERENCE {
                     return (shape, None);
                 }
-                let mem = Handle(h5t::H5Tvlen_create(*hdf5::globals::H5T_STD_REF_OBJ), h5t::H5Tclose);
+                let mem = Handle(
+                    h5t::H5Tvlen_create(*hdf5::globals::H5T_STD_REF_OBJ),
+                    h5t::H5Tclose,
+                );
                 let mut buf: Vec<h5t::hvl_t> = vec![std::mem::zeroed(); n];
                 assert!(h5a::H5Aread(id, mem.0, buf.as_mut_ptr().cast::<c_void>()) >= 0);
                 let lists = buf
                     .iter()
-                    .map(|v| std::slice::from_raw_parts(v.p as *const u64, v.len).iter().map(|a| a + base).collect())
+                    .map(|v| {
+                        std::slice::from_raw_parts(v.p as *const u64, v.len)
+                            .iter()
+                            .map(|a| a + base)
+                            .collect()
+                    })
                     .collect();
                 h5t::H5Treclaim(mem.0, space.0, h5p::H5P_DEFAULT, buf.as_mut_ptr().cast());
                 Some(AttributeValue::ReferenceLists(lists))
@@ -469,10 +635,22 @@ pub fn read_hyperslab(ds: &hdf5::Dataset, start: &[u64], count: &[u64]) -> Vec<u
                 std::ptr::null()
             ) >= 0
         );
-        let mspace = Handle(h5s::H5Screate_simple(count.len() as i32, count.as_ptr(), std::ptr::null()), h5s::H5Sclose);
+        let mspace = Handle(
+            h5s::H5Screate_simple(count.len() as i32, count.as_ptr(), std::ptr::null()),
+            h5s::H5Sclose,
+        );
         let n: u64 = count.iter().product();
         let mut buf = vec![0u8; n as usize * size];
-        assert!(h5d::H5Dread(id, t.0, mspace.0, fspace.0, h5p::H5P_DEFAULT, buf.as_mut_ptr().cast()) >= 0);
+        assert!(
+            h5d::H5Dread(
+                id,
+                t.0,
+                mspace.0,
+                fspace.0,
+                h5p::H5P_DEFAULT,
+                buf.as_mut_ptr().cast()
+            ) >= 0
+        );
         buf
     })
 }
