@@ -608,7 +608,7 @@ mod tests {
     fn filter_pipeline_v2() {
         // shuffle (id 2, 1 value) then deflate (id 1, level 7).
         let d = [
-            2u8, 2, 2, 0, 0, 0, 1, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 0, 7, 0, 0, 0,
+            2u8, 2, 2, 0, 0, 0, 1, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 7, 0, 0, 0,
         ];
         let f = filter_pipeline(&d).unwrap();
         assert_eq!(f.len(), 2);
