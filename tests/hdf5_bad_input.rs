@@ -87,6 +87,11 @@ fn truncated_earliest_file() {
 }
 
 #[test]
+fn truncated_small_netcdf_file() {
+    check_truncations(&fixture(fixtures::netcdf_small), 300);
+}
+
+#[test]
 fn truncated_netcdf_file() {
     check_truncations(&fixture(|p| fixtures::mur_like(p, &MurSpec::tiny())), 300);
 }
@@ -190,5 +195,25 @@ fn every_single_byte_corruption_of_metadata_is_clean() {
         if let Err(e) = read_bytes(bad) {
             assert_named(&e);
         }
+    }
+}
+
+/// Regenerates the fuzz seed corpus (small real fixtures):
+/// `MURSST_FUZZ_CORPUS=fuzz/corpus/parse_metadata cargo test --test hdf5_bad_input -- --ignored`.
+#[test]
+#[ignore]
+fn write_fuzz_corpus() {
+    let Ok(dir) = std::env::var("MURSST_FUZZ_CORPUS") else {
+        return;
+    };
+    let dir = std::path::Path::new(&dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let seeds: [(&str, Vec<u8>); 3] = [
+        ("seed-latest.h5", fixture(|p| fixtures::small(p, true))),
+        ("seed-earliest.h5", fixture(|p| fixtures::small(p, false))),
+        ("seed-netcdf4.nc", fixture(fixtures::netcdf_small)),
+    ];
+    for (name, data) in seeds {
+        std::fs::write(dir.join(name), data).unwrap();
     }
 }

@@ -796,3 +796,26 @@ pub fn small(path: &Path, latest: bool) {
         .unwrap();
     f.create_group("g").unwrap().create_group("h").unwrap();
 }
+
+/// A very small NetCDF-4 file (dense attributes, dimension scales, `DIMENSION_LIST`),
+/// for the fuzz corpus.
+pub fn netcdf_small(path: &Path) {
+    let _g = libhdf5_lock();
+    let mut file = netcdf::create(path).unwrap();
+    file.add_unlimited_dimension("time").unwrap();
+    file.add_dimension("lat", 3).unwrap();
+    file.add_dimension("lon", 4).unwrap();
+    for i in 0..9 {
+        file.add_attribute(&format!("g{i}"), format!("global {i}")).unwrap();
+    }
+    let mut v = file.add_variable::<i16>("sst", &["time", "lat", "lon"]).unwrap();
+    v.set_chunking(&[1, 2, 2]).unwrap();
+    v.set_compression(1, true).unwrap();
+    v.set_fill_value(-1i16).unwrap();
+    for i in 0..8 {
+        v.put_attribute(&format!("a{i}"), i as f32).unwrap();
+    }
+    v.put_attribute("flags", vec![1i8, 2, 4]).unwrap();
+    v.put_values(&(0..12).collect::<Vec<i16>>(), [0..1, 0..3, 0..4]).unwrap();
+    file.close().unwrap();
+}
