@@ -317,7 +317,9 @@ pub fn mur_like(path: &Path, spec: &MurSpec) {
                     if (x + y) % 97 == 0 {
                         -32768
                     } else {
-                        (((y * 3 + x * 7 + k * 11) % 4000) as i16) - 2000
+                        // Smooth field plus a few bits of noise: compresses about as
+                        // poorly as real SST, so chunks (and B-tree nodes) spread out.
+                        (((y * 3 + x * 7 + k * 11) % 4000) as i16) - 2000 + noise(i, 6) as i16
                     }
                 })
                 .collect();
@@ -337,6 +339,14 @@ pub fn mur_like(path: &Path, spec: &MurSpec) {
         }
     }
     file.close().unwrap();
+}
+
+/// `bits` pseudo-random bits derived from `i`.
+fn noise(i: usize, bits: u32) -> u64 {
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (x >> 40) & ((1 << bits) - 1)
 }
 
 fn vlen(s: &str) -> VarLenUnicode {
@@ -806,9 +816,12 @@ pub fn netcdf_small(path: &Path) {
     file.add_dimension("lat", 3).unwrap();
     file.add_dimension("lon", 4).unwrap();
     for i in 0..9 {
-        file.add_attribute(&format!("g{i}"), format!("global {i}")).unwrap();
+        file.add_attribute(&format!("g{i}"), format!("global {i}"))
+            .unwrap();
     }
-    let mut v = file.add_variable::<i16>("sst", &["time", "lat", "lon"]).unwrap();
+    let mut v = file
+        .add_variable::<i16>("sst", &["time", "lat", "lon"])
+        .unwrap();
     v.set_chunking(&[1, 2, 2]).unwrap();
     v.set_compression(1, true).unwrap();
     v.set_fill_value(-1i16).unwrap();
@@ -816,6 +829,7 @@ pub fn netcdf_small(path: &Path) {
         v.put_attribute(&format!("a{i}"), i as f32).unwrap();
     }
     v.put_attribute("flags", vec![1i8, 2, 4]).unwrap();
-    v.put_values(&(0..12).collect::<Vec<i16>>(), [0..1, 0..3, 0..4]).unwrap();
+    v.put_values(&(0..12).collect::<Vec<i16>>(), [0..1, 0..3, 0..4])
+        .unwrap();
     file.close().unwrap();
 }
