@@ -287,12 +287,13 @@ async fn read_data_block(
     let pages = (0..npages)
         .filter(|&p| page_initialized(&bitmap, first_bit + p))
         .map(|p| {
-            let at = first_page + p * page_size;
+            let at = first_page.saturating_add(p.saturating_mul(page_size));
             async move {
                 let pfield = || format!("extensible array data block page at {at:#x}");
                 let block = f.io.read(at, page_size).await.at(place, pfield)?;
                 checksum::verify(&block).at(place, pfield)?;
-                Ok::<_, Hdf5Error>((d.first + p * g.page_nelmts, block.slice(..block.len() - 4)))
+                let first = d.first.saturating_add(p.saturating_mul(g.page_nelmts));
+                Ok::<_, Hdf5Error>((first, block.slice(..block.len() - 4)))
             }
         });
     try_join_all(pages).await

@@ -48,7 +48,9 @@ impl Header {
         if row == 0 {
             0
         } else {
-            (self.start_block_size * self.width) << (row - 1)
+            (self.start_block_size * self.width)
+                .checked_shl(row - 1)
+                .unwrap_or(u64::MAX)
         }
     }
 
@@ -313,7 +315,10 @@ impl FractalHeap {
             let child = f.fmt.addr(&mut c)?.ok_or_else(|| {
                 corrupt(format!("heap offset {off:#x} is in an unallocated block"))
             })?;
-            let child_off = block_off + h.row_block_offset(row) + col * h.row_block_size(row);
+            let child_off = block_off
+                .checked_add(h.row_block_offset(row))
+                .and_then(|o| o.checked_add(col.checked_mul(h.row_block_size(row))?))
+                .ok_or_else(|| corrupt("heap offset overflows"))?;
             let size = h.row_block_size(row);
             if row < h.max_direct_rows {
                 Ok(BlockRef {
@@ -322,7 +327,12 @@ impl FractalHeap {
                     size,
                 })
             } else {
-                let child_rows = size.ilog2() - h.first_row_bits + 1;
+                let child_rows = (size.checked_ilog2().unwrap_or(0) + 1)
+                    .checked_sub(h.first_row_bits)
+                    .filter(|&r| r > 0 && r < nrows)
+                    .ok_or_else(|| {
+                        corrupt(format!("indirect block of {size} bytes in row {row}"))
+                    })?;
                 self.find_dblock(f, child, child_rows, child_off, off, depth + 1)
                     .await
             }

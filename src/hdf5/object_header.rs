@@ -170,6 +170,12 @@ pub(crate) async fn read_object_header(
             if version == 1 {
                 parse_v1_messages(&block, &mut messages, &mut pending, f).at(place, cfield)?;
             } else {
+                if block.len() < 8 {
+                    return Err(place.err(
+                        cfield(),
+                        corrupt(format!("continuation block of {} bytes", block.len())),
+                    ));
+                }
                 let mut c = Cursor::new(&block);
                 c.signature(b"OCHK").at(place, cfield)?;
                 checksum::verify(&block).at(place, cfield)?;
