@@ -115,9 +115,9 @@ pub fn python_snippet(outcome: &DemoOutcome) -> String {
         .unwrap_or_default();
     format!(
         "import icechunk as ic, xarray as xr; \
-         repo = ic.Repository.open(ic.local_filesystem_storage({store:?}), \
-         authorize_virtual_chunk_access={{{prefix:?}: None}}); \
+         repo = ic.Repository.open(ic.local_filesystem_storage('{store}'), \
+         authorize_virtual_chunk_access={{'{prefix}': None}}); \
          print(xr.open_zarr(repo.readonly_session('main').store, consolidated=False))",
-        store = outcome.store.display().to_string(),
+        store = outcome.store.display(),
     )
 }

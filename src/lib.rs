@@ -15,3 +15,4 @@ pub mod source;
 pub mod store;
 pub mod synthetic;
 pub mod validate;
+pub mod libhdf5;

@@ -916,7 +916,11 @@ pub fn write_granule(dir: &Path, spec: &GranuleSpec) -> Result<PathBuf, Syntheti
     })?;
     let path = dir.join(spec.file_name());
     let tmp = dir.join(format!(".{}.partial", spec.file_name()));
-    let result = write_to(&tmp, spec).and_then(|()| {
+    let written = {
+        let _libhdf5 = crate::libhdf5::lock();
+        write_to(&tmp, spec)
+    };
+    let result = written.and_then(|()| {
         std::fs::rename(&tmp, &path).map_err(|source| SyntheticError::Io {
             path: path.clone(),
             source,

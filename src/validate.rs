@@ -18,7 +18,7 @@ use crate::source::{self, S3Settings};
 use crate::store::StoreError;
 use crate::store::attributes::{DROPPED, TAKE_MAX, TAKE_MIN};
 use crate::store::layout::TIME;
-use crate::store::writer::{PreparedGranule, SessionStores, StoreState, Values, range_1d};
+use crate::store::writer::{self, PreparedGranule, SessionStores, StoreState, Values, range_1d};
 
 /// How much of the new data to compare with the source.
 #[derive(
@@ -388,7 +388,7 @@ async fn compare_chunk(
     let subset = array
         .chunk_subset_bounded(&chunk)
         .map_err(|e| StoreError::zarr(format!("{variable} chunk {chunk:?}"), e))?;
-    match array.data_type().to_string().as_str() {
+    match writer::zarr_data_type(array).as_str() {
         "int8" => compare_typed::<i8>(array, &subset, chunk, source, variable, granule).await,
         "int16" => compare_typed::<i16>(array, &subset, chunk, source, variable, granule).await,
         "int32" => compare_typed::<i32>(array, &subset, chunk, source, variable, granule).await,
@@ -435,6 +435,7 @@ where
     let shape = subset.shape().to_vec();
     let var = variable.clone();
     let from_source: Vec<T> = tokio::task::spawn_blocking(move || -> Result<Vec<T>, String> {
+        let _libhdf5 = crate::libhdf5::lock();
         let file = hdf5::File::open(&source).map_err(|e| e.to_string())?;
         let ds = file.dataset(&var).map_err(|e| e.to_string())?;
         // The granule holds one time step: the store's time index maps to 0.

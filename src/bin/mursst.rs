@@ -122,7 +122,11 @@ impl Common {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // icechunk warns about local-filesystem storage on every open; that is
+                // the embedded default working as intended.
+                "warn,icechunk_arrow_object_store=error,icechunk_storage=error".into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -128,7 +128,7 @@ impl Values {
         subset: &ArraySubset,
     ) -> Result<Self, StoreError> {
         let ctx = || format!("reading {}", array.path());
-        let dt = array.data_type().to_string();
+        let dt = zarr_data_type(array);
         let err = |e: zarrs::array::ArrayError| StoreError::zarr(ctx(), e);
         Ok(match dt.as_str() {
             "int8" => Values::I8(
@@ -202,6 +202,14 @@ impl Values {
             Values::F64(v) => v.iter().map(|x| *x as i64).collect(),
         }
     }
+}
+
+/// The array's Zarr `data_type` name as written in its metadata (e.g. `int16`).
+pub fn zarr_data_type<S: ?Sized>(array: &Array<S>) -> String {
+    serde_json::to_value(array.metadata())
+        .ok()
+        .and_then(|m| m.get("data_type")?.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// A session shared by the icechunk Zarr store API and zarrs.

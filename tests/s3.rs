@@ -1,0 +1,72 @@
+//! The same pipeline with the store and the granules on S3 (a moto server on loopback),
+//! as the Lambdas run it: custom endpoint, path-style addressing, static credentials.
+
+mod common;
+
+use chrono::NaiveDate;
+use common::{MotoServer, TempDir};
+use mursst::discover::GranuleSource;
+use mursst::pipeline::{self, Context, UpdateOptions};
+use mursst::store::writer::{self, SessionStores};
+use mursst::store::{RepoLocation, StoreRepo};
+use mursst::synthetic::{self, ChunkLayout, GranuleSpec};
+use mursst::validate::ValidateMode;
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2025, 3, d).unwrap()
+}
+
+#[tokio::test]
+async fn store_and_granules_on_s3() {
+    let moto = MotoServer::start();
+    moto.create_bucket("granules").await;
+    moto.create_bucket("stores").await;
+    let tmp = TempDir::new("s3");
+    for d in 1..=4 {
+        let mut spec = GranuleSpec::small(day(d), 40, 90);
+        spec.chunks = ChunkLayout::uniform([16, 32]);
+        let path = synthetic::write_granule(tmp.path(), &spec).unwrap();
+        moto.put_file(
+            "granules",
+            &format!("MUR-JPL-L4-GLOB-v4.1/{}", spec.file_name()),
+            &path,
+        )
+        .await;
+    }
+    let s3 = moto.s3_settings();
+    let ctx = Context {
+        store: RepoLocation::parse("s3://stores/mur/virtual").unwrap(),
+        store_s3: s3.clone(),
+        source: GranuleSource::parse("s3://granules/MUR-JPL-L4-GLOB-v4.1/", &s3).unwrap(),
+        source_s3: s3.clone(),
+        read_options: Default::default(),
+        concurrency: 2,
+        progress: false,
+    };
+    let options = UpdateOptions {
+        lag_days: 0,
+        validate: ValidateMode::Full,
+        ..Default::default()
+    };
+    let vars: Vec<String> = vec!["analysed_sst".into(), "mask".into()];
+    let report = pipeline::init(&ctx, &options, day(1), day(2), &vars)
+        .await
+        .expect("init on S3");
+    assert_eq!(report.days_added, vec![day(1), day(2)]);
+    assert!(report.requests > 0 && report.bytes_read > 0);
+    let report = pipeline::update(&ctx, &options).await.expect("update on S3");
+    assert_eq!(report.days_added, vec![day(3), day(4)]);
+    let validation = report.validation.unwrap();
+    assert!(validation.values_compared >= 2 * 2 * 40 * 90);
+
+    let repo = StoreRepo::open(&ctx.store, &s3, &s3).await.unwrap();
+    assert_eq!(
+        repo.container_prefixes(),
+        ["s3://granules/MUR-JPL-L4-GLOB-v4.1/"]
+    );
+    let tip = repo.branch_tip("main").await.unwrap();
+    let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
+    let state = writer::read_state(&stores, tip).await.unwrap().unwrap();
+    assert_eq!(state.days, 4);
+    assert_eq!(state.last_day, Some(day(4)));
+}

@@ -1,0 +1,444 @@
+//! The store end to end on the embedded default: local repository, local granules,
+//! the same pipeline code the Lambdas run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use common::TempDir;
+use mursst::discover::GranuleSource;
+use mursst::pipeline::{self, Context, PipelineError, UpdateOptions};
+use mursst::source::S3Settings;
+use mursst::store::writer::{self, SessionStores, StoreState};
+use mursst::store::{RepoLocation, StoreError, StoreRepo};
+use mursst::synthetic::{self, ChunkLayout, DataVar, GranuleSpec};
+use mursst::validate::{self, ValidateMode, ValidationError};
+
+const LAT: usize = 60;
+const LON: usize = 120;
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2025, 1, d).unwrap()
+}
+
+/// A small MUR-shaped granule with several chunks per variable and partial edge chunks.
+fn spec(date: NaiveDate) -> GranuleSpec {
+    let mut s = GranuleSpec::small(date, LAT, LON);
+    s.chunks = ChunkLayout::uniform([25, 50])
+        .with(DataVar::Mask, [30, 70])
+        .with(DataVar::SeaIceFraction, [30, 70]);
+    s
+}
+
+fn write(dir: &Path, specs: impl IntoIterator<Item = GranuleSpec>) {
+    for s in specs {
+        synthetic::write_granule(dir, &s).expect("write granule");
+    }
+}
+
+struct Fixture {
+    _tmp: TempDir,
+    granules: PathBuf,
+    store: PathBuf,
+}
+
+impl Fixture {
+    fn new(tag: &str, days: impl IntoIterator<Item = u32>) -> Self {
+        let tmp = TempDir::new(tag);
+        let granules = tmp.path().join("granules");
+        write(&granules, days.into_iter().map(|d| spec(day(d))));
+        Self {
+            store: tmp.path().join("store"),
+            granules,
+            _tmp: tmp,
+        }
+    }
+
+    fn ctx(&self) -> Context {
+        Context {
+            store: RepoLocation::Local(self.store.clone()),
+            store_s3: S3Settings::default(),
+            source: GranuleSource::Local(self.granules.clone()),
+            source_s3: S3Settings::default(),
+            read_options: Default::default(),
+            concurrency: 3,
+            progress: false,
+        }
+    }
+
+    async fn repo(&self) -> StoreRepo {
+        StoreRepo::open(
+            &RepoLocation::Local(self.store.clone()),
+            &S3Settings::default(),
+            &S3Settings::default(),
+        )
+        .await
+        .expect("open store")
+    }
+
+    async fn main_state(&self) -> (String, StoreState) {
+        let repo = self.repo().await;
+        let tip = repo.branch_tip("main").await.unwrap();
+        let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
+        let state = writer::read_state(&stores, tip.clone())
+            .await
+            .unwrap()
+            .expect("main has a store");
+        (tip.to_string(), state)
+    }
+
+    async fn init(&self, start: u32, end: u32) -> Result<pipeline::Report, PipelineError> {
+        pipeline::init(
+            &self.ctx(),
+            &options(),
+            day(start),
+            day(end),
+            &default_variables(),
+        )
+        .await
+    }
+
+    async fn update(&self) -> Result<pipeline::Report, PipelineError> {
+        pipeline::update(&self.ctx(), &options()).await
+    }
+}
+
+fn options() -> UpdateOptions {
+    UpdateOptions {
+        lag_days: 0,
+        validate: ValidateMode::Full,
+        ..Default::default()
+    }
+}
+
+fn default_variables() -> Vec<String> {
+    pipeline::DEFAULT_VARIABLES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn init_then_update_appends_and_a_second_run_adds_nothing() {
+    let fx = Fixture::new("append", 1..=6);
+    let report = fx.init(1, 3).await.expect("init");
+    assert_eq!(report.days_added, vec![day(1), day(2), day(3)]);
+    assert!(report.main_moved);
+    assert_eq!(report.validation.as_ref().unwrap().rules.len(), 6);
+
+    let report = fx.update().await.expect("update");
+    assert_eq!(report.days_added, vec![day(4), day(5), day(6)]);
+    assert_eq!(report.store_first_day, Some(day(1)));
+    assert_eq!(report.store_last_day, Some(day(6)));
+    // 324-style chunk grids: 3×3 chunks for the int16 variables, 2×2 for the int8 ones.
+    assert_eq!(report.refs, 3 * (9 + 9 + 4 + 4));
+    let v = report.validation.as_ref().unwrap();
+    assert_eq!(v.chunks_compared, 3 * (9 + 9 + 4 + 4));
+    assert_eq!(v.values_compared, 3 * 4 * (LAT * LON) as u64);
+    assert!(v.rules.contains(&"stop attributes changed"));
+
+    let (tip, state) = fx.main_state().await;
+    assert_eq!(Some(tip.clone()), report.new_snapshot);
+    assert_eq!(state.days, 6);
+    assert_eq!(state.last_day, Some(day(6)));
+    assert_eq!(
+        state.group_attributes["start_time"],
+        serde_json::json!("20250101T090000Z")
+    );
+    assert_eq!(
+        state.group_attributes["stop_time"],
+        serde_json::json!("20250106T090000Z")
+    );
+    for dropped in ["date_created", "comment", "source", "platform", "sensor"] {
+        assert!(!state.group_attributes.contains_key(dropped), "{dropped}");
+    }
+    let mut arrays: Vec<&String> = state.schema.arrays.keys().collect();
+    arrays.sort();
+    assert_eq!(
+        arrays,
+        [
+            "analysed_sst",
+            "analysis_error",
+            "lat",
+            "lon",
+            "mask",
+            "sea_ice_fraction",
+            "time"
+        ]
+    );
+    assert_eq!(fx.repo().await.list_branches().await.unwrap(), ["main"]);
+
+    let again = fx.update().await.expect("second update");
+    assert!(again.days_added.is_empty(), "{again:?}");
+    assert_eq!(again.message, "nothing new to add");
+    assert_eq!(fx.main_state().await.0, tip, "main must not move");
+}
+
+#[tokio::test]
+async fn a_missing_day_never_enters_the_time_axis() {
+    let fx = Fixture::new("gap", [1, 2, 4, 5]);
+    let report = fx.init(1, 5).await.expect("init");
+    assert_eq!(report.days_added, vec![day(1), day(2)]);
+    assert_eq!(report.gap_at, Some(day(3)));
+    let report = fx.update().await.expect("update");
+    assert!(report.days_added.is_empty());
+    assert_eq!(report.gap_at, Some(day(3)));
+    assert!(report.message.contains("2025-01-03"), "{}", report.message);
+    // Once the day arrives, the rest follows.
+    write(&fx.granules, [spec(day(3))]);
+    let report = fx.update().await.expect("update");
+    assert_eq!(report.days_added, vec![day(3), day(4), day(5)]);
+}
+
+#[tokio::test]
+async fn schema_check_compares_what_decoding_depends_on() {
+    let fx = Fixture::new("schema", 1..=2);
+    fx.init(1, 2).await.expect("init");
+    let mut level6 = spec(day(3));
+    level6.deflate_level = 6;
+    let mut no_shuffle = spec(day(4));
+    no_shuffle.shuffle = false;
+    write(&fx.granules, [level6, no_shuffle]);
+
+    let report = fx.update().await.expect("update");
+    // A different deflate level decodes identically: accepted.
+    assert_eq!(report.days_added, vec![day(3)]);
+    // A missing shuffle changes decoding: rejected, naming the field; the day after stays out.
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    let r = &report.rejected[0];
+    assert!(r.granule.ends_with(&synthetic::granule_file_name(day(4))), "{r:?}");
+    assert!(r.reason.contains("codecs") && r.reason.contains("numcodecs.shuffle"), "{r:?}");
+    assert_eq!(fx.main_state().await.1.days, 3);
+}
+
+#[tokio::test]
+async fn schema_check_rejects_chunk_shape_grid_and_missing_variables() {
+    let cases: Vec<(&str, Box<dyn Fn(&mut GranuleSpec)>)> = vec![
+        (
+            "chunk_shape",
+            Box::new(|s| s.chunks = s.chunks.with(DataVar::AnalysedSst, [20, 50])),
+        ),
+        ("values", Box::new(|s| s.lat_start = 1)),
+        (
+            "missing from the granule",
+            Box::new(|s| s.variables.retain(|v| *v != DataVar::Mask)),
+        ),
+    ];
+    for (field, tweak) in cases {
+        let fx = Fixture::new("reject", 1..=1);
+        fx.init(1, 1).await.expect("init");
+        let before = fx.main_state().await.0;
+        let mut bad = spec(day(2));
+        tweak(&mut bad);
+        write(&fx.granules, [bad]);
+        let report = fx.update().await.expect("update");
+        assert!(report.days_added.is_empty(), "{field}: {report:?}");
+        assert_eq!(report.rejected.len(), 1, "{field}: {report:?}");
+        assert!(report.rejected[0].reason.contains(field), "{field}: {:?}", report.rejected);
+        assert_eq!(fx.main_state().await.0, before, "{field}: main must not move");
+    }
+}
+
+#[tokio::test]
+async fn dry_run_writes_the_branch_but_leaves_main() {
+    let fx = Fixture::new("dry", 1..=3);
+    fx.init(1, 1).await.expect("init");
+    let (before, _) = fx.main_state().await;
+    let report = pipeline::update(
+        &fx.ctx(),
+        &UpdateOptions {
+            dry_run: true,
+            ..options()
+        },
+    )
+    .await
+    .expect("dry run");
+    assert_eq!(report.days_added, vec![day(2), day(3)]);
+    assert!(!report.main_moved);
+    let branch = report.branch.clone().unwrap();
+    assert!(branch.starts_with("add_time_"), "{branch}");
+    let repo = fx.repo().await;
+    assert_eq!(fx.main_state().await.0, before);
+    assert_eq!(
+        repo.branch_tip(&branch).await.unwrap().to_string(),
+        report.new_snapshot.unwrap()
+    );
+}
+
+/// Prepare `days` and write them on a fresh branch from main, as `update` does.
+async fn write_branch(
+    fx: &Fixture,
+    days: &[u32],
+    tamper: impl Fn(&mut Vec<writer::PreparedGranule>),
+) -> (StoreRepo, icechunk::format::SnapshotId, StoreState, Vec<writer::PreparedGranule>, String) {
+    let repo = fx.repo().await;
+    let base = repo.branch_tip("main").await.unwrap();
+    let before_stores = SessionStores::new(repo.readonly_at(&base).await.unwrap()).await;
+    let before = writer::read_state(&before_stores, base.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let granules: Vec<_> = fx
+        .ctx()
+        .source
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|g| days.contains(&chrono::Datelike::day(&g.date)))
+        .collect();
+    let (mut prepared, _, _) = pipeline::prepare_all(&fx.ctx(), &granules).await.unwrap();
+    tamper(&mut prepared);
+    let branch = pipeline::branch_name();
+    let stores = SessionStores::new(repo.start_branch(&branch, &base).await.unwrap()).await;
+    let summary = writer::append_days(&stores, Some(&before), &prepared, &[], "test")
+        .await
+        .expect("write branch");
+    let tip = icechunk::format::SnapshotId::try_from(summary.snapshot.as_str()).unwrap();
+    (repo, base, before, prepared, tip.to_string())
+}
+
+#[tokio::test]
+async fn validation_catches_a_reference_to_the_wrong_bytes() {
+    let fx = Fixture::new("badref", 1..=2);
+    fx.init(1, 1).await.expect("init");
+    // Swap two chunks' references of one variable: every reference still points into the
+    // right granule, only the data through the branch is wrong.
+    let (repo, _base, before, prepared, tip) = write_branch(&fx, &[2], |p| {
+        let var = p[0]
+            .refs
+            .variables
+            .iter_mut()
+            .find(|v| v.name == "analysis_error")
+            .unwrap();
+        let a = var.chunks[0].1.clone();
+        var.chunks[0].1 = var.chunks[1].1.clone();
+        var.chunks[1].1 = a;
+    })
+    .await;
+    let tip = icechunk::format::SnapshotId::try_from(tip.as_str()).unwrap();
+    let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
+    let after = writer::read_state(&stores, tip.clone()).await.unwrap().unwrap();
+    // Metadata rules alone pass (the references are what was indexed) ...
+    validate::validate(
+        &stores,
+        Some(&before),
+        &after,
+        &prepared,
+        ValidateMode::Metadata,
+        0,
+        &S3Settings::default(),
+    )
+    .await
+    .expect("metadata rules pass");
+    // ... but the data comparison against libhdf5 does not.
+    let err = validate::validate(
+        &stores,
+        Some(&before),
+        &after,
+        &prepared,
+        ValidateMode::Full,
+        0,
+        &S3Settings::default(),
+    )
+    .await
+    .unwrap_err();
+    match err {
+        ValidationError::Failed { rule, detail } => {
+            assert_eq!(rule, "data equal to source");
+            assert!(detail.contains("analysis_error"), "{detail}");
+        }
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[tokio::test]
+async fn main_moves_only_if_it_is_still_where_the_run_started() {
+    let fx = Fixture::new("cas", 1..=3);
+    fx.init(1, 1).await.expect("init");
+    let (repo, base, _before, _prepared, tip) = write_branch(&fx, &[2], |_| {}).await;
+    // Meanwhile another run appends day 2 and 3 and moves main.
+    let other = fx.update().await.expect("concurrent update");
+    assert!(other.main_moved);
+    let moved = fx.main_state().await.0;
+    let tip = icechunk::format::SnapshotId::try_from(tip.as_str()).unwrap();
+    let err = repo.promote(&tip, &base, "b").await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    assert_eq!(fx.main_state().await.0, moved, "main must keep the other run's snapshot");
+}
+
+#[tokio::test]
+async fn a_corrupt_granule_fails_naming_it_and_main_stays() {
+    let fx = Fixture::new("corrupt", 1..=2);
+    fx.init(1, 1).await.expect("init");
+    let before = fx.main_state().await.0;
+    let path = fx.granules.join(synthetic::granule_file_name(day(2)));
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    let err = fx.update().await.unwrap_err().to_string();
+    assert!(err.contains(&synthetic::granule_file_name(day(2))), "{err}");
+    assert_eq!(fx.main_state().await.0, before);
+}
+
+fn mursst() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mursst"));
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+fn cli_update(fx: &Fixture) -> Command {
+    let mut cmd = mursst();
+    cmd.args(["update", "--json", "--lag-days", "0", "--validate", "full", "--store"])
+        .arg(&fx.store)
+        .arg("--source")
+        .arg(&fx.granules);
+    cmd
+}
+
+#[tokio::test]
+async fn a_run_killed_at_any_point_leaves_main_whole_and_the_next_run_completes() {
+    let fx = Fixture::new("kill", 1..=8);
+    fx.init(1, 2).await.expect("init");
+    let (start, _) = fx.main_state().await;
+    // Time a full run (a dry run does all the work but moving main) to spread the kills
+    // over its whole length.
+    let t0 = std::time::Instant::now();
+    let out = common::output(cli_update(&fx).arg("--dry-run"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = t0.elapsed();
+    let branches_before = fx.repo().await.list_branches().await.unwrap().len();
+    let mut moved = false;
+    for tenth in 1..=12u32 {
+        let mut child = common::spawn(&mut cli_update(&fx));
+        std::thread::sleep(run * tenth / 10);
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let (tip, state) = fx.main_state().await;
+        // main is either where it was or at the complete, validated append.
+        if tip == start {
+            assert_eq!(state.days, 2, "after kill at {tenth}/10 ({status})");
+        } else {
+            assert_eq!(state.days, 8, "after kill at {tenth}/10 ({status})");
+            moved = true;
+            break;
+        }
+    }
+    // Killed runs leave their temporary branches behind, never a changed main.
+    let branches = fx.repo().await.list_branches().await.unwrap();
+    assert!(
+        branches.len() > branches_before || moved,
+        "no kill landed mid-run: {branches:?}"
+    );
+
+    let out = common::output(&mut cli_update(&fx));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, state) = fx.main_state().await;
+    assert_eq!(state.days, 8);
+    assert_eq!(state.last_day, Some(day(8)));
+    let added = report["days_added"].as_array().unwrap().len();
+    assert_eq!(added, if moved { 0 } else { 6 }, "{report}");
+}
