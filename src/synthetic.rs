@@ -235,6 +235,9 @@ pub struct GranuleSpec {
     pub deflate_level: u8,
     /// Shuffle before deflate (real files: always, but 2003-09-11).
     pub shuffle: bool,
+    /// Store lat/lon as one shuffle + deflate chunk, as real granules do; `false` makes them
+    /// contiguous and unfiltered, like the files behind the reference store layout.
+    pub coordinate_filters: bool,
     /// Data variables to include; written in file order whatever the order here.
     pub variables: Vec<DataVar>,
     /// Varies the wave phases, so two specs of the same day can differ.
@@ -253,6 +256,7 @@ impl GranuleSpec {
             chunks: ChunkLayout::default(),
             deflate_level: 7,
             shuffle: true,
+            coordinate_filters: true,
             variables: DataVar::ALL.to_vec(),
             seed: 0,
         }
@@ -338,7 +342,8 @@ impl GranuleSpec {
         })
     }
 
-    fn validate(&self) -> Result<(), SyntheticError> {
+    /// Check the spec before writing anything (also done by [`write_granule`]).
+    pub fn validate(&self) -> Result<(), SyntheticError> {
         let bad = |msg: String| Err(SyntheticError::InvalidSpec(msg));
         if self.lat_size == 0 || self.lon_size == 0 {
             return bad(format!("empty grid {} x {}", self.lat_size, self.lon_size));
@@ -620,8 +625,8 @@ fn fmt_ts(t: NaiveDateTime) -> String {
 /// Optional inputs that come and go between days; rotating them makes the per-day
 /// attributes (`source`, `platform`, `sensor`) differ on consecutive days, as real ones do.
 const OPTIONAL_SOURCES: [(&str, &str, &str); 4] = [
-    ("MODIS_T-JPL", "Terra", "MODIS"),
     ("AMSR2-REMSS", "GCOM-W", "AMSR2"),
+    ("AVHRRMTA_G-NAVO", "MetOp-A", "AVHRR"),
     ("AVHRRMTB_G-NAVO", "MetOp-B", "AVHRR"),
     ("VIIRS_NPP-OSPO", "Suomi-NPP", "VIIRS"),
 ];
@@ -635,8 +640,8 @@ impl GranuleSpec {
     /// `(source, platform, sensor)` global attribute values of this day.
     fn inputs(&self) -> (String, String, String) {
         let skip = self.day_index() % OPTIONAL_SOURCES.len();
-        let mut sources = vec!["MODIS_A-JPL"];
-        let mut platforms = vec!["Aqua"];
+        let mut sources = vec!["MODIS_T-JPL", "MODIS_A-JPL"];
+        let mut platforms = vec!["Terra", "Aqua"];
         let mut sensors = vec!["MODIS"];
         for (k, (s, p, n)) in OPTIONAL_SOURCES.iter().enumerate() {
             if k != skip {
@@ -971,10 +976,12 @@ fn write_to(path: &Path, spec: &GranuleSpec) -> Result<(), SyntheticError> {
         let mut v = file
             .add_variable::<f32>(name, &[name])
             .map_err(nc(&format!("defining {name}")))?;
-        v.set_chunking(&[len])
-            .map_err(nc(&format!("chunking {name}")))?;
-        v.set_compression(spec.deflate_level.into(), spec.shuffle)
-            .map_err(nc(&format!("compressing {name}")))?;
+        if spec.coordinate_filters {
+            v.set_chunking(&[len])
+                .map_err(nc(&format!("chunking {name}")))?;
+            v.set_compression(spec.deflate_level.into(), spec.shuffle)
+                .map_err(nc(&format!("compressing {name}")))?;
+        }
         for (aname, value) in GranuleSpec::coordinate_attributes(name) {
             v.put_attribute(aname, value)
                 .map_err(nc(&format!("adding {name}:{aname}")))?;
@@ -1007,17 +1014,17 @@ fn write_to(path: &Path, spec: &GranuleSpec) -> Result<(), SyntheticError> {
     // Data.
     file.variable_mut("time")
         .expect("time defined above")
-        .put_values(&[spec.time_value()], [0..1])
+        .put_values(&[spec.time_value()], ..)
         .map_err(nc("writing time"))?;
     let lat = spec.lat_values();
     file.variable_mut("lat")
         .expect("lat defined above")
-        .put_values(&lat, [0..lat.len()])
+        .put_values(&lat, ..)
         .map_err(nc("writing lat"))?;
     let lon = spec.lon_values();
     file.variable_mut("lon")
         .expect("lon defined above")
-        .put_values(&lon, [0..lon.len()])
+        .put_values(&lon, ..)
         .map_err(nc("writing lon"))?;
 
     let field = Field::new(spec);

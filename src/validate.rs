@@ -260,6 +260,7 @@ pub async fn validate(
         let local = local_copy(&day.granule.url, tmp.path(), s3).await?;
         for name in &data_arrays {
             let array = stores.array(name).await?;
+            let dataset = open_dataset(local.clone(), name, &day.granule.url).await?;
             let grid = array.chunk_grid_shape().to_vec();
             let mut chunks: Vec<Vec<u64>> = all_indices(&grid[1..]);
             if mode == ValidateMode::Sample && chunks.len() > SAMPLE_CHUNKS {
@@ -280,7 +281,7 @@ pub async fn validate(
                 compare_chunk(
                     &array,
                     idx,
-                    local.clone(),
+                    dataset.clone(),
                     name.clone(),
                     day.granule.url.clone(),
                 )
@@ -357,6 +358,28 @@ async fn local_copy(url: &str, tmp: &Path, s3: &S3Settings) -> Result<PathBuf, V
     Ok(path)
 }
 
+/// Open a variable of the source granule with libhdf5, once for all its chunks.
+async fn open_dataset(
+    path: PathBuf,
+    variable: &str,
+    granule: &str,
+) -> Result<hdf5::Dataset, ValidationError> {
+    let var = variable.to_string();
+    tokio::task::spawn_blocking(move || -> Result<hdf5::Dataset, String> {
+        let _libhdf5 = crate::libhdf5::lock();
+        let file = hdf5::File::open(&path).map_err(|e| e.to_string())?;
+        file.dataset(&var).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r)
+    .map_err(|message| ValidationError::Source {
+        granule: granule.into(),
+        variable: variable.into(),
+        message,
+    })
+}
+
 trait SameValue {
     fn same(&self, other: &Self) -> bool;
 }
@@ -381,7 +404,7 @@ impl SameValue for f64 {
 async fn compare_chunk(
     array: &Array<AsyncIcechunkStore>,
     chunk: Vec<u64>,
-    source: PathBuf,
+    source: hdf5::Dataset,
     variable: String,
     granule: String,
 ) -> Result<u64, ValidationError> {
@@ -408,7 +431,7 @@ async fn compare_typed<T>(
     array: &Array<AsyncIcechunkStore>,
     subset: &ArraySubset,
     chunk: Vec<u64>,
-    source: PathBuf,
+    source: hdf5::Dataset,
     variable: String,
     granule: String,
 ) -> Result<u64, ValidationError>
@@ -433,11 +456,9 @@ where
         })?;
     let start = subset.start().to_vec();
     let shape = subset.shape().to_vec();
-    let var = variable.clone();
     let from_source: Vec<T> = tokio::task::spawn_blocking(move || -> Result<Vec<T>, String> {
         let _libhdf5 = crate::libhdf5::lock();
-        let file = hdf5::File::open(&source).map_err(|e| e.to_string())?;
-        let ds = file.dataset(&var).map_err(|e| e.to_string())?;
+        let ds = source;
         // The granule holds one time step: the store's time index maps to 0.
         let mut slices = vec![hdf5::SliceOrIndex::SliceCount {
             start: 0,

@@ -54,7 +54,9 @@ async fn store_and_granules_on_s3() {
         .expect("init on S3");
     assert_eq!(report.days_added, vec![day(1), day(2)]);
     assert!(report.requests > 0 && report.bytes_read > 0);
-    let report = pipeline::update(&ctx, &options).await.expect("update on S3");
+    let report = pipeline::update(&ctx, &options)
+        .await
+        .expect("update on S3");
     assert_eq!(report.days_added, vec![day(3), day(4)]);
     let validation = report.validation.unwrap();
     assert!(validation.values_compared >= 2 * 2 * 40 * 90);

@@ -209,8 +209,14 @@ async fn schema_check_compares_what_decoding_depends_on() {
     // A missing shuffle changes decoding: rejected, naming the field; the day after stays out.
     assert_eq!(report.rejected.len(), 1, "{report:?}");
     let r = &report.rejected[0];
-    assert!(r.granule.ends_with(&synthetic::granule_file_name(day(4))), "{r:?}");
-    assert!(r.reason.contains("codecs") && r.reason.contains("numcodecs.shuffle"), "{r:?}");
+    assert!(
+        r.granule.ends_with(&synthetic::granule_file_name(day(4))),
+        "{r:?}"
+    );
+    assert!(
+        r.reason.contains("codecs") && r.reason.contains("numcodecs.shuffle"),
+        "{r:?}"
+    );
     assert_eq!(fx.main_state().await.1.days, 3);
 }
 
@@ -237,8 +243,16 @@ async fn schema_check_rejects_chunk_shape_grid_and_missing_variables() {
         let report = fx.update().await.expect("update");
         assert!(report.days_added.is_empty(), "{field}: {report:?}");
         assert_eq!(report.rejected.len(), 1, "{field}: {report:?}");
-        assert!(report.rejected[0].reason.contains(field), "{field}: {:?}", report.rejected);
-        assert_eq!(fx.main_state().await.0, before, "{field}: main must not move");
+        assert!(
+            report.rejected[0].reason.contains(field),
+            "{field}: {:?}",
+            report.rejected
+        );
+        assert_eq!(
+            fx.main_state().await.0,
+            before,
+            "{field}: main must not move"
+        );
     }
 }
 
@@ -273,7 +287,13 @@ async fn write_branch(
     fx: &Fixture,
     days: &[u32],
     tamper: impl Fn(&mut Vec<writer::PreparedGranule>),
-) -> (StoreRepo, icechunk::format::SnapshotId, StoreState, Vec<writer::PreparedGranule>, String) {
+) -> (
+    StoreRepo,
+    icechunk::format::SnapshotId,
+    StoreState,
+    Vec<writer::PreparedGranule>,
+    String,
+) {
     let repo = fx.repo().await;
     let base = repo.branch_tip("main").await.unwrap();
     let before_stores = SessionStores::new(repo.readonly_at(&base).await.unwrap()).await;
@@ -321,7 +341,10 @@ async fn validation_catches_a_reference_to_the_wrong_bytes() {
     .await;
     let tip = icechunk::format::SnapshotId::try_from(tip.as_str()).unwrap();
     let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
-    let after = writer::read_state(&stores, tip.clone()).await.unwrap().unwrap();
+    let after = writer::read_state(&stores, tip.clone())
+        .await
+        .unwrap()
+        .unwrap();
     // Metadata rules alone pass (the references are what was indexed) ...
     validate::validate(
         &stores,
@@ -367,7 +390,11 @@ async fn main_moves_only_if_it_is_still_where_the_run_started() {
     let tip = icechunk::format::SnapshotId::try_from(tip.as_str()).unwrap();
     let err = repo.promote(&tip, &base, "b").await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
-    assert_eq!(fx.main_state().await.0, moved, "main must keep the other run's snapshot");
+    assert_eq!(
+        fx.main_state().await.0,
+        moved,
+        "main must keep the other run's snapshot"
+    );
 }
 
 #[tokio::test]
@@ -385,16 +412,26 @@ async fn a_corrupt_granule_fails_naming_it_and_main_stays() {
 
 fn mursst() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mursst"));
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd
 }
 
 fn cli_update(fx: &Fixture) -> Command {
     let mut cmd = mursst();
-    cmd.args(["update", "--json", "--lag-days", "0", "--validate", "full", "--store"])
-        .arg(&fx.store)
-        .arg("--source")
-        .arg(&fx.granules);
+    cmd.args([
+        "update",
+        "--json",
+        "--lag-days",
+        "0",
+        "--validate",
+        "full",
+        "--store",
+    ])
+    .arg(&fx.store)
+    .arg("--source")
+    .arg(&fx.granules);
     cmd
 }
 
@@ -407,7 +444,11 @@ async fn a_run_killed_at_any_point_leaves_main_whole_and_the_next_run_completes(
     // over its whole length.
     let t0 = std::time::Instant::now();
     let out = common::output(cli_update(&fx).arg("--dry-run"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let run = t0.elapsed();
     let branches_before = fx.repo().await.list_branches().await.unwrap().len();
     let mut moved = false;
@@ -434,7 +475,11 @@ async fn a_run_killed_at_any_point_leaves_main_whole_and_the_next_run_completes(
     );
 
     let out = common::output(&mut cli_update(&fx));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let (_, state) = fx.main_state().await;
     assert_eq!(state.days, 8);

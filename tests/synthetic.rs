@@ -244,13 +244,34 @@ fn variants_for_schema_tests() {
     let sst = h5.dataset("analysed_sst").unwrap();
     assert_eq!(sst.chunk(), Some(vec![1, 1023, 2047]));
     assert_eq!(sst.filters(), vec![hdf5::filters::Filter::Deflate(6)]);
-    // The int8 chunk shape is clamped to the 1500 x 3000 grid.
+    // The int8 variables have the classic (1, 1447, 2895) chunks.
     assert_eq!(
         h5.dataset("mask").unwrap().chunk(),
         Some(vec![1, 1447, 2895])
     );
     assert!(h5.dataset("sst_anomaly").is_err());
     assert!(h5.dataset("dt_1km_data").is_ok());
+    drop(h5);
+
+    // Unfiltered, contiguous coordinates (like the files behind the reference layout).
+    let plain = GranuleSpec {
+        coordinate_filters: false,
+        ..base.clone()
+    };
+    let path = write_granule(&tmp.path().join("plain"), &plain).unwrap();
+    let h5 = hdf5::File::open(&path).unwrap();
+    for c in ["lat", "lon"] {
+        let ds = h5.dataset(c).unwrap();
+        assert_eq!(ds.chunk(), None, "{c}");
+        assert!(ds.filters().is_empty(), "{c}");
+    }
+    assert_eq!(
+        h5.dataset("mask").unwrap().filters(),
+        vec![
+            hdf5::filters::Filter::Shuffle,
+            hdf5::filters::Filter::Deflate(7)
+        ]
+    );
     drop(h5);
 
     // A different chunk shape for one variable only, and a grid shifted by one row.
@@ -260,6 +281,9 @@ fn variants_for_schema_tests() {
         ..base.clone()
     };
     let path = write_granule(&tmp.path().join("odd"), &odd).unwrap();
+    let h5 = hdf5::File::open(&path).unwrap();
+    assert_eq!(h5.dataset("lat").unwrap().chunk(), Some(vec![1500]));
+    drop(h5);
     let file = netcdf::open(&path).unwrap();
     assert_eq!(
         file.variable("analysis_error").unwrap().chunking().unwrap(),
@@ -321,4 +345,40 @@ fn bad_specs_fail_without_leaving_files() {
     assert!(matches!(err, SyntheticError::InvalidSpec(_)), "{err}");
     assert!(err.to_string().contains("lon window"), "{err}");
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+/// A full-size granule stays small and is written in minutes. Slow (HDF5 and zlib in a
+/// debug build are several times slower), so run it in release:
+/// `cargo test --release --test synthetic full_size -- --ignored --nocapture`.
+#[test]
+#[ignore = "writes a full 17999 x 36000 granule; run in release"]
+fn full_size_granule() {
+    let _g = common::hdf5_lock();
+    let tmp = common::TempDir::new("synthetic-full");
+    let spec = GranuleSpec::new(date(2024, 7, 15));
+    let start = std::time::Instant::now();
+    let path = write_granule(tmp.path(), &spec).unwrap();
+    let elapsed = start.elapsed();
+    let size = std::fs::metadata(&path).unwrap().len();
+    println!(
+        "full-size granule: {:.1} MB in {:.1} s",
+        size as f64 / 1e6,
+        elapsed.as_secs_f64()
+    );
+    assert!(size < 150_000_000, "{size} bytes");
+    let file = netcdf::open(&path).unwrap();
+    for var in DataVar::ALL {
+        let v = file.variable(var.name()).unwrap();
+        assert_eq!(v.len(), 17999 * 36000);
+        for row in [0, 9000, 17998] {
+            let got = read_rows(&file, var, row, row + 1, 36000);
+            let want: Vec<i32> = (0..36000).map(|j| spec.raw_value(var, row, j)).collect();
+            assert_same(&got, &want, &format!("{var} row {row}"));
+        }
+    }
+    let h5 = hdf5::File::open(&path).unwrap();
+    assert_eq!(
+        h5.dataset("analysed_sst").unwrap().num_chunks(),
+        Some(18 * 18)
+    );
 }
