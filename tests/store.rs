@@ -5,7 +5,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use chrono::NaiveDate;
 use common::TempDir;
@@ -222,7 +221,8 @@ async fn schema_check_compares_what_decoding_depends_on() {
 
 #[tokio::test]
 async fn schema_check_rejects_chunk_shape_grid_and_missing_variables() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut GranuleSpec)>)> = vec![
+    type Tweak = Box<dyn Fn(&mut GranuleSpec)>;
+    let cases: Vec<(&str, Tweak)> = vec![
         (
             "chunk_shape",
             Box::new(|s| s.chunks = s.chunks.with(DataVar::AnalysedSst, [20, 50])),
@@ -282,18 +282,21 @@ async fn dry_run_writes_the_branch_but_leaves_main() {
     );
 }
 
+/// What [`write_branch`] made.
+struct BranchWrite {
+    repo: StoreRepo,
+    base: icechunk::format::SnapshotId,
+    before: StoreState,
+    prepared: Vec<writer::PreparedGranule>,
+    tip: icechunk::format::SnapshotId,
+}
+
 /// Prepare `days` and write them on a fresh branch from main, as `update` does.
 async fn write_branch(
     fx: &Fixture,
     days: &[u32],
     tamper: impl Fn(&mut Vec<writer::PreparedGranule>),
-) -> (
-    StoreRepo,
-    icechunk::format::SnapshotId,
-    StoreState,
-    Vec<writer::PreparedGranule>,
-    String,
-) {
+) -> BranchWrite {
     let repo = fx.repo().await;
     let base = repo.branch_tip("main").await.unwrap();
     let before_stores = SessionStores::new(repo.readonly_at(&base).await.unwrap()).await;
@@ -318,7 +321,13 @@ async fn write_branch(
         .await
         .expect("write branch");
     let tip = icechunk::format::SnapshotId::try_from(summary.snapshot.as_str()).unwrap();
-    (repo, base, before, prepared, tip.to_string())
+    BranchWrite {
+        repo,
+        base,
+        before,
+        prepared,
+        tip,
+    }
 }
 
 #[tokio::test]
@@ -327,7 +336,13 @@ async fn validation_catches_a_reference_to_the_wrong_bytes() {
     fx.init(1, 1).await.expect("init");
     // Swap two chunks' references of one variable: every reference still points into the
     // right granule, only the data through the branch is wrong.
-    let (repo, _base, before, prepared, tip) = write_branch(&fx, &[2], |p| {
+    let BranchWrite {
+        repo,
+        before,
+        prepared,
+        tip,
+        ..
+    } = write_branch(&fx, &[2], |p| {
         let var = p[0]
             .refs
             .variables
@@ -339,7 +354,6 @@ async fn validation_catches_a_reference_to_the_wrong_bytes() {
         var.chunks[1].1 = a;
     })
     .await;
-    let tip = icechunk::format::SnapshotId::try_from(tip.as_str()).unwrap();
     let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
     let after = writer::read_state(&stores, tip.clone())
         .await
@@ -382,12 +396,13 @@ async fn validation_catches_a_reference_to_the_wrong_bytes() {
 async fn main_moves_only_if_it_is_still_where_the_run_started() {
     let fx = Fixture::new("cas", 1..=3);
     fx.init(1, 1).await.expect("init");
-    let (repo, base, _before, _prepared, tip) = write_branch(&fx, &[2], |_| {}).await;
+    let BranchWrite {
+        repo, base, tip, ..
+    } = write_branch(&fx, &[2], |_| {}).await;
     // Meanwhile another run appends day 2 and 3 and moves main.
     let other = fx.update().await.expect("concurrent update");
     assert!(other.main_moved);
     let moved = fx.main_state().await.0;
-    let tip = icechunk::format::SnapshotId::try_from(tip.as_str()).unwrap();
     let err = repo.promote(&tip, &base, "b").await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
     assert_eq!(

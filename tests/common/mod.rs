@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod oracle;
 pub mod tooling;
 
+#[allow(unused_imports)]
 pub use tooling::*;
 
 use std::path::Path;
