@@ -1,12 +1,15 @@
 //! libhdf5 and netCDF-C are built without thread safety and share one library state:
 //! every use in this process (writing sample granules, reading sources to validate)
-//! holds this lock.
+//! holds this lock. It is reentrant, so a caller may hold it around calls that take it.
 
-use std::sync::{Mutex, MutexGuard};
+use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
 
-static LIBHDF5: Mutex<()> = Mutex::new(());
+static LIBHDF5: ReentrantMutex<()> = ReentrantMutex::new(());
+
+/// Proof of exclusive use of libhdf5 / netCDF-C by this thread.
+pub type Guard = ReentrantMutexGuard<'static, ()>;
 
 /// Exclusive use of libhdf5 / netCDF-C until the guard drops.
-pub fn lock() -> MutexGuard<'static, ()> {
-    LIBHDF5.lock().unwrap_or_else(|e| e.into_inner())
+pub fn lock() -> Guard {
+    LIBHDF5.lock()
 }

@@ -26,9 +26,10 @@ pub const FULL_LON: usize = 36000;
 /// Seconds between 1970-01-01 and the MUR time origin 1981-01-01 00:00:00 UTC.
 const EPOCH_1981: i64 = 347_155_200;
 
-/// Side of the square tiles (in cells) on which values are constant: 0.25°. Whole rows
-/// then repeat, which is what lets deflate shrink a full granule ~80 times.
-pub const TILE: usize = 25;
+/// Side of the square tiles (in cells) on which values are constant: 0.1°. Whole rows
+/// then repeat, which is what lets deflate shrink a full granule (5.8 GB of values) to
+/// about 33 MB.
+pub const TILE: usize = 10;
 
 /// Errors writing a synthetic granule.
 #[derive(Debug, thiserror::Error)]

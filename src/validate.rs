@@ -367,7 +367,12 @@ async fn open_dataset(
     let var = variable.to_string();
     tokio::task::spawn_blocking(move || -> Result<hdf5::Dataset, String> {
         let _libhdf5 = crate::libhdf5::lock();
-        let file = hdf5::File::open(&path).map_err(|e| e.to_string())?;
+        // Read-only: no need for HDF5's advisory lock, which another process that
+        // inherited a descriptor of the file may hold.
+        let file = hdf5::FileBuilder::new()
+            .with_fapl(|p| p.file_locking(false))
+            .open(&path)
+            .map_err(|e| e.to_string())?;
         file.dataset(&var).map_err(|e| e.to_string())
     })
     .await

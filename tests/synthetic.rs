@@ -5,7 +5,8 @@ mod common;
 
 use chrono::NaiveDate;
 use mursst::synthetic::{
-    AttrValue, ChunkLayout, DataVar, GranuleSpec, SyntheticError, granule_file_name, write_granule,
+    AttrValue, ChunkLayout, DataVar, GranuleSpec, SyntheticError, TILE, granule_file_name,
+    write_granule,
 };
 use netcdf::AttributeValue;
 use netcdf::types::{FloatType, IntType, NcVariableType};
@@ -172,7 +173,7 @@ fn small_granule_looks_like_a_real_one() {
 
     // Data: whole rows against the model, on both sides of chunk and tile boundaries.
     for var in DataVar::ALL {
-        for row in [0, 24, 25, 1022, 1023, 1500, 1999] {
+        for row in [0, TILE - 1, TILE, 1022, 1023, 1500, 1999] {
             let got = read_rows(&file, var, row, row + 1, 4000);
             let want: Vec<i32> = (0..4000).map(|j| spec.raw_value(var, row, j)).collect();
             assert_same(&got, &want, &format!("{var} row {row}"));

@@ -109,7 +109,8 @@ pub fn data_array(var: &Variable, days: u64) -> Value {
     )
 }
 
-/// Metadata of a static coordinate: one uncompressed chunk, xarray's NaN fill attribute.
+/// Metadata of a static coordinate: one real chunk encoded like the source's, with
+/// xarray's NaN fill attribute.
 pub fn coordinate_array(var: &Variable) -> Value {
     let mut attrs = var.attributes.clone();
     if matches!(var.dtype, DataType::Float32 | DataType::Float64)
@@ -124,7 +125,7 @@ pub fn coordinate_array(var: &Variable) -> Value {
         var.fill_value
             .clone()
             .unwrap_or_else(|| default_fill(var.dtype)),
-        codecs_json(var.dtype, Endian::Little, &[]),
+        codecs_json(var.dtype, Endian::Little, &var.codecs),
         attrs,
         &var.dimensions,
     )
@@ -178,7 +179,7 @@ pub fn time_array(var: &Variable, days: u64) -> Result<Value, StoreError> {
         var.fill_value
             .clone()
             .unwrap_or_else(|| default_fill(var.dtype)),
-        codecs_json(var.dtype, Endian::Little, &[]),
+        codecs_json(var.dtype, Endian::Little, &var.codecs),
         attrs,
         &var.dimensions,
     ))

@@ -12,7 +12,7 @@ pub mod tooling;
 pub use tooling::*;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,10 +21,8 @@ use mursst::hdf5::{FileMetadata, Hdf5Error, ReadOptions, read_metadata};
 use mursst::source::{Counted, LocalFile, ObjectInfo, RangeRead, ReadStats, SourceError};
 
 /// libhdf5 is built without thread safety and netCDF-C shares it: one user at a time.
-static LIBHDF5: Mutex<()> = Mutex::new(());
-
-pub fn libhdf5_lock() -> MutexGuard<'static, ()> {
-    LIBHDF5.lock().unwrap_or_else(|e| e.into_inner())
+pub fn libhdf5_lock() -> mursst::libhdf5::Guard {
+    mursst::libhdf5::lock()
 }
 
 /// Run our reader on a local file, counting requests.

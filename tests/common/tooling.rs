@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -151,7 +150,7 @@ impl Drop for TempDir {
 /// The HDF5 C library is not thread-safe and the `netcdf` and `hdf5` crates each hold
 /// their own lock; tests in one binary take this one around any use of either (and
 /// [`spawn`] takes it, so do not start processes while holding it).
-pub fn hdf5_lock() -> MutexGuard<'static, ()> {
+pub fn hdf5_lock() -> mursst::libhdf5::Guard {
     super::libhdf5_lock()
 }
 

@@ -1,0 +1,193 @@
+//! A real client: Python icechunk 2.x + xarray open stores that `mursst` built or
+//! appended to, and see what the source granules hold and what VirtualiZarr writes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use common::{TempDir, python_ic1, python_script, run_python, run_python_with};
+use mursst::discover::GranuleSource;
+use mursst::pipeline::{self, Context, UpdateOptions};
+use mursst::source::S3Settings;
+use mursst::store::RepoLocation;
+use mursst::store::attributes::{DROPPED, STORE_COORDINATES};
+use mursst::synthetic::{self, ChunkLayout, DataVar, GranuleSpec};
+use mursst::validate::ValidateMode;
+use serde_json::{Map, Value};
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2024, 12, d).unwrap()
+}
+
+/// Granules with partial edge chunks, in open ocean, int8 variables chunked differently.
+fn write_granules(dir: &Path, days: impl IntoIterator<Item = u32>) -> Vec<PathBuf> {
+    days.into_iter()
+        .map(|d| {
+            let mut s = GranuleSpec::small(day(d), 150, 260);
+            s.lat_start = 9000;
+            s.lon_start = 20000;
+            s.chunks = ChunkLayout::uniform([64, 100])
+                .with(DataVar::Mask, [70, 120])
+                .with(DataVar::SeaIceFraction, [70, 120]);
+            synthetic::write_granule(dir, &s).expect("write granule")
+        })
+        .collect()
+}
+
+fn ctx(store: &Path, granules: &Path) -> Context {
+    Context {
+        store: RepoLocation::Local(store.to_path_buf()),
+        store_s3: S3Settings::default(),
+        source: GranuleSource::Local(granules.to_path_buf()),
+        source_s3: S3Settings::default(),
+        read_options: Default::default(),
+        concurrency: 2,
+        progress: false,
+    }
+}
+
+fn options() -> UpdateOptions {
+    UpdateOptions {
+        lag_days: 0,
+        validate: ValidateMode::Sample,
+        ..Default::default()
+    }
+}
+
+fn layout(store: &Path) -> Map<String, Value> {
+    let out = run_python(&python_script("dump_store_layout.py"), [store.as_os_str()]);
+    match serde_json::from_str(&out.stdout).expect("layout JSON") {
+        Value::Object(m) => m,
+        other => panic!("layout is not an object: {other}"),
+    }
+}
+
+fn check_store(store: &Path, files: &[PathBuf]) -> Value {
+    let mut args = vec![store.as_os_str().to_owned()];
+    args.extend(files.iter().map(|f| f.as_os_str().to_owned()));
+    let out = run_python(&python_script("check_store.py"), args);
+    serde_json::from_str(&out.stdout).expect("check JSON")
+}
+
+#[tokio::test]
+async fn python_reads_our_store_and_its_arrays_match_virtualizarr() {
+    let tmp = TempDir::new("interop");
+    let granules = tmp.path().join("granules");
+    let files = write_granules(&granules, 1..=4);
+    let ours = tmp.path().join("ours");
+    let ctx = ctx(&ours, &granules);
+    let vars: Vec<String> = pipeline::DEFAULT_VARIABLES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    pipeline::init(&ctx, &options(), day(1), day(2), &vars)
+        .await
+        .expect("init");
+    let report = pipeline::update(&ctx, &options()).await.expect("update");
+    assert_eq!(report.days_added, vec![day(3), day(4)]);
+
+    // Decoded time and every variable equal what netCDF4 reads from the granules.
+    let check = check_store(&ours, &files);
+    assert_eq!(check["ok"], Value::Bool(true), "{check:#}");
+    assert_eq!(
+        check["time"]["store"].as_array().unwrap().len(),
+        4,
+        "{check:#}"
+    );
+
+    // The same files through VirtualiZarr.
+    let theirs = tmp.path().join("virtualizarr");
+    let mut args = vec![
+        theirs.as_os_str().to_owned(),
+        "--drop-variables".into(),
+        "dt_1km_data,sst_anomaly".into(),
+    ];
+    args.extend(files.iter().map(|f| f.as_os_str().to_owned()));
+    run_python(&python_script("virtualizarr_store.py"), args);
+
+    let (ours, theirs) = (layout(&ours), layout(&theirs));
+    let names = |m: &Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&ours), names(&theirs));
+    for (node, meta) in &theirs {
+        if node == "group" {
+            continue;
+        }
+        assert_eq!(
+            &ours[node], meta,
+            "{node}: ours (left) differs from VirtualiZarr's (right)"
+        );
+    }
+
+    // Global attributes: VirtualiZarr keeps the last file's; the store combines days.
+    let group = |m: &Map<String, Value>| m["group"]["attributes"].as_object().unwrap().clone();
+    let (ours_attrs, theirs_attrs) = (group(&ours), group(&theirs));
+    for (k, v) in &theirs_attrs {
+        match k.as_str() {
+            k if DROPPED.contains(&k) => assert!(!ours_attrs.contains_key(k), "{k}"),
+            "start_time" => assert_eq!(ours_attrs[k], "20241201T090000Z"),
+            "time_coverage_start" => assert_eq!(ours_attrs[k], "20241130T210000Z"),
+            _ => assert_eq!(&ours_attrs[k], v, "{k}"),
+        }
+    }
+    assert_eq!(ours_attrs["coordinates"], STORE_COORDINATES);
+    assert_eq!(
+        ours_attrs.len() + DROPPED.len(),
+        theirs_attrs.len(),
+        "{ours_attrs:?}"
+    );
+}
+
+#[tokio::test]
+async fn appends_to_a_spec_v1_store_written_by_python_icechunk_1() {
+    let tmp = TempDir::new("v1");
+    let granules = tmp.path().join("granules");
+    let files = write_granules(&granules, 1..=5);
+    let store = tmp.path().join("store");
+    // The production store's way: icechunk 1.x + VirtualiZarr, spec v1, four variables.
+    let mut args = vec![
+        store.as_os_str().to_owned(),
+        "--spec".into(),
+        "1".into(),
+        "--drop-variables".into(),
+        "dt_1km_data,sst_anomaly".into(),
+    ];
+    args.extend(files[..3].iter().map(|f| f.as_os_str().to_owned()));
+    run_python_with(&python_ic1(), &python_script("virtualizarr_store.py"), args);
+    let before = layout(&store);
+
+    let report = pipeline::update(&ctx(&store, &granules), &options())
+        .await
+        .expect("update a spec v1 store");
+    assert_eq!(report.days_added, vec![day(4), day(5)]);
+    assert!(report.main_moved);
+
+    // Still spec v1, readable by icechunk 2 and xarray, values equal to the sources.
+    let spec = std::fs::read_dir(&store)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name() == "repo");
+    assert!(
+        !spec,
+        "a spec v2 repo info file appeared: the store was migrated"
+    );
+    let check = check_store(&store, &files);
+    assert_eq!(check["ok"], Value::Bool(true), "{check:#}");
+    assert_eq!(
+        check["time"]["store"].as_array().unwrap().len(),
+        5,
+        "{check:#}"
+    );
+    // Arrays kept their Python-written metadata, only longer.
+    let after = layout(&store);
+    for (node, meta) in &before {
+        if node == "group" {
+            continue;
+        }
+        let mut expected = meta.clone();
+        if expected["dimension_names"][0] == "time" {
+            expected["shape"][0] = Value::from(5);
+        }
+        assert_eq!(after[node], expected, "{node}");
+    }
+}
