@@ -577,6 +577,36 @@ fn attributes_and_groups(f: &hdf5::Group) {
         .create("ordered_attrs")
         .unwrap();
     add_many_attributes(&ordered);
+    // Object header v2 without times, with non-default attribute phase change values
+    // (stored in the header): three attributes are already "dense".
+    let phase = f
+        .new_dataset_builder()
+        .with_data(&Array1::from(vec![1u32]))
+        .obj_track_times(false)
+        .attr_phase_change(2, 1)
+        .create("phase_change_attrs")
+        .unwrap();
+    for name in ["p", "q", "r"] {
+        phase
+            .new_attr::<u8>()
+            .create(name)
+            .unwrap()
+            .write_scalar(&2u8)
+            .unwrap();
+    }
+    // Object header v2 with access/modification/change/birth times.
+    let timed = f
+        .new_dataset_builder()
+        .with_data(&Array1::from(vec![1u32, 2]))
+        .obj_track_times(true)
+        .create("timed")
+        .unwrap();
+    timed
+        .new_attr::<u8>()
+        .create("t")
+        .unwrap()
+        .write_scalar(&3u8)
+        .unwrap();
     let ordered_compact = f
         .new_dataset_builder()
         .with_data(&Array1::from(vec![1i64, 2]))
