@@ -66,6 +66,7 @@ fn libver_latest_chunk_indexes_match_libhdf5() {
         ("/earray_paged", "extensible-array"),
         ("/btree2_filtered", "btree-v2"),
         ("/btree2_plain", "btree-v2"),
+        ("/btree2_deep", "btree-v2"),
         ("/contiguous", "contiguous"),
         ("/compact", "compact"),
     ] {
@@ -271,6 +272,7 @@ fn latest_chunks_decode_to_libhdf5_values() {
             "/earray_paged",
             "/btree2_filtered",
             "/btree2_plain",
+            "/btree2_deep",
             "/fletcher32",
         ],
         10,
