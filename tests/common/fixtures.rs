@@ -486,7 +486,7 @@ pub fn latest_indexes(path: &Path) {
     d.resize((30, 40)).unwrap();
     d.write_slice(&grid(14, 40), s![0..14, ..]).unwrap();
 
-    // A v2 B-tree of depth 2 (3025 filtered records; 56 fit in a leaf).
+    // A v2 B-tree of depth 2 (3844 filtered records; a depth-1 tree holds at most 3603).
     let d = f
         .new_dataset::<u8>()
         .chunk((1, 1))
@@ -494,8 +494,8 @@ pub fn latest_indexes(path: &Path) {
         .shape([(0, None), (0, None)])
         .create("btree2_deep")
         .unwrap();
-    d.resize((55, 55)).unwrap();
-    d.write(&Array2::from_shape_fn((55, 55), |(y, x)| (y + x) as u8))
+    d.resize((62, 62)).unwrap();
+    d.write(&Array2::from_shape_fn((62, 62), |(y, x)| (y + x) as u8))
         .unwrap();
 
     // Contiguous and compact.
