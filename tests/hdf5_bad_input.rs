@@ -217,3 +217,26 @@ fn write_fuzz_corpus() {
         std::fs::write(dir.join(name), data).unwrap();
     }
 }
+
+#[test]
+fn hard_link_fan_out_hits_the_object_budget() {
+    // Each level links the next group twice: 2^24 paths through 24 groups. Legal HDF5,
+    // but the tree we return would be exponential, so the walk stops with a limit.
+    let full = fixture(|p| {
+        let _g = common::libhdf5_lock();
+        let f = hdf5::File::create(p).unwrap();
+        let mut path = String::new();
+        for i in 0..24 {
+            path = format!("{path}/l{i}");
+            f.create_group(&path).unwrap();
+            f.link_hard(
+                &path,
+                &format!("{}/twin{i}", path.rsplit_once('/').unwrap().0),
+            )
+            .unwrap();
+        }
+    });
+    let err = read_bytes(full).unwrap_err();
+    assert_named(&err);
+    assert!(matches!(err.kind, Hdf5ErrorKind::Limit(_)), "{err}");
+}

@@ -66,6 +66,7 @@ fn libver_latest_chunk_indexes_match_libhdf5() {
         ("/earray_paged", "extensible-array"),
         ("/btree2_filtered", "btree-v2"),
         ("/btree2_plain", "btree-v2"),
+        ("/btree2_deep", "btree-v2"),
         ("/contiguous", "contiguous"),
         ("/compact", "compact"),
     ] {
@@ -271,6 +272,7 @@ fn latest_chunks_decode_to_libhdf5_values() {
             "/earray_paged",
             "/btree2_filtered",
             "/btree2_plain",
+            "/btree2_deep",
             "/fletcher32",
         ],
         10,
@@ -285,4 +287,70 @@ fn earliest_chunks_decode_to_libhdf5_values() {
     let path = dir.path().join("earliest.h5");
     fixtures::earliest(&path, Some(4), 512);
     assert_chunks_decode(&path, &["/btree_deep", "/sparse", "/records"], 20);
+}
+
+/// With read-ahead and rounding off, no request touches a chunk's or a contiguous
+/// dataset's bytes: the reader reads metadata only.
+#[test]
+fn reads_metadata_only() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, write) in [
+        (
+            "mur.nc",
+            Box::new(|p: &Path| {
+                fixtures::mur_like(
+                    p,
+                    &MurSpec {
+                        nlat: 300,
+                        nlon: 600,
+                        ..MurSpec::tenth()
+                    },
+                )
+            }) as Box<dyn Fn(&Path)>,
+        ),
+        ("latest.h5", Box::new(fixtures::latest_indexes)),
+        (
+            "earliest.h5",
+            Box::new(|p: &Path| fixtures::earliest(p, None, 0)),
+        ),
+    ] {
+        let path = dir.path().join(name);
+        write(&path);
+        let src = common::Recording {
+            inner: LocalFile::new(&path).unwrap(),
+            ranges: Default::default(),
+        };
+        let options = ReadOptions {
+            head_read_ahead: 0,
+            min_read: 1,
+            ..ReadOptions::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let m = rt.block_on(read_metadata(&src, &options)).unwrap();
+        let ranges = src.ranges.into_inner().unwrap();
+        let mut data = Vec::new();
+        for d in all_datasets(&m) {
+            match &d.layout {
+                Layout::Chunked { chunks, .. } => {
+                    data.extend(chunks.iter().map(|c| (c.address, c.address + c.size)))
+                }
+                Layout::Contiguous {
+                    address: Some(a),
+                    size,
+                } => data.push((*a, a + size)),
+                _ => {}
+            }
+        }
+        for r in &ranges {
+            for &(s, e) in &data {
+                assert!(
+                    r.end <= s || r.start >= e,
+                    "{name}: read {r:?} overlaps data {s}..{e}"
+                );
+            }
+        }
+        eprintln!("{name}: {} metadata-only requests", ranges.len());
+    }
 }

@@ -8,7 +8,7 @@ use futures::future::try_join_all;
 use super::checksum;
 use super::cursor::Cursor;
 use super::file::FileCtx;
-use super::fixed_array::{ArrayElements, check_block_prefix, page_initialized};
+use super::fixed_array::{ArrayElements, MAX_SPAN, check_block_prefix, page_initialized};
 use super::place::{At, Place, corrupt, limit};
 use super::{Hdf5Error, Hdf5ErrorKind};
 
@@ -284,6 +284,9 @@ async fn read_data_block(
     let npages = d.nelmts / g.page_nelmts;
     let page_size = g.page_nelmts * elem + 4;
     let first_page = d.addr + prefix as u64 + 4;
+    // Pages are contiguous: fetch them in one request.
+    let span_len = npages.saturating_mul(page_size).min(MAX_SPAN);
+    f.io.prefetch(first_page, span_len).await.at(place, field)?;
     let pages = (0..npages)
         .filter(|&p| page_initialized(&bitmap, first_bit + p))
         .map(|p| {

@@ -2,6 +2,7 @@
 //! of addresses and lengths, and caches of shared structures.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::Hdf5ErrorKind;
@@ -70,6 +71,9 @@ pub(crate) struct FileCtx<'r> {
     pub superblock: Superblock,
     pub place: Place,
     global_heaps: Mutex<HashMap<u64, Arc<GlobalHeapCollection>>>,
+    /// Object headers visited so far: hard links can make a small file name the same
+    /// objects exponentially often, so the walk has a budget.
+    objects_visited: AtomicUsize,
 }
 
 impl<'r> FileCtx<'r> {
@@ -80,7 +84,13 @@ impl<'r> FileCtx<'r> {
             superblock,
             place,
             global_heaps: Mutex::default(),
+            objects_visited: AtomicUsize::new(0),
         }
+    }
+
+    /// Count one more object; `false` once more than `limit` have been visited.
+    pub(crate) fn visit_object(&self, limit: usize) -> bool {
+        self.objects_visited.fetch_add(1, Ordering::Relaxed) < limit
     }
 
     pub(crate) fn cached_global_heap(&self, addr: u64) -> Option<Arc<GlobalHeapCollection>> {

@@ -10,6 +10,9 @@ use super::file::FileCtx;
 use super::place::{At, Place, corrupt, limit};
 use super::{Hdf5Error, Hdf5ErrorKind};
 
+/// Largest run of pages fetched with one request.
+pub(crate) const MAX_SPAN: u64 = 64 << 20;
+
 /// Raw array elements in index order; `None` for elements of uninitialized pages.
 pub(crate) struct ArrayElements {
     pub element_size: usize,
@@ -83,6 +86,9 @@ pub(crate) async fn read(
     let bitmap = head.slice(prefix..prefix + bitmap_len);
     let page_size = page_nelmts * elem as u64 + 4;
     let first_page = dblk + head_len as u64;
+    // Pages are contiguous: fetch the initialized span in one request.
+    let span_len = (nelmts * elem as u64 + npages * 4).min(MAX_SPAN);
+    f.io.prefetch(first_page, span_len).await.at(place, field)?;
     let pages = (0..npages)
         .filter(|&p| page_initialized(&bitmap, p))
         .map(|p| {

@@ -1,5 +1,22 @@
 //! Pure-Rust, async reader of HDF5 *metadata*: object tree, attributes and chunk
 //! locations, fetched with a few batched ranged reads and never touching chunk data.
+//!
+//! Conventions of the returned [`FileMetadata`]:
+//! - Every address (chunks, contiguous data, object headers, object references in
+//!   attributes) is an absolute byte offset in the file: HDF5 stores addresses relative
+//!   to the superblock, which differs only when the file has a user block.
+//! - Groups and attributes are in creation order when the file tracks it, else in name
+//!   order (byte-wise), as libhdf5 iterates them. The root group is named `/`.
+//! - An attribute with a null dataspace (netCDF's empty attributes) has shape `[0]`
+//!   and no values.
+//! - Soft, external and user-defined links and named datatypes are skipped; shared
+//!   (SOHM) messages, virtual and external storage, filtered fractal heaps and layout
+//!   messages before version 3 are `Unsupported` errors.
+//!
+//! Layout: `reader` (cached ranged reads) → `superblock` → `object_header` →
+//! `messages` → `object` (groups via `group`, datasets via `chunk_index` over
+//! `btree_v1`, `btree_v2`, `fixed_array`, `extensible_array`; attributes via
+//! `fractal_heap`, `global_heap` and `attribute`).
 
 // `Hdf5Error` (file, object, field, kind) is the public error contract; errors are rare
 // and their context is the point, so it is not boxed.

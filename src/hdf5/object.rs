@@ -18,6 +18,8 @@ use super::{Attribute, Dataset, Group, Hdf5Error, Layout, btree_v2, fractal_heap
 
 /// Deepest group nesting followed.
 const MAX_GROUP_DEPTH: usize = 64;
+/// Most objects (groups and datasets, counted once per path) one file may yield.
+const MAX_OBJECTS: usize = 100_000;
 
 fn child_path(parent: &str, name: &str) -> String {
     if parent == "/" {
@@ -107,6 +109,12 @@ async fn read_object(
     ancestors: Vec<u64>,
 ) -> Result<Object, Hdf5Error> {
     let place = f.place.with_object(&path);
+    if !f.visit_object(MAX_OBJECTS) {
+        return Err(place.err(
+            "object tree",
+            limit(format!("more than {MAX_OBJECTS} objects")),
+        ));
+    }
     let oh = read_object_header(f, addr, &place).await?;
     if oh.find(kind::LAYOUT).is_some() {
         return Ok(Object::Dataset(dataset(f, addr, name, path, &oh).await?));

@@ -486,6 +486,18 @@ pub fn latest_indexes(path: &Path) {
     d.resize((30, 40)).unwrap();
     d.write_slice(&grid(14, 40), s![0..14, ..]).unwrap();
 
+    // A v2 B-tree of depth 2 (3844 filtered records; a depth-1 tree holds at most 3603).
+    let d = f
+        .new_dataset::<u8>()
+        .chunk((1, 1))
+        .deflate(1)
+        .shape([(0, None), (0, None)])
+        .create("btree2_deep")
+        .unwrap();
+    d.resize((62, 62)).unwrap();
+    d.write(&Array2::from_shape_fn((62, 62), |(y, x)| (y + x) as u8))
+        .unwrap();
+
     // Contiguous and compact.
     f.new_dataset_builder()
         .with_data(&grid(12, 13))
@@ -577,6 +589,36 @@ fn attributes_and_groups(f: &hdf5::Group) {
         .create("ordered_attrs")
         .unwrap();
     add_many_attributes(&ordered);
+    // Object header v2 without times, with non-default attribute phase change values
+    // (stored in the header): three attributes are already "dense".
+    let phase = f
+        .new_dataset_builder()
+        .with_data(&Array1::from(vec![1u32]))
+        .obj_track_times(false)
+        .attr_phase_change(2, 1)
+        .create("phase_change_attrs")
+        .unwrap();
+    for name in ["p", "q", "r"] {
+        phase
+            .new_attr::<u8>()
+            .create(name)
+            .unwrap()
+            .write_scalar(&2u8)
+            .unwrap();
+    }
+    // Object header v2 with access/modification/change/birth times.
+    let timed = f
+        .new_dataset_builder()
+        .with_data(&Array1::from(vec![1u32, 2]))
+        .obj_track_times(true)
+        .create("timed")
+        .unwrap();
+    timed
+        .new_attr::<u8>()
+        .create("t")
+        .unwrap()
+        .write_scalar(&3u8)
+        .unwrap();
     let ordered_compact = f
         .new_dataset_builder()
         .with_data(&Array1::from(vec![1i64, 2]))

@@ -81,3 +81,23 @@ pub fn all_datasets(m: &FileMetadata) -> Vec<&mursst::hdf5::Dataset> {
     walk(&m.root, &mut out);
     out
 }
+
+/// A source that records every range requested.
+pub struct Recording<R> {
+    pub inner: R,
+    pub ranges: Mutex<Vec<std::ops::Range<u64>>>,
+}
+
+#[async_trait]
+impl<R: RangeRead> RangeRead for Recording<R> {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+    async fn info(&self) -> Result<ObjectInfo, SourceError> {
+        self.inner.info().await
+    }
+    async fn read_range(&self, range: std::ops::Range<u64>) -> Result<Bytes, SourceError> {
+        self.ranges.lock().unwrap().push(range.clone());
+        self.inner.read_range(range).await
+    }
+}
