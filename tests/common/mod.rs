@@ -12,7 +12,7 @@ pub mod tooling;
 pub use tooling::*;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
