@@ -491,10 +491,6 @@ async fn first_day(
     }
     let array = stores.array(TIME).await?;
     let first = writer::Values::read(&array, &writer::range_1d(0, 1)).await?;
-    let secs = match first {
-        writer::Values::I32(v) => v.first().map(|x| i64::from(*x)),
-        writer::Values::I64(v) => v.first().copied(),
-        _ => None,
-    };
+    let secs = first.as_i64().first().copied();
     Ok(secs.map(|s| writer::date_of(state.time_epoch, s)))
 }

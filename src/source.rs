@@ -56,6 +56,19 @@ pub trait RangeRead: Send + Sync {
     async fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError>;
 }
 
+/// Fail unless `range` lies within an object of `size` bytes.
+fn check_bounds(location: &str, range: &Range<u64>, size: u64) -> Result<(), SourceError> {
+    if range.start > range.end || range.end > size {
+        return Err(SourceError::OutOfBounds {
+            location: location.to_string(),
+            start: range.start,
+            end: range.end,
+            size,
+        });
+    }
+    Ok(())
+}
+
 /// A granule on the local file system.
 #[derive(Debug, Clone)]
 pub struct LocalFile {
@@ -114,14 +127,7 @@ impl RangeRead for LocalFile {
             .await
             .map_err(|e| self.io_err(e))?;
         let size = file.metadata().await.map_err(|e| self.io_err(e))?.len();
-        if range.start > range.end || range.end > size {
-            return Err(SourceError::OutOfBounds {
-                location: self.url.clone(),
-                start: range.start,
-                end: range.end,
-                size,
-            });
-        }
+        check_bounds(&self.url, &range, size)?;
         file.seek(std::io::SeekFrom::Start(range.start))
             .await
             .map_err(|e| self.io_err(e))?;
@@ -420,15 +426,7 @@ impl RangeRead for InMemory {
     }
 
     async fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError> {
-        let size = self.data.len() as u64;
-        if range.start > range.end || range.end > size {
-            return Err(SourceError::OutOfBounds {
-                location: self.url.clone(),
-                start: range.start,
-                end: range.end,
-                size,
-            });
-        }
+        check_bounds(&self.url, &range, self.data.len() as u64)?;
         Ok(self.data.slice(range.start as usize..range.end as usize))
     }
 }

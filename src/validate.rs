@@ -118,8 +118,7 @@ pub async fn validate(
     let time = stores.array(TIME).await?;
     let times = Values::read(&time, &range_1d(0, after.days)).await?;
     let times = match times {
-        Values::I32(v) => v.into_iter().map(i64::from).collect::<Vec<_>>(),
-        Values::I64(v) => v,
+        Values::I32(_) | Values::I64(_) => times.as_i64(),
         other => {
             return Err(failed(
                 "uniform time step",

@@ -192,7 +192,8 @@ impl Values {
         r.map_err(|e| StoreError::zarr(format!("writing {}", array.path()), e))
     }
 
-    fn as_i64(&self) -> Vec<i64> {
+    /// The values as integers (floats truncated), e.g. time values of any stored type.
+    pub fn as_i64(&self) -> Vec<i64> {
         match self {
             Values::I8(v) => v.iter().map(|x| i64::from(*x)).collect(),
             Values::I16(v) => v.iter().map(|x| i64::from(*x)).collect(),
