@@ -5,6 +5,7 @@
 # Idempotent: a venv whose requirement files are unchanged since its last install is left
 # alone (a stamp holds their checksum), so a second run takes about a second.
 # Exports nothing; `source scripts/env.sh` afterwards.
+# `bootstrap.sh build` sets up only .venv (enough to build and run mursst itself).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,6 +48,9 @@ make_venv() {
 PY="$(find_python)"
 make_venv .venv scripts/requirements.txt scripts/constraints.txt \
   'import icechunk, virtualizarr, xarray, zarr, netCDF4, h5py, h5netcdf, kerchunk, s3fs, obstore, moto.server, boto3, cmake'
+if [[ "${1:-}" == "build" ]]; then
+  exit 0
+fi
 make_venv .venv-ic1 scripts/requirements-ic1.txt scripts/constraints-ic1.txt \
   'import icechunk, virtualizarr, xarray, zarr, h5py; from virtualizarr.parsers import HDFParser; assert icechunk.__version__.startswith("1.")'
 

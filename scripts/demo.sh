@@ -4,7 +4,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-scripts/bootstrap.sh >&2
+scripts/bootstrap.sh build >&2
 # shellcheck source=env.sh
 source scripts/env.sh
 exec cargo run --release --quiet -- demo "$@"
