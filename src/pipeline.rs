@@ -44,6 +44,12 @@ pub enum PipelineError {
     Decode(#[from] DecodeError),
     #[error(transparent)]
     Validation(#[from] ValidationError),
+    #[error("{source}; main not moved, branch {branch} kept for inspection")]
+    Unvalidated {
+        branch: String,
+        #[source]
+        source: ValidationError,
+    },
     #[error("{0}")]
     Usage(String),
 }
@@ -456,7 +462,11 @@ async fn run(
         options.seed,
         &ctx.source_s3,
     )
-    .await?;
+    .await
+    .map_err(|source| PipelineError::Unvalidated {
+        branch: branch.clone(),
+        source,
+    })?;
     report.validation = Some(validation);
     timer.lap("validate");
 
