@@ -455,7 +455,10 @@ where
         .map_err(|e| {
             failed(
                 "data equal to source",
-                format!("{variable} chunk {chunk:?} through the branch: {e}"),
+                format!(
+                    "{variable} chunk {chunk:?} through the branch: {}",
+                    crate::store::concise(&e)
+                ),
             )
         })?;
     let start = subset.start().to_vec();

@@ -511,3 +511,46 @@ async fn a_run_killed_at_any_point_leaves_main_whole_and_the_next_run_completes(
     let added = report["days_added"].as_array().unwrap().len();
     assert_eq!(added, if moved { 0 } else { 6 }, "{report}");
 }
+
+#[tokio::test]
+async fn a_granule_changed_after_indexing_is_detected_on_read() {
+    let fx = Fixture::new("changed", 1..=2);
+    fx.init(1, 1).await.expect("init");
+    let BranchWrite {
+        repo,
+        before,
+        prepared,
+        tip,
+        ..
+    } = write_branch(&fx, &[2], |_| {}).await;
+    // PO.DAAC replaces granules in place: the references recorded the old version.
+    let path = fx.granules.join(synthetic::granule_file_name(day(2)));
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(120))
+        .unwrap();
+    let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
+    let after = writer::read_state(&stores, tip.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let err = validate::validate(
+        &stores,
+        Some(&before),
+        &after,
+        &prepared,
+        ValidateMode::Sample,
+        0,
+        &S3Settings::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("through the branch"), "{err}");
+    assert!(
+        err.contains("checksum of the object") && err.contains("changed"),
+        "{err}"
+    );
+}

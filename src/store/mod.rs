@@ -53,18 +53,27 @@ pub enum StoreError {
     Source(#[from] Box<crate::source::SourceError>),
 }
 
+/// An error's own message, without the span trace icechunk appends after it.
+pub(crate) fn concise(err: impl std::fmt::Display) -> String {
+    let text = err.to_string();
+    match text.split_once("\n\ncontext:") {
+        Some((message, _)) => message.trim_end().to_string(),
+        None => text,
+    }
+}
+
 impl StoreError {
     pub(crate) fn icechunk(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
         StoreError::Icechunk {
             context: context.into(),
-            message: err.to_string(),
+            message: concise(err),
         }
     }
 
     pub(crate) fn zarr(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
         StoreError::Zarr {
             context: context.into(),
-            message: err.to_string(),
+            message: concise(err),
         }
     }
 
