@@ -362,6 +362,12 @@ async fn run(
         ..Default::default()
     };
     let (discovery, before) = discover(repo, &ctx.source, options, window).await?;
+    if before.is_none() && window.is_none() {
+        return Err(PipelineError::Usage(format!(
+            "{}: the store holds no days yet; create it with `mursst init`",
+            ctx.store
+        )));
+    }
     timer.lap("discover");
     report.old_snapshot = Some(discovery.base_snapshot.clone());
     report.gap_at = discovery.selection.gap_at;
