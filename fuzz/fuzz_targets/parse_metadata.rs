@@ -1,5 +1,11 @@
 //! Arbitrary bytes through the HDF5 metadata reader: it must return (Ok or Err),
 //! never panic, hang or exhaust memory.
+//!
+//! Run from `fuzz/`: `cargo +nightly fuzz run parse_metadata -- -max_total_time=600`
+//! (or `RUSTC_BOOTSTRAP=1 cargo fuzz run ...` on stable). Fuzz builds set
+//! `cfg(fuzzing)`, which skips metadata checksum checks so mutations reach the parsers.
+//! The seeds in `corpus/parse_metadata/seed-*` are small real files; regenerate them
+//! with the ignored `write_fuzz_corpus` test in `tests/hdf5_bad_input.rs`.
 
 #![no_main]
 
