@@ -235,19 +235,18 @@ pub async fn index_granule(
     reader: &dyn RangeRead,
     options: &hdf5::ReadOptions,
 ) -> Result<GranuleRefs, RefsError> {
-    let (object, meta) = tokio::try_join!(
-        async {
-            reader
-                .info()
-                .await
-                .map_err(|e| RefsError::Source(Box::new(e)))
-        },
-        async {
-            hdf5::read_metadata(reader, options)
-                .await
-                .map_err(|e| RefsError::Hdf5(Box::new(e)))
-        },
-    )?;
+    // One HEAD gives both the version the references pin and the size the reader needs.
+    let object = reader
+        .info()
+        .await
+        .map_err(|e| RefsError::Source(Box::new(e)))?;
+    let options = hdf5::ReadOptions {
+        file_size: Some(object.size),
+        ..options.clone()
+    };
+    let meta = hdf5::read_metadata(reader, &options)
+        .await
+        .map_err(|e| RefsError::Hdf5(Box::new(e)))?;
     from_metadata(object, &meta)
 }
 
