@@ -225,6 +225,7 @@ pub struct GranuleRefs {
 }
 
 impl GranuleRefs {
+    /// A variable by name; granules differ in which variables they have.
     pub fn variable(&self, name: &str) -> Option<&Variable> {
         self.variables.iter().find(|v| v.name == name)
     }

@@ -77,6 +77,7 @@ pub struct LocalFile {
 }
 
 impl LocalFile {
+    /// The path is made absolute: references must name the file from anywhere.
     pub fn new(path: impl AsRef<Path>) -> Result<Self, SourceError> {
         let path = path.as_ref();
         let abs = std::path::absolute(path).map_err(|source| SourceError::Io {
@@ -237,6 +238,7 @@ pub struct S3Object {
 }
 
 impl S3Object {
+    /// One client serves many objects; pass a clone.
     pub fn new(client: aws_sdk_s3::Client, bucket: &str, key: &str) -> Self {
         Self {
             client,

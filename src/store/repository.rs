@@ -230,6 +230,7 @@ impl StoreRepo {
             .collect()
     }
 
+    /// The snapshot a branch points at (`main`'s is a run's compare-and-swap base).
     pub async fn branch_tip(&self, branch: &str) -> Result<SnapshotId, StoreError> {
         self.repo
             .lookup_branch(branch)
@@ -237,6 +238,7 @@ impl StoreRepo {
             .map_err(|e| StoreError::icechunk(format!("looking up branch {branch}"), e))
     }
 
+    /// Read the store exactly as of one snapshot, whatever the branches do meanwhile.
     pub async fn readonly_at(&self, snapshot: &SnapshotId) -> Result<Session, StoreError> {
         self.repo
             .readonly_session(&VersionInfo::SnapshotId(snapshot.clone()))
@@ -284,6 +286,7 @@ impl StoreRepo {
         }
     }
 
+    /// Remove a temporary branch once main has its snapshot.
     pub async fn delete_branch(&self, branch: &str) -> Result<(), StoreError> {
         self.repo
             .delete_branch(branch)
@@ -291,6 +294,7 @@ impl StoreRepo {
             .map_err(|e| StoreError::icechunk(format!("deleting branch {branch}"), e))
     }
 
+    /// Branch names; leftover `add_time_*` branches are runs that did not finish.
     pub async fn list_branches(&self) -> Result<Vec<String>, StoreError> {
         Ok(self
             .repo

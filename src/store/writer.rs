@@ -220,6 +220,7 @@ pub struct SessionStores {
 }
 
 impl SessionStores {
+    /// Both APIs over one session, so zarrs' chunk writes land in the same commit.
     pub async fn new(session: Session) -> Self {
         let shared = Arc::new(RwLock::new(session));
         Self {
