@@ -1,0 +1,705 @@
+//! Granule → virtual chunk references: `mursst refs` against kerchunk, over S3 with
+//! in-region latency.
+//!
+//! ```sh
+//! scripts/bootstrap.sh && source scripts/env.sh
+//! cargo bench --bench refs
+//! ```
+//!
+//! Writes a full-size MUR-shaped granule (17999 × 36000, all six data variables and the
+//! coordinates; cached under `target/bench-data/`, ~70 s the first time), uploads it to a
+//! moto S3 server on loopback, and puts a small HTTP/1.1 proxy in front of moto that
+//! waits 20 ms before forwarding every request (per request, keep-alive intact) and
+//! counts requests by method and response body bytes. Then, through the proxy:
+//!
+//! - `mursst refs s3://… --stats` (the release binary cargo built for this bench), and
+//! - kerchunk's `SingleHdf5ToZarr` over `s3fs` with their defaults
+//!   (`benches/python/kerchunk_refs.py`, run with `MURSST_PYTHON`),
+//!
+//! each as a child process, measuring wall time, GETs, bytes read and the child's peak
+//! RSS (`wait4`'s `ru_maxrss`); plus `mursst refs` straight to moto as a reference line.
+//! Both outputs are checked: the expected chunk count per variable, and mursst's chunk
+//! references against kerchunk's. Prints one table and whether the issue's targets are
+//! met (≥ 10× faster than kerchunk, < 2 MB read, peak RSS < 64 MiB); it asserts none.
+//!
+//! Knobs: `MURSST_BENCH_RUNS` (runs per tool, default 3; medians and maxima are shown),
+//! `MURSST_BENCH_LATENCY_MS` (default 20). Under `cargo test` it runs once on a small
+//! granule as a smoke test.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::NaiveDate;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+
+use common::tooling::{self, MOTO_REGION, MotoServer};
+use common::{human, median, print_table, verdict};
+use mursst::synthetic::{DataVar, GranuleSpec};
+
+const BUCKET: &str = "podaac-ops-cumulus-protected";
+const PREFIX: &str = "MUR-JPL-L4-GLOB-v4.1";
+
+/// The issue's targets.
+const TARGET_SPEEDUP: f64 = 10.0;
+const TARGET_BYTES: u64 = 2_000_000;
+const TARGET_RSS_BYTES: u64 = 64 << 20;
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+// ---------------------------------------------------------------------------------
+// The latency proxy
+
+/// What went through the proxy.
+#[derive(Default)]
+struct ProxyStats {
+    by_method: parking_lot::Mutex<BTreeMap<String, u64>>,
+    body_bytes: AtomicU64,
+    connections: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+}
+
+/// A snapshot of [`ProxyStats`].
+#[derive(Debug, Clone, Default)]
+struct Counts {
+    by_method: BTreeMap<String, u64>,
+    body_bytes: u64,
+    connections: u64,
+    max_in_flight: u64,
+}
+
+impl Counts {
+    fn method(&self, m: &str) -> u64 {
+        self.by_method.get(m).copied().unwrap_or(0)
+    }
+    fn requests(&self) -> u64 {
+        self.by_method.values().sum()
+    }
+}
+
+impl ProxyStats {
+    /// Take the counts so far and start again from zero.
+    fn take(&self) -> Counts {
+        Counts {
+            by_method: std::mem::take(&mut *self.by_method.lock()),
+            body_bytes: self.body_bytes.swap(0, Ordering::SeqCst),
+            connections: self.connections.swap(0, Ordering::SeqCst),
+            max_in_flight: self.max_in_flight.swap(0, Ordering::SeqCst),
+        }
+    }
+}
+
+type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Headers that describe one hop, not the message: never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
+    for h in HOP_BY_HOP {
+        headers.remove(*h);
+    }
+}
+
+/// An HTTP/1.1 reverse proxy on 127.0.0.1 that sleeps `delay` before forwarding each
+/// request to `upstream` and streams the answer back.
+struct Proxy {
+    addr: SocketAddr,
+    stats: Arc<ProxyStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: String, delay: Duration) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let stats = Arc::new(ProxyStats::default());
+        let client: Client<HttpConnector, Incoming> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let upstream: Arc<str> = upstream.into();
+        let task = {
+            let stats = Arc::clone(&stats);
+            tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    stats.connections.fetch_add(1, Ordering::Relaxed);
+                    let (client, upstream, stats) =
+                        (client.clone(), Arc::clone(&upstream), Arc::clone(&stats));
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            forward(
+                                req,
+                                client.clone(),
+                                Arc::clone(&upstream),
+                                delay,
+                                Arc::clone(&stats),
+                            )
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .keep_alive(true)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            })
+        };
+        Self { addr, stats, task }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn forward(
+    req: Request<Incoming>,
+    client: Client<HttpConnector, Incoming>,
+    upstream: Arc<str>,
+    delay: Duration,
+    stats: Arc<ProxyStats>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    *stats
+        .by_method
+        .lock()
+        .entry(req.method().to_string())
+        .or_default() += 1;
+    tokio::time::sleep(delay).await;
+    let (mut parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    parts.uri = format!("{upstream}{path}")
+        .parse()
+        .expect("upstream URI from a valid path");
+    // The Host header stays the proxy's: it is part of what the client signed.
+    strip_hop_by_hop(&mut parts.headers);
+    let result = client.request(Request::from_parts(parts, body)).await;
+    stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let body = Full::new(Bytes::from(format!("proxy: {e}")))
+                .map_err(|never| match never {})
+                .boxed();
+            let mut r = Response::new(body);
+            *r.status_mut() = StatusCode::BAD_GATEWAY;
+            return Ok(r);
+        }
+    };
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let body = body
+        .map_frame(move |frame| {
+            if let Some(data) = frame.data_ref() {
+                stats
+                    .body_bytes
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+            frame
+        })
+        .boxed();
+    Ok(Response::from_parts(parts, body))
+}
+
+// ---------------------------------------------------------------------------------
+// Children: wall time and peak RSS
+
+struct Measured {
+    wall_s: f64,
+    peak_rss_bytes: u64,
+    stdout: PathBuf,
+    stderr: String,
+}
+
+/// Run `cmd` to completion with stdout to `stdout`, reaping it with `wait4` for its
+/// peak RSS. Panics (with its stderr) if it fails: the figures would mean nothing.
+fn run_measured(cmd: &mut Command, stdout: &Path) -> Measured {
+    let out = std::fs::File::create(stdout).expect("create stdout file");
+    let err_path = stdout.with_extension("stderr");
+    let err = std::fs::File::create(&err_path).expect("create stderr file");
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    let start = Instant::now();
+    let child = tooling::spawn(cmd);
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; wait4 fills it in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to locals; `pid` is our own child, not yet reaped.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::Interrupted,
+            "wait4 {cmd:?}: {e}"
+        );
+    }
+    let wall_s = start.elapsed().as_secs_f64();
+    // The child is reaped; dropping the handle neither waits nor kills.
+    drop(child);
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    assert!(ok, "{cmd:?} failed (wait status {status}):\n{stderr}");
+    Measured {
+        wall_s,
+        // ru_maxrss is in kilobytes on Linux.
+        peak_rss_bytes: (usage.ru_maxrss.max(0) as u64) * 1024,
+        stdout: stdout.to_path_buf(),
+        stderr,
+    }
+}
+
+/// AWS settings for a client of `endpoint` (moto or the proxy).
+fn aws_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_string()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", MOTO_REGION.into()),
+        ("AWS_DEFAULT_REGION", MOTO_REGION.into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+/// The `mursst` binary cargo built for this bench, copied aside so another build in a
+/// shared target directory cannot swap it mid-run.
+fn mursst_binary(work: &Path) -> PathBuf {
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_mursst"));
+    let copy = work.join("mursst");
+    std::fs::copy(&built, &copy).unwrap_or_else(|e| panic!("copy {} aside: {e}", built.display()));
+    copy
+}
+
+/// One run of one tool: what the child and the proxy saw.
+struct Run {
+    measured: Measured,
+    counts: Counts,
+    /// Time the tool reports for indexing itself (after process start and imports).
+    inner_s: f64,
+    /// Requests and bytes the tool reports itself (mursst's `--stats`).
+    self_reported: Option<(u64, u64)>,
+}
+
+/// `requests: N  bytes read: N  wall time: X s` from `mursst refs --stats`.
+fn parse_mursst_stats(stderr: &str) -> Option<(u64, u64, f64)> {
+    let line = stderr.lines().rev().find(|l| l.starts_with("requests:"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let req = words.get(1)?.parse().ok()?;
+    let bytes = words.get(4)?.parse().ok()?;
+    let wall = words.get(7)?.parse().ok()?;
+    Some((req, bytes, wall))
+}
+
+fn run_mursst(bin: &Path, url: &str, endpoint: &str, out: &Path, proxy: &ProxyStats) -> Run {
+    proxy.take();
+    let measured = run_measured(
+        Command::new(bin)
+            .args(["refs", url, "--stats"])
+            .envs(aws_env(endpoint))
+            .env_remove("AWS_ENDPOINT_URL_S3")
+            .env_remove("AWS_PROFILE"),
+        out,
+    );
+    let counts = proxy.take();
+    let (req, bytes, inner_s) = parse_mursst_stats(&measured.stderr)
+        .unwrap_or_else(|| panic!("no --stats line in:\n{}", measured.stderr));
+    Run {
+        measured,
+        counts,
+        inner_s,
+        self_reported: Some((req, bytes)),
+    }
+}
+
+fn run_kerchunk(url: &str, endpoint: &str, out: &Path, proxy: &ProxyStats) -> (Run, Value) {
+    let script = tooling::repo_root()
+        .join("benches")
+        .join("python")
+        .join("kerchunk_refs.py");
+    let stdout = out.with_extension("stdout");
+    proxy.take();
+    let measured = run_measured(
+        Command::new(tooling::python())
+            .arg(&script)
+            .args([url, endpoint])
+            .arg(out)
+            .envs(aws_env(endpoint))
+            .env_remove("AWS_ENDPOINT_URL_S3")
+            .env_remove("AWS_PROFILE"),
+        &stdout,
+    );
+    let counts = proxy.take();
+    let info: Value = std::fs::read_to_string(&stdout)
+        .ok()
+        .and_then(|s| serde_json::from_str(s.trim()).ok())
+        .unwrap_or_else(|| panic!("kerchunk script printed no JSON line:\n{}", measured.stderr));
+    let inner_s = info["seconds"].as_f64().unwrap_or(f64::NAN);
+    (
+        Run {
+            measured: Measured {
+                stdout: out.to_path_buf(),
+                ..measured
+            },
+            counts,
+            inner_s,
+            self_reported: None,
+        },
+        info,
+    )
+}
+
+// ---------------------------------------------------------------------------------
+// Checking the outputs
+
+fn read_refs(path: &Path) -> serde_json::Map<String, Value> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let doc: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+    match doc.get("refs") {
+        Some(Value::Object(refs)) => refs.clone(),
+        _ => panic!("{} has no \"refs\" object", path.display()),
+    }
+}
+
+fn is_chunk_key(key: &str, var: &str) -> bool {
+    key.strip_prefix(var)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|k| !k.starts_with('.') && k.split('.').all(|p| p.parse::<u64>().is_ok()))
+}
+
+/// Chunks per data variable the spec writes.
+fn expected_chunks(spec: &GranuleSpec) -> Vec<(&'static str, usize)> {
+    spec.variables
+        .iter()
+        .map(|v: &DataVar| {
+            let [_, la, lo] = spec.chunk_shape(*v);
+            (
+                v.name(),
+                spec.lat_size.div_ceil(la) * spec.lon_size.div_ceil(lo),
+            )
+        })
+        .collect()
+}
+
+/// Panics unless `refs` is a Kerchunk v1 document with every chunk of every variable.
+fn check_chunk_counts(refs: &serde_json::Map<String, Value>, spec: &GranuleSpec, tool: &str) {
+    for (var, want) in expected_chunks(spec) {
+        let got = refs.keys().filter(|k| is_chunk_key(k, var)).count();
+        assert_eq!(
+            got, want,
+            "{tool}: {var} has {got} chunk references, expected {want}"
+        );
+        assert!(
+            refs.contains_key(&format!("{var}/.zarray")),
+            "{tool}: no {var}/.zarray"
+        );
+    }
+}
+
+/// How many of mursst's chunk references kerchunk gives identically.
+fn compare_refs(
+    ours: &serde_json::Map<String, Value>,
+    theirs: &serde_json::Map<String, Value>,
+) -> (usize, usize, Vec<String>) {
+    let mut same = 0;
+    let mut total = 0;
+    let mut differ = Vec::new();
+    for (key, value) in ours {
+        if !value.is_array() {
+            continue;
+        }
+        total += 1;
+        if theirs.get(key) == Some(value) {
+            same += 1;
+        } else if differ.len() < 5 {
+            differ.push(format!("{key}: {value} vs {:?}", theirs.get(key)));
+        }
+    }
+    (same, total, differ)
+}
+
+// ---------------------------------------------------------------------------------
+
+struct Row {
+    name: String,
+    runs: Vec<Run>,
+}
+
+impl Row {
+    fn wall(&self) -> f64 {
+        median(
+            &self
+                .runs
+                .iter()
+                .map(|r| r.measured.wall_s)
+                .collect::<Vec<_>>(),
+        )
+    }
+    fn inner(&self) -> f64 {
+        median(&self.runs.iter().map(|r| r.inner_s).collect::<Vec<_>>())
+    }
+    fn rss(&self) -> u64 {
+        self.runs
+            .iter()
+            .map(|r| r.measured.peak_rss_bytes)
+            .max()
+            .unwrap_or(0)
+    }
+    fn last(&self) -> &Run {
+        self.runs.last().expect("at least one run")
+    }
+}
+
+fn main() {
+    let bench = common::is_bench();
+    let runs: usize = env_number("MURSST_BENCH_RUNS", if bench { 3 } else { 1 }).max(1);
+    let latency = Duration::from_millis(env_number("MURSST_BENCH_LATENCY_MS", 20));
+    let date = NaiveDate::from_ymd_opt(2025, 1, 15).expect("valid date");
+    let spec = if bench {
+        GranuleSpec::new(date)
+    } else {
+        GranuleSpec::small(date, 1000, 2000)
+    };
+    let granule = common::cached_granule(&spec);
+    let size = common::file_size(&granule);
+    let work = tooling::TempDir::new("bench-refs");
+    let bin = mursst_binary(work.path());
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let moto = MotoServer::start();
+    let key = format!("{PREFIX}/{}", spec.file_name());
+    let url = format!("s3://{BUCKET}/{key}");
+    let proxy = rt.block_on(async {
+        moto.create_bucket(BUCKET).await;
+        moto.put_file(BUCKET, &key, &granule).await;
+        Proxy::start(moto.endpoint(), latency).await
+    });
+    let endpoint = proxy.endpoint();
+    eprintln!(
+        "{url}: {} on moto {}, proxy {endpoint} (+{} ms per request); {runs} run(s) per tool",
+        human(size),
+        moto.endpoint(),
+        latency.as_millis()
+    );
+
+    let mut ours = Row {
+        name: format!("mursst refs (+{} ms)", latency.as_millis()),
+        runs: Vec::new(),
+    };
+    let mut theirs = Row {
+        name: format!("kerchunk + s3fs (+{} ms)", latency.as_millis()),
+        runs: Vec::new(),
+    };
+    let mut direct = Row {
+        name: "mursst refs (direct to moto)".into(),
+        runs: Vec::new(),
+    };
+    let mut kerchunk_info = Value::Null;
+    // Interleaved, so a busy moment of the machine hurts both tools alike.
+    for i in 0..runs {
+        let out = work.path().join(format!("mursst-{i}.json"));
+        ours.runs
+            .push(run_mursst(&bin, &url, &endpoint, &out, &proxy.stats));
+        let out = work.path().join(format!("kerchunk-{i}.json"));
+        let (run, info) = run_kerchunk(&url, &endpoint, &out, &proxy.stats);
+        theirs.runs.push(run);
+        kerchunk_info = info;
+        let out = work.path().join(format!("direct-{i}.json"));
+        direct
+            .runs
+            .push(run_mursst(&bin, &url, &moto.endpoint(), &out, &proxy.stats));
+    }
+
+    // The outputs: complete, and the same references.
+    let our_refs = read_refs(&ours.last().measured.stdout);
+    let their_refs = read_refs(&theirs.last().measured.stdout);
+    check_chunk_counts(&our_refs, &spec, "mursst");
+    check_chunk_counts(&their_refs, &spec, "kerchunk");
+    let (same, total, differ) = compare_refs(&our_refs, &their_refs);
+
+    println!();
+    println!(
+        "granule: {} × {}, {} data variables + lat/lon/time, {} ({} bytes); {}",
+        spec.lat_size,
+        spec.lon_size,
+        spec.variables.len(),
+        human(size),
+        size,
+        spec.file_name()
+    );
+    println!(
+        "kerchunk {} / s3fs {} / fsspec {} / h5py {} (HDF5 {}): block size {}, cache {}",
+        kerchunk_info["kerchunk"].as_str().unwrap_or("?"),
+        kerchunk_info["s3fs"].as_str().unwrap_or("?"),
+        kerchunk_info["fsspec"].as_str().unwrap_or("?"),
+        kerchunk_info["h5py"].as_str().unwrap_or("?"),
+        kerchunk_info["hdf5"].as_str().unwrap_or("?"),
+        kerchunk_info["block_size"]
+            .as_u64()
+            .map(human)
+            .unwrap_or_else(|| "?".into()),
+        kerchunk_info["cache"].as_str().unwrap_or("?"),
+    );
+    println!(
+        "median of {runs} run(s); GETs, HEADs and bytes as the proxy counted them; peak RSS \
+         is the child's ru_maxrss (max over runs)"
+    );
+    println!();
+    let kerchunk_wall = theirs.wall();
+    let kerchunk_inner = theirs.inner();
+    let rows: Vec<Vec<String>> = [&ours, &theirs, &direct]
+        .iter()
+        .map(|row| {
+            let last = row.last();
+            let via_proxy = last.counts.requests() > 0;
+            let (gets, heads, bytes) = if via_proxy {
+                (
+                    last.counts.method("GET").to_string(),
+                    last.counts.method("HEAD").to_string(),
+                    last.counts.body_bytes,
+                )
+            } else {
+                let (req, bytes) = last.self_reported.unwrap_or_default();
+                (format!("({req} req)"), "-".into(), bytes)
+            };
+            vec![
+                row.name.clone(),
+                format!("{:.3}", row.wall()),
+                format!("{:.3}", row.inner()),
+                gets,
+                heads,
+                human(bytes),
+                if via_proxy {
+                    last.counts.max_in_flight.to_string()
+                } else {
+                    "-".into()
+                },
+                format!("{:.1}", row.rss() as f64 / f64::from(1 << 20)),
+                format!("{:.1}×", kerchunk_wall / row.wall()),
+                format!("{:.1}×", kerchunk_inner / row.inner()),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "tool",
+            "wall s",
+            "index s",
+            "GETs",
+            "HEADs",
+            "bytes read",
+            "max in flight",
+            "peak RSS MiB",
+            "speedup (wall)",
+            "speedup (index)",
+        ],
+        &rows,
+    );
+    println!();
+    println!(
+        "wall s: the whole child process; index s: what the tool times itself (mursst \
+         --stats; kerchunk from opening the file system to translate() returning, after \
+         imports)"
+    );
+    let last = ours.last();
+    if let Some((req, bytes)) = last.self_reported {
+        println!(
+            "mursst --stats: {req} requests, {bytes} bytes; proxy: {} requests ({} GET, {} \
+             HEAD), {} body bytes over {} connection(s)",
+            last.counts.requests(),
+            last.counts.method("GET"),
+            last.counts.method("HEAD"),
+            last.counts.body_bytes,
+            last.counts.connections
+        );
+    }
+    let k = theirs.last();
+    println!(
+        "kerchunk: proxy {} requests ({:?}), {} body bytes over {} connection(s)",
+        k.counts.requests(),
+        k.counts.by_method,
+        k.counts.body_bytes,
+        k.counts.connections
+    );
+    println!(
+        "chunk references identical to kerchunk's: {same} of {total}{}",
+        if differ.is_empty() {
+            String::new()
+        } else {
+            format!("; first differences:\n  {}", differ.join("\n  "))
+        }
+    );
+    println!();
+    let speedup = kerchunk_wall / ours.wall();
+    let bytes = ours.last().counts.body_bytes;
+    let rss = ours.rss();
+    println!(
+        "target ≥ {TARGET_SPEEDUP}× faster than kerchunk through the proxy: {speedup:.1}× \
+         (wall), {:.1}× (index) — {}",
+        kerchunk_inner / ours.inner(),
+        verdict(speedup >= TARGET_SPEEDUP)
+    );
+    println!(
+        "target < 2 MB read: {bytes} bytes — {}",
+        verdict(bytes < TARGET_BYTES)
+    );
+    println!(
+        "target peak RSS < 64 MiB: {:.1} MiB — {}",
+        rss as f64 / f64::from(1 << 20),
+        verdict(rss < TARGET_RSS_BYTES)
+    );
+    if !bench {
+        println!("(smoke run on a small granule: run `cargo bench --bench refs` for figures)");
+    }
+    drop(proxy);
+    drop(moto);
+}
