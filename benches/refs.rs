@@ -441,26 +441,48 @@ fn check_chunk_counts(refs: &serde_json::Map<String, Value>, spec: &GranuleSpec,
     }
 }
 
-/// How many of mursst's chunk references kerchunk gives identically.
+/// Comparison of mursst's chunk references with kerchunk's.
+struct Comparison {
+    /// References both give as `[url, offset, length]`, and how many of them agree.
+    both: usize,
+    same: usize,
+    /// mursst's references that kerchunk inlined (its default `inline_threshold`).
+    inlined: usize,
+    differ: Vec<String>,
+}
+
 fn compare_refs(
     ours: &serde_json::Map<String, Value>,
     theirs: &serde_json::Map<String, Value>,
-) -> (usize, usize, Vec<String>) {
-    let mut same = 0;
-    let mut total = 0;
-    let mut differ = Vec::new();
+) -> Comparison {
+    let mut c = Comparison {
+        both: 0,
+        same: 0,
+        inlined: 0,
+        differ: Vec::new(),
+    };
     for (key, value) in ours {
         if !value.is_array() {
             continue;
         }
-        total += 1;
-        if theirs.get(key) == Some(value) {
-            same += 1;
-        } else if differ.len() < 5 {
-            differ.push(format!("{key}: {value} vs {:?}", theirs.get(key)));
+        match theirs.get(key) {
+            Some(Value::String(s)) if s.starts_with("base64:") => c.inlined += 1,
+            Some(v) if v.is_array() => {
+                c.both += 1;
+                if v == value {
+                    c.same += 1;
+                } else if c.differ.len() < 5 {
+                    c.differ.push(format!("{key}: {value} vs {v}"));
+                }
+            }
+            other => {
+                if c.differ.len() < 5 {
+                    c.differ.push(format!("{key}: {value} vs {other:?}"));
+                }
+            }
         }
     }
-    (same, total, differ)
+    c
 }
 
 // ---------------------------------------------------------------------------------
@@ -564,7 +586,7 @@ fn main() {
     let their_refs = read_refs(&theirs.last().measured.stdout);
     check_chunk_counts(&our_refs, &spec, "mursst");
     check_chunk_counts(&their_refs, &spec, "kerchunk");
-    let (same, total, differ) = compare_refs(&our_refs, &their_refs);
+    let cmp = compare_refs(&our_refs, &their_refs);
 
     println!();
     println!(
@@ -596,10 +618,18 @@ fn main() {
     println!();
     let kerchunk_wall = theirs.wall();
     let kerchunk_inner = theirs.inner();
+    // The direct line is a reference, not a comparison with kerchunk through the proxy.
     let rows: Vec<Vec<String>> = [&ours, &theirs, &direct]
         .iter()
         .map(|row| {
             let last = row.last();
+            let speedup = |base: f64, t: f64| {
+                if std::ptr::eq(*row, &direct) {
+                    "-".to_string()
+                } else {
+                    format!("{:.1}×", base / t)
+                }
+            };
             let via_proxy = last.counts.requests() > 0;
             let (gets, heads, bytes) = if via_proxy {
                 (
@@ -624,8 +654,8 @@ fn main() {
                     "-".into()
                 },
                 format!("{:.1}", row.rss() as f64 / f64::from(1 << 20)),
-                format!("{:.1}×", kerchunk_wall / row.wall()),
-                format!("{:.1}×", kerchunk_inner / row.inner()),
+                speedup(kerchunk_wall, row.wall()),
+                speedup(kerchunk_inner, row.inner()),
             ]
         })
         .collect();
@@ -671,11 +701,14 @@ fn main() {
         k.counts.connections
     );
     println!(
-        "chunk references identical to kerchunk's: {same} of {total}{}",
-        if differ.is_empty() {
+        "chunk references identical to kerchunk's: {} of {} ({} more inlined by kerchunk){}",
+        cmp.same,
+        cmp.both,
+        cmp.inlined,
+        if cmp.differ.is_empty() {
             String::new()
         } else {
-            format!("; first differences:\n  {}", differ.join("\n  "))
+            format!("; first differences:\n  {}", cmp.differ.join("\n  "))
         }
     );
     println!();

@@ -181,9 +181,11 @@ pub fn written(
     w
 }
 
-/// Print rows as a table with right-aligned columns (the first left-aligned).
+/// Print rows as a Markdown table: figures right-aligned, the first column and any
+/// column headed `what` left-aligned.
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let n = header.len();
+    let left = |i: usize| i == 0 || header[i] == "what";
     let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate().take(n) {
@@ -195,7 +197,7 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                if i == 0 {
+                if left(i) {
                     format!("{c:<w$}", w = width[i])
                 } else {
                     format!("{c:>w$}", w = width[i])
@@ -210,7 +212,7 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
         width
             .iter()
             .enumerate()
-            .map(|(i, w)| if i == 0 {
+            .map(|(i, w)| if left(i) {
                 format!(":{}-", "-".repeat(*w))
             } else {
                 format!("-{}:", "-".repeat(*w))
