@@ -319,6 +319,8 @@ async fn append_one(
 /// Figures for one store size.
 struct SizeResult {
     days: u64,
+    /// Commits the store was built with (each adds an entry to the repo info file).
+    commits: u64,
     setup_s: f64,
     store_bytes: u64,
     store_files: usize,
@@ -413,6 +415,7 @@ async fn bench_split(
         }
         out.push(SizeResult {
             days,
+            commits: days.div_ceil(batch),
             setup_s,
             store_bytes,
             store_files: files.len(),
@@ -449,7 +452,11 @@ fn print_split(split: u32, results: &[SizeResult], chunks_per_day: usize) {
     .map(|s| s.to_string())
     .collect();
     header.extend(kinds.iter().map(|k| format!("{k}/")));
-    header.extend(["store size".to_string(), "setup s".to_string()]);
+    header.extend([
+        "store size".to_string(),
+        "setup commits".to_string(),
+        "setup s".to_string(),
+    ]);
     let rows: Vec<Vec<String>> = results
         .iter()
         .map(|r| {
@@ -469,6 +476,7 @@ fn print_split(split: u32, results: &[SizeResult], chunks_per_day: usize) {
             );
             row.extend([
                 format!("{} ({} files)", human(r.store_bytes), r.store_files),
+                r.commits.to_string(),
                 format!("{:.1}", r.setup_s),
             ]);
             row
