@@ -9,22 +9,30 @@
 //! Writes a full-size MUR-shaped granule (17999 × 36000, all six data variables and the
 //! coordinates; cached under `target/bench-data/`, ~70 s the first time), uploads it to a
 //! moto S3 server on loopback, and puts a small HTTP/1.1 proxy in front of moto that
-//! waits 20 ms before forwarding every request (per request, keep-alive intact) and
+//! waits 20 ms before answering every request (per request, keep-alive intact) and
 //! counts requests by method and response body bytes. Then, through the proxy:
 //!
-//! - `mursst refs s3://… --stats` (the release binary cargo built for this bench), and
+//! - `mursst refs s3://… --stats` (the `mursst` binary cargo built for this bench), and
 //! - kerchunk's `SingleHdf5ToZarr` over `s3fs` with their defaults
 //!   (`benches/python/kerchunk_refs.py`, run with `MURSST_PYTHON`),
 //!
 //! each as a child process, measuring wall time, GETs, bytes read and the child's peak
-//! RSS (`wait4`'s `ru_maxrss`); plus `mursst refs` straight to moto as a reference line.
-//! Both outputs are checked: the expected chunk count per variable, and mursst's chunk
-//! references against kerchunk's. Prints one table and whether the issue's targets are
-//! met (≥ 10× faster than kerchunk, < 2 MB read, peak RSS < 64 MiB); it asserts none.
+//! RSS (`wait4`'s `ru_maxrss`, taken by a small shim: see [`rusage_shim`]); plus
+//! `mursst refs` straight to moto as a reference line.
 //!
-//! Knobs: `MURSST_BENCH_RUNS` (runs per tool, default 3; medians and maxima are shown),
-//! `MURSST_BENCH_LATENCY_MS` (default 20). Under `cargo test` it runs once on a small
-//! granule as a smoke test.
+//! Everything runs twice: with the proxy forwarding to moto (as the issue describes),
+//! and with the proxy answering GET/HEAD of the granule itself from memory. moto serves
+//! one request at a time and reads the whole object for each ranged GET, which costs
+//! ~10-25 ms per request on top of the proxy's 20 ms and serialises them; S3 answers
+//! requests in parallel at a roughly constant latency, which the second origin models.
+//!
+//! Both tools' outputs are checked: the expected chunk count per variable, and mursst's
+//! chunk references against kerchunk's. Prints one table and whether the issue's targets
+//! are met (≥ 10× faster than kerchunk, < 2 MB read, peak RSS < 64 MiB); it asserts none.
+//!
+//! Knobs: `MURSST_BENCH_RUNS` (runs per tool, default 3; medians, and the maximum peak
+//! RSS, are shown), `MURSST_BENCH_LATENCY_MS` (default 20). Under `cargo test` it runs
+//! once on a small granule as a smoke test.
 
 mod common;
 
@@ -127,8 +135,105 @@ fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
     }
 }
 
+/// One object the proxy answers itself, as S3 would: HEAD and (ranged) GET from memory,
+/// with the headers the upstream gave for it. Anything else still goes upstream.
+struct Origin {
+    path: String,
+    data: Bytes,
+    headers: hyper::HeaderMap,
+}
+
+impl Origin {
+    /// `path` (`/bucket/key`) with `data`, and the headers of the upstream's HEAD for it.
+    async fn new(upstream: &str, path: &str, data: Bytes) -> Self {
+        let client: Client<HttpConnector, http_body_util::Empty<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let req = Request::head(format!("{upstream}{path}"))
+            .body(http_body_util::Empty::new())
+            .expect("HEAD request");
+        let head = client.request(req).await.expect("HEAD the object upstream");
+        assert!(head.status().is_success(), "HEAD {path}: {}", head.status());
+        let mut headers = head.headers().clone();
+        strip_hop_by_hop(&mut headers);
+        headers.remove(hyper::header::CONTENT_LENGTH);
+        headers.remove(hyper::header::DATE);
+        Self {
+            path: path.to_string(),
+            data,
+            headers,
+        }
+    }
+
+    /// The answer to `req` if it is a HEAD or GET of this object.
+    fn answer<B>(&self, req: &Request<B>) -> Option<Response<ProxyBody>> {
+        let method = req.method();
+        if req.uri().path() != self.path
+            || (method != hyper::Method::GET && method != hyper::Method::HEAD)
+            || req.uri().query().is_some()
+        {
+            return None;
+        }
+        let size = self.data.len() as u64;
+        let range = req
+            .headers()
+            .get(hyper::header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(|r| parse_range(r, size));
+        let (status, start, end) = match range {
+            None => (StatusCode::OK, 0, size),
+            Some(Some((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b),
+            Some(None) => {
+                let mut r = Response::new(full(Bytes::new()));
+                *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                return Some(r);
+            }
+        };
+        let body = if method == hyper::Method::HEAD {
+            Bytes::new()
+        } else {
+            self.data.slice(start as usize..end as usize)
+        };
+        let mut r = Response::new(full(body));
+        *r.status_mut() = status;
+        let h = r.headers_mut();
+        h.extend(self.headers.clone());
+        h.insert(hyper::header::CONTENT_LENGTH, (end - start).into());
+        if status == StatusCode::PARTIAL_CONTENT {
+            let value = format!("bytes {start}-{}/{size}", end - 1);
+            h.insert(
+                hyper::header::CONTENT_RANGE,
+                value.parse().expect("header value"),
+            );
+        }
+        Some(r)
+    }
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` as a half-open range within `size`.
+fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = header.strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        (size.saturating_sub(n), size)
+    } else {
+        let start: u64 = a.parse().ok()?;
+        let end = if b.is_empty() {
+            size
+        } else {
+            (b.parse::<u64>().ok()? + 1).min(size)
+        };
+        (start, end)
+    };
+    (start < end).then_some((start, end))
+}
+
+fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
 /// An HTTP/1.1 reverse proxy on 127.0.0.1 that sleeps `delay` before forwarding each
-/// request to `upstream` and streams the answer back.
+/// request to `upstream` (or answering it from `origin`) and streams the answer back.
 struct Proxy {
     addr: SocketAddr,
     stats: Arc<ProxyStats>,
@@ -136,7 +241,7 @@ struct Proxy {
 }
 
 impl Proxy {
-    async fn start(upstream: String, delay: Duration) -> Self {
+    async fn start(upstream: String, delay: Duration, origin: Option<Arc<Origin>>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the proxy");
@@ -154,8 +259,12 @@ impl Proxy {
                     };
                     let _ = stream.set_nodelay(true);
                     stats.connections.fetch_add(1, Ordering::Relaxed);
-                    let (client, upstream, stats) =
-                        (client.clone(), Arc::clone(&upstream), Arc::clone(&stats));
+                    let (client, upstream, stats, origin) = (
+                        client.clone(),
+                        Arc::clone(&upstream),
+                        Arc::clone(&stats),
+                        origin.clone(),
+                    );
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             forward(
@@ -164,6 +273,7 @@ impl Proxy {
                                 Arc::clone(&upstream),
                                 delay,
                                 Arc::clone(&stats),
+                                origin.clone(),
                             )
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
@@ -194,6 +304,7 @@ async fn forward(
     upstream: Arc<str>,
     delay: Duration,
     stats: Arc<ProxyStats>,
+    origin: Option<Arc<Origin>>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
@@ -203,6 +314,14 @@ async fn forward(
         .entry(req.method().to_string())
         .or_default() += 1;
     tokio::time::sleep(delay).await;
+    if let Some(answer) = origin.as_deref().and_then(|o| o.answer(&req)) {
+        stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let bytes = hyper::body::Body::size_hint(answer.body())
+            .exact()
+            .unwrap_or(0);
+        stats.body_bytes.fetch_add(bytes, Ordering::Relaxed);
+        return Ok(answer);
+    }
     let (mut parts, body) = req.into_parts();
     let path = parts
         .uri
@@ -219,10 +338,7 @@ async fn forward(
     let response = match result {
         Ok(r) => r,
         Err(e) => {
-            let body = Full::new(Bytes::from(format!("proxy: {e}")))
-                .map_err(|never| match never {})
-                .boxed();
-            let mut r = Response::new(body);
+            let mut r = Response::new(full(Bytes::from(format!("proxy: {e}"))));
             *r.status_mut() = StatusCode::BAD_GATEWAY;
             return Ok(r);
         }
@@ -248,20 +364,18 @@ async fn forward(
 struct Measured {
     wall_s: f64,
     peak_rss_bytes: u64,
+    /// The shim's own peak RSS when it started the child: the least `peak_rss_bytes`
+    /// can be (see [`rusage_shim`]).
+    floor_bytes: u64,
     stdout: PathBuf,
     stderr: String,
 }
 
-/// Run `cmd` to completion with stdout to `stdout`, reaping it with `wait4` for its
-/// peak RSS. Panics (with its stderr) if it fails: the figures would mean nothing.
-fn run_measured(cmd: &mut Command, stdout: &Path) -> Measured {
-    let out = std::fs::File::create(stdout).expect("create stdout file");
-    let err_path = stdout.with_extension("stderr");
-    let err = std::fs::File::create(&err_path).expect("create stderr file");
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-    let start = Instant::now();
-    let child = tooling::spawn(cmd);
-    let pid = child.id() as libc::pid_t;
+/// Set on the bench binary re-run as [`rusage_shim`]: where to write the figures.
+const SHIM_ENV: &str = "MURSST_BENCH_RUSAGE_TO";
+
+/// Peak RSS of one child, as `wait4` reports it (`ru_maxrss`, kilobytes), and its status.
+fn wait_child(pid: libc::pid_t) -> (libc::c_int, u64) {
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain old data; wait4 fills it in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -269,25 +383,85 @@ fn run_measured(cmd: &mut Command, stdout: &Path) -> Measured {
         // SAFETY: valid pointers to locals; `pid` is our own child, not yet reaped.
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         if r == pid {
-            break;
+            return (status, usage.ru_maxrss.max(0) as u64);
         }
         let e = std::io::Error::last_os_error();
-        assert_eq!(
-            e.kind(),
-            std::io::ErrorKind::Interrupted,
-            "wait4 {cmd:?}: {e}"
-        );
+        assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "wait4: {e}");
     }
+}
+
+/// Linux keeps a process's peak RSS across `exec`, and a child starts with its parent's
+/// peak (the memory it was forked from), so `wait4` on a child of this bench — hundreds
+/// of MB after writing a granule — would report the bench's peak. This bench binary,
+/// re-run small with [`SHIM_ENV`] set, starts the real command and writes its
+/// `ru_maxrss` and the shim's own (the floor) to that file, then exits with its status.
+fn rusage_shim(out: &str) -> ! {
+    let args: Vec<std::ffi::OsString> = std::env::args_os()
+        .skip_while(|a| a != "--")
+        .skip(1)
+        .collect();
+    let (program, args) = args.split_first().expect("shim: -- PROGRAM ARGS...");
+    // SAFETY: as above.
+    let mut own: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a local.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut own) };
+    let child = Command::new(program)
+        .args(args)
+        .env_remove(SHIM_ENV)
+        .spawn()
+        .unwrap_or_else(|e| panic!("shim: cannot run {program:?}: {e}"));
+    let (status, maxrss_kb) = wait_child(child.id() as libc::pid_t);
+    drop(child);
+    std::fs::write(out, format!("{maxrss_kb} {}", own.ru_maxrss))
+        .unwrap_or_else(|e| panic!("shim: write {out}: {e}"));
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    std::process::exit(code)
+}
+
+/// Run `cmd` to completion (through [`rusage_shim`]) with stdout to `stdout`. Panics
+/// (with its stderr) if it fails: the figures would mean nothing.
+fn run_measured(cmd: &Command, stdout: &Path) -> Measured {
+    let out = std::fs::File::create(stdout).expect("create stdout file");
+    let err_path = stdout.with_extension("stderr");
+    let err = std::fs::File::create(&err_path).expect("create stderr file");
+    let usage_path = stdout.with_extension("rusage");
+    let mut shim = Command::new(std::env::current_exe().expect("bench binary"));
+    shim.env(SHIM_ENV, &usage_path)
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => shim.env(k, v),
+            None => shim.env_remove(k),
+        };
+    }
+    shim.stdin(Stdio::null()).stdout(out).stderr(err);
+    let start = Instant::now();
+    let child = tooling::spawn(&mut shim);
+    let (status, _) = wait_child(child.id() as libc::pid_t);
     let wall_s = start.elapsed().as_secs_f64();
     // The child is reaped; dropping the handle neither waits nor kills.
     drop(child);
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
     assert!(ok, "{cmd:?} failed (wait status {status}):\n{stderr}");
+    let usage = std::fs::read_to_string(&usage_path).unwrap_or_default();
+    let kb: Vec<u64> = usage
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [child_kb, floor_kb] = kb[..] else {
+        panic!("no rusage from the shim for {cmd:?}: {usage:?}");
+    };
     Measured {
         wall_s,
-        // ru_maxrss is in kilobytes on Linux.
-        peak_rss_bytes: (usage.ru_maxrss.max(0) as u64) * 1024,
+        peak_rss_bytes: child_kb * 1024,
+        floor_bytes: floor_kb * 1024,
         stdout: stdout.to_path_buf(),
         stderr,
     }
@@ -336,14 +510,12 @@ fn parse_mursst_stats(stderr: &str) -> Option<(u64, u64, f64)> {
 
 fn run_mursst(bin: &Path, url: &str, endpoint: &str, out: &Path, proxy: &ProxyStats) -> Run {
     proxy.take();
-    let measured = run_measured(
-        Command::new(bin)
-            .args(["refs", url, "--stats"])
-            .envs(aws_env(endpoint))
-            .env_remove("AWS_ENDPOINT_URL_S3")
-            .env_remove("AWS_PROFILE"),
-        out,
-    );
+    let mut cmd = Command::new(bin);
+    cmd.args(["refs", url, "--stats"])
+        .envs(aws_env(endpoint))
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .env_remove("AWS_PROFILE");
+    let measured = run_measured(&cmd, out);
     let counts = proxy.take();
     let (req, bytes, inner_s) = parse_mursst_stats(&measured.stderr)
         .unwrap_or_else(|| panic!("no --stats line in:\n{}", measured.stderr));
@@ -362,16 +534,14 @@ fn run_kerchunk(url: &str, endpoint: &str, out: &Path, proxy: &ProxyStats) -> (R
         .join("kerchunk_refs.py");
     let stdout = out.with_extension("stdout");
     proxy.take();
-    let measured = run_measured(
-        Command::new(tooling::python())
-            .arg(&script)
-            .args([url, endpoint])
-            .arg(out)
-            .envs(aws_env(endpoint))
-            .env_remove("AWS_ENDPOINT_URL_S3")
-            .env_remove("AWS_PROFILE"),
-        &stdout,
-    );
+    let mut cmd = Command::new(tooling::python());
+    cmd.arg(&script)
+        .args([url, endpoint])
+        .arg(out)
+        .envs(aws_env(endpoint))
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .env_remove("AWS_PROFILE");
+    let measured = run_measured(&cmd, &stdout);
     let counts = proxy.take();
     let info: Value = std::fs::read_to_string(&stdout)
         .ok()
@@ -517,10 +687,56 @@ impl Row {
     }
 }
 
+/// One origin behind the latency proxy: mursst's and kerchunk's runs through it.
+struct Pair {
+    origin: &'static str,
+    ours: Row,
+    theirs: Row,
+}
+
+fn table_row(row: &Row, kerchunk: Option<&Row>) -> Vec<String> {
+    let last = row.last();
+    let via_proxy = last.counts.requests() > 0;
+    let (gets, heads, bytes) = if via_proxy {
+        (
+            last.counts.method("GET").to_string(),
+            last.counts.method("HEAD").to_string(),
+            last.counts.body_bytes,
+        )
+    } else {
+        let (req, bytes) = last.self_reported.unwrap_or_default();
+        (format!("({req} req)"), "-".into(), bytes)
+    };
+    let speedup = |f: fn(&Row) -> f64| match kerchunk {
+        Some(k) => format!("{:.1}×", f(k) / f(row)),
+        None => "-".into(),
+    };
+    vec![
+        row.name.clone(),
+        format!("{:.3}", row.wall()),
+        format!("{:.3}", row.inner()),
+        gets,
+        heads,
+        human(bytes),
+        if via_proxy {
+            last.counts.max_in_flight.to_string()
+        } else {
+            "-".into()
+        },
+        format!("{:.1}", row.rss() as f64 / f64::from(1 << 20)),
+        speedup(Row::wall),
+        speedup(Row::inner),
+    ]
+}
+
 fn main() {
+    if let Ok(out) = std::env::var(SHIM_ENV) {
+        rusage_shim(&out);
+    }
     let bench = common::is_bench();
     let runs: usize = env_number("MURSST_BENCH_RUNS", if bench { 3 } else { 1 }).max(1);
     let latency = Duration::from_millis(env_number("MURSST_BENCH_LATENCY_MS", 20));
+    let ms = latency.as_millis();
     let date = NaiveDate::from_ymd_opt(2025, 1, 15).expect("valid date");
     let spec = if bench {
         GranuleSpec::new(date)
@@ -540,53 +756,95 @@ fn main() {
     let moto = MotoServer::start();
     let key = format!("{PREFIX}/{}", spec.file_name());
     let url = format!("s3://{BUCKET}/{key}");
-    let proxy = rt.block_on(async {
+    let (to_moto, to_memory) = rt.block_on(async {
         moto.create_bucket(BUCKET).await;
         moto.put_file(BUCKET, &key, &granule).await;
-        Proxy::start(moto.endpoint(), latency).await
+        let data = Bytes::from(std::fs::read(&granule).expect("read the granule"));
+        let origin = Origin::new(&moto.endpoint(), &format!("/{BUCKET}/{key}"), data).await;
+        (
+            Proxy::start(moto.endpoint(), latency, None).await,
+            Proxy::start(moto.endpoint(), latency, Some(Arc::new(origin))).await,
+        )
     });
-    let endpoint = proxy.endpoint();
     eprintln!(
-        "{url}: {} on moto {}, proxy {endpoint} (+{} ms per request); {runs} run(s) per tool",
+        "{url}: {} on moto {}; proxies (+{ms} ms per request) {} (to moto) and {} (object \
+         served from memory); {runs} run(s) per tool",
         human(size),
         moto.endpoint(),
-        latency.as_millis()
+        to_moto.endpoint(),
+        to_memory.endpoint(),
     );
 
-    let mut ours = Row {
-        name: format!("mursst refs (+{} ms)", latency.as_millis()),
-        runs: Vec::new(),
-    };
-    let mut theirs = Row {
-        name: format!("kerchunk + s3fs (+{} ms)", latency.as_millis()),
-        runs: Vec::new(),
-    };
+    let mut pairs = [
+        (
+            &to_moto,
+            Pair {
+                origin: "moto",
+                ours: Row {
+                    name: format!("mursst refs, +{ms} ms → moto"),
+                    runs: Vec::new(),
+                },
+                theirs: Row {
+                    name: format!("kerchunk + s3fs, +{ms} ms → moto"),
+                    runs: Vec::new(),
+                },
+            },
+        ),
+        (
+            &to_memory,
+            Pair {
+                origin: "memory",
+                ours: Row {
+                    name: format!("mursst refs, +{ms} ms → memory"),
+                    runs: Vec::new(),
+                },
+                theirs: Row {
+                    name: format!("kerchunk + s3fs, +{ms} ms → memory"),
+                    runs: Vec::new(),
+                },
+            },
+        ),
+    ];
     let mut direct = Row {
-        name: "mursst refs (direct to moto)".into(),
+        name: "mursst refs, direct to moto".into(),
         runs: Vec::new(),
     };
     let mut kerchunk_info = Value::Null;
     // Interleaved, so a busy moment of the machine hurts both tools alike.
     for i in 0..runs {
-        let out = work.path().join(format!("mursst-{i}.json"));
-        ours.runs
-            .push(run_mursst(&bin, &url, &endpoint, &out, &proxy.stats));
-        let out = work.path().join(format!("kerchunk-{i}.json"));
-        let (run, info) = run_kerchunk(&url, &endpoint, &out, &proxy.stats);
-        theirs.runs.push(run);
-        kerchunk_info = info;
+        for (proxy, pair) in &mut pairs {
+            let endpoint = proxy.endpoint();
+            let out = work.path().join(format!("mursst-{}-{i}.json", pair.origin));
+            pair.ours
+                .runs
+                .push(run_mursst(&bin, &url, &endpoint, &out, &proxy.stats));
+            let out = work
+                .path()
+                .join(format!("kerchunk-{}-{i}.json", pair.origin));
+            let (run, info) = run_kerchunk(&url, &endpoint, &out, &proxy.stats);
+            pair.theirs.runs.push(run);
+            kerchunk_info = info;
+        }
         let out = work.path().join(format!("direct-{i}.json"));
-        direct
-            .runs
-            .push(run_mursst(&bin, &url, &moto.endpoint(), &out, &proxy.stats));
+        direct.runs.push(run_mursst(
+            &bin,
+            &url,
+            &moto.endpoint(),
+            &out,
+            &to_moto.stats,
+        ));
     }
 
     // The outputs: complete, and the same references.
-    let our_refs = read_refs(&ours.last().measured.stdout);
-    let their_refs = read_refs(&theirs.last().measured.stdout);
-    check_chunk_counts(&our_refs, &spec, "mursst");
-    check_chunk_counts(&their_refs, &spec, "kerchunk");
-    let cmp = compare_refs(&our_refs, &their_refs);
+    let mut comparisons = Vec::new();
+    for (_, pair) in &pairs {
+        let our_refs = read_refs(&pair.ours.last().measured.stdout);
+        let their_refs = read_refs(&pair.theirs.last().measured.stdout);
+        check_chunk_counts(&our_refs, &spec, "mursst");
+        check_chunk_counts(&their_refs, &spec, "kerchunk");
+        comparisons.push(compare_refs(&our_refs, &their_refs));
+    }
+    check_chunk_counts(&read_refs(&direct.last().measured.stdout), &spec, "mursst");
 
     println!();
     println!(
@@ -615,53 +873,22 @@ fn main() {
         "median of {runs} run(s); GETs, HEADs and bytes as the proxy counted them; peak RSS \
          is the child's ru_maxrss (max over runs)"
     );
+    println!(
+        "→ moto: the proxy forwards to moto, which answers one request at a time and reads \
+         the whole object for each ranged GET (~10-25 ms each here); → memory: the proxy \
+         answers GET/HEAD of the granule itself from memory, in parallel, like S3 (same \
+         headers as moto's)"
+    );
     println!();
-    let kerchunk_wall = theirs.wall();
-    let kerchunk_inner = theirs.inner();
-    // The direct line is a reference, not a comparison with kerchunk through the proxy.
-    let rows: Vec<Vec<String>> = [&ours, &theirs, &direct]
-        .iter()
-        .map(|row| {
-            let last = row.last();
-            let speedup = |base: f64, t: f64| {
-                if std::ptr::eq(*row, &direct) {
-                    "-".to_string()
-                } else {
-                    format!("{:.1}×", base / t)
-                }
-            };
-            let via_proxy = last.counts.requests() > 0;
-            let (gets, heads, bytes) = if via_proxy {
-                (
-                    last.counts.method("GET").to_string(),
-                    last.counts.method("HEAD").to_string(),
-                    last.counts.body_bytes,
-                )
-            } else {
-                let (req, bytes) = last.self_reported.unwrap_or_default();
-                (format!("({req} req)"), "-".into(), bytes)
-            };
-            vec![
-                row.name.clone(),
-                format!("{:.3}", row.wall()),
-                format!("{:.3}", row.inner()),
-                gets,
-                heads,
-                human(bytes),
-                if via_proxy {
-                    last.counts.max_in_flight.to_string()
-                } else {
-                    "-".into()
-                },
-                format!("{:.1}", row.rss() as f64 / f64::from(1 << 20)),
-                speedup(kerchunk_wall, row.wall()),
-                speedup(kerchunk_inner, row.inner()),
-            ]
-        })
-        .collect();
+    let mut rows = Vec::new();
+    for (_, pair) in &pairs {
+        rows.push(table_row(&pair.ours, Some(&pair.theirs)));
+        rows.push(table_row(&pair.theirs, Some(&pair.theirs)));
+    }
+    rows.push(table_row(&direct, None));
     print_table(
         &[
-            "tool",
+            "tool, proxy → origin",
             "wall s",
             "index s",
             "GETs",
@@ -678,49 +905,62 @@ fn main() {
     println!(
         "wall s: the whole child process; index s: what the tool times itself (mursst \
          --stats; kerchunk from opening the file system to translate() returning, after \
-         imports)"
+         imports); speedup: kerchunk's time over mursst's through the same proxy and origin"
     );
-    let last = ours.last();
-    if let Some((req, bytes)) = last.self_reported {
+    let floor = pairs
+        .iter()
+        .flat_map(|(_, p)| p.ours.runs.iter().chain(&p.theirs.runs))
+        .map(|r| r.measured.floor_bytes)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "peak RSS floor (the measuring shim's own RSS, which a child inherits): {:.1} MiB",
+        floor as f64 / f64::from(1 << 20)
+    );
+    for ((_, pair), cmp) in pairs.iter().zip(&comparisons) {
+        let ours = pair.ours.last();
+        let theirs = pair.theirs.last();
         println!(
-            "mursst --stats: {req} requests, {bytes} bytes; proxy: {} requests ({} GET, {} \
-             HEAD), {} body bytes over {} connection(s)",
-            last.counts.requests(),
-            last.counts.method("GET"),
-            last.counts.method("HEAD"),
-            last.counts.body_bytes,
-            last.counts.connections
+            "→ {}: mursst {} requests ({} GET, {} HEAD), {} bytes over {} connection(s) \
+             (its --stats: {:?}); kerchunk {} requests {:?}, {} bytes over {} connection(s)",
+            pair.origin,
+            ours.counts.requests(),
+            ours.counts.method("GET"),
+            ours.counts.method("HEAD"),
+            ours.counts.body_bytes,
+            ours.counts.connections,
+            ours.self_reported.unwrap_or_default(),
+            theirs.counts.requests(),
+            theirs.counts.by_method,
+            theirs.counts.body_bytes,
+            theirs.counts.connections,
+        );
+        println!(
+            "  chunk references identical to kerchunk's: {} of {} ({} more inlined by \
+             kerchunk){}",
+            cmp.same,
+            cmp.both,
+            cmp.inlined,
+            if cmp.differ.is_empty() {
+                String::new()
+            } else {
+                format!("; first differences:\n  {}", cmp.differ.join("\n  "))
+            }
         );
     }
-    let k = theirs.last();
-    println!(
-        "kerchunk: proxy {} requests ({:?}), {} body bytes over {} connection(s)",
-        k.counts.requests(),
-        k.counts.by_method,
-        k.counts.body_bytes,
-        k.counts.connections
-    );
-    println!(
-        "chunk references identical to kerchunk's: {} of {} ({} more inlined by kerchunk){}",
-        cmp.same,
-        cmp.both,
-        cmp.inlined,
-        if cmp.differ.is_empty() {
-            String::new()
-        } else {
-            format!("; first differences:\n  {}", cmp.differ.join("\n  "))
-        }
-    );
     println!();
-    let speedup = kerchunk_wall / ours.wall();
-    let bytes = ours.last().counts.body_bytes;
-    let rss = ours.rss();
-    println!(
-        "target ≥ {TARGET_SPEEDUP}× faster than kerchunk through the proxy: {speedup:.1}× \
-         (wall), {:.1}× (index) — {}",
-        kerchunk_inner / ours.inner(),
-        verdict(speedup >= TARGET_SPEEDUP)
-    );
+    for (_, pair) in &pairs {
+        let speedup = pair.theirs.wall() / pair.ours.wall();
+        println!(
+            "target ≥ {TARGET_SPEEDUP}× faster than kerchunk, proxy → {}: {speedup:.1}× (wall), \
+             {:.1}× (index) — {}",
+            pair.origin,
+            pair.theirs.inner() / pair.ours.inner(),
+            verdict(speedup >= TARGET_SPEEDUP)
+        );
+    }
+    let bytes = pairs[0].1.ours.last().counts.body_bytes;
+    let rss = pairs.iter().map(|(_, p)| p.ours.rss()).max().unwrap_or(0);
     println!(
         "target < 2 MB read: {bytes} bytes — {}",
         verdict(bytes < TARGET_BYTES)
@@ -733,6 +973,8 @@ fn main() {
     if !bench {
         println!("(smoke run on a small granule: run `cargo bench --bench refs` for figures)");
     }
-    drop(proxy);
+    drop(pairs);
+    drop(to_moto);
+    drop(to_memory);
     drop(moto);
 }
