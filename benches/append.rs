@@ -276,6 +276,9 @@ struct Append {
     /// Open, read the state, branch, write + commit, move main, delete the branch.
     cycle_s: f64,
     written: Written,
+    /// Days in the manifest split the new day lands in, the new day included: what
+    /// the commit rewrites of each array's references.
+    split_days: u64,
 }
 
 async fn append_one(
@@ -313,6 +316,7 @@ async fn append_one(
         commit_s,
         cycle_s,
         written: written(&before, &dir_files(dir)),
+        split_days: index % u64::from(split) + 1,
     }
 }
 
@@ -349,6 +353,41 @@ impl SizeResult {
                 .appends
                 .iter()
                 .map(|a| a.written.files as f64)
+                .collect::<Vec<_>>(),
+        )
+    }
+    fn split_days(&self) -> f64 {
+        median(
+            &self
+                .appends
+                .iter()
+                .map(|a| a.split_days as f64)
+                .collect::<Vec<_>>(),
+        )
+    }
+    /// Median bytes written outside `manifests/`: what grows with the history.
+    fn other_bytes(&self) -> f64 {
+        median(
+            &self
+                .appends
+                .iter()
+                .map(|a| {
+                    let m = a.written.by_kind.get("manifests").map_or(0, |e| e.1);
+                    (a.written.bytes - m) as f64
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+    /// Median manifest bytes written per day of the rewritten split.
+    fn manifest_bytes_per_split_day(&self) -> f64 {
+        median(
+            &self
+                .appends
+                .iter()
+                .map(|a| {
+                    let m = a.written.by_kind.get("manifests").map_or(0, |e| e.1);
+                    m as f64 / a.split_days as f64
+                })
                 .collect::<Vec<_>>(),
         )
     }
@@ -447,6 +486,8 @@ fn print_split(split: u32, results: &[SizeResult], chunks_per_day: usize) {
         "bytes written",
         "files written",
         "store growth",
+        "days in split",
+        "not manifests",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -468,6 +509,8 @@ fn print_split(split: u32, results: &[SizeResult], chunks_per_day: usize) {
                 human(r.bytes() as u64),
                 format!("{:.0}", r.files()),
                 human(r.growth().max(0.0) as u64),
+                format!("{:.0}", r.split_days()),
+                human(r.other_bytes() as u64),
             ];
             row.extend(
                 kinds
@@ -501,6 +544,31 @@ fn print_split(split: u32, results: &[SizeResult], chunks_per_day: usize) {
             small.days,
             large.days,
             verdict(t <= TARGET_RATIO && b <= TARGET_RATIO)
+        );
+        let per_day = results
+            .iter()
+            .map(SizeResult::manifest_bytes_per_split_day)
+            .fold(0.0, f64::max);
+        println!(
+            "  manifests: each append rewrites the split it lands in ({} day(s) at {} days, \
+             {} at {}), ≤ {} per day in the split, so at most ~{} for a full split of \
+             {split}, whatever the history",
+            small.split_days(),
+            small.days,
+            large.split_days(),
+            large.days,
+            human(per_day as u64),
+            human((per_day * f64::from(split)) as u64),
+        );
+        println!(
+            "  everything else (snapshot, repo info and its backup, transaction log, refs): \
+             {} at {} days, {} at {} ({:.2}×); it grows with the snapshots and manifests \
+             the store has",
+            human(small.other_bytes() as u64),
+            small.days,
+            human(large.other_bytes() as u64),
+            large.days,
+            large.other_bytes() / small.other_bytes(),
         );
     }
 }

@@ -144,21 +144,40 @@ struct Origin {
 }
 
 impl Origin {
-    /// `path` (`/bucket/key`) with `data`, and the headers of the upstream's HEAD for it.
-    async fn new(upstream: &str, path: &str, data: Bytes) -> Self {
-        let client: Client<HttpConnector, http_body_util::Empty<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
-        let req = Request::head(format!("{upstream}{path}"))
-            .body(http_body_util::Empty::new())
-            .expect("HEAD request");
-        let head = client.request(req).await.expect("HEAD the object upstream");
-        assert!(head.status().is_success(), "HEAD {path}: {}", head.status());
-        let mut headers = head.headers().clone();
-        strip_hop_by_hop(&mut headers);
-        headers.remove(hyper::header::CONTENT_LENGTH);
-        headers.remove(hyper::header::DATE);
+    /// `s3://bucket/key` with `data`, answering with the headers moto gives it.
+    async fn new(moto: &MotoServer, bucket: &str, key: &str, data: Bytes) -> Self {
+        let head = moto
+            .client()
+            .await
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("HEAD the object on moto");
+        let mut headers = hyper::HeaderMap::new();
+        let mut set = |name: &'static str, value: Option<String>| {
+            if let Some(v) = value.and_then(|v| v.parse().ok()) {
+                headers.insert(name, v);
+            }
+        };
+        set("etag", head.e_tag().map(str::to_string));
+        set(
+            "last-modified",
+            head.last_modified()
+                .and_then(|t| t.fmt(aws_sdk_s3::primitives::DateTimeFormat::HttpDate).ok()),
+        );
+        set(
+            "content-type",
+            Some(
+                head.content_type()
+                    .unwrap_or("binary/octet-stream")
+                    .to_string(),
+            ),
+        );
+        set("accept-ranges", Some("bytes".into()));
         Self {
-            path: path.to_string(),
+            path: format!("/{bucket}/{key}"),
             data,
             headers,
         }
@@ -760,7 +779,7 @@ fn main() {
         moto.create_bucket(BUCKET).await;
         moto.put_file(BUCKET, &key, &granule).await;
         let data = Bytes::from(std::fs::read(&granule).expect("read the granule"));
-        let origin = Origin::new(&moto.endpoint(), &format!("/{BUCKET}/{key}"), data).await;
+        let origin = Origin::new(&moto, BUCKET, &key, data).await;
         (
             Proxy::start(moto.endpoint(), latency, None).await,
             Proxy::start(moto.endpoint(), latency, Some(Arc::new(origin))).await,
