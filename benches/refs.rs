@@ -84,6 +84,17 @@ struct ProxyStats {
     connections: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    /// Every request: when it arrived and when its answer's body ended (ms since the
+    /// first), method, Range header, body bytes.
+    log: parking_lot::Mutex<Vec<Logged>>,
+    epoch: parking_lot::Mutex<Option<Instant>>,
+}
+
+#[derive(Debug, Clone)]
+struct Logged {
+    arrived_ms: f64,
+    method: String,
+    range: String,
 }
 
 /// A snapshot of [`ProxyStats`].
@@ -93,9 +104,27 @@ struct Counts {
     body_bytes: u64,
     connections: u64,
     max_in_flight: u64,
+    log: Vec<Logged>,
 }
 
 impl Counts {
+    /// Requests grouped into rounds: a round starts with a request that arrived more
+    /// than `gap_ms` after the previous one (the client waited for an answer first).
+    fn rounds(&self, gap_ms: f64) -> Vec<Vec<&Logged>> {
+        let mut log: Vec<&Logged> = self.log.iter().collect();
+        log.sort_by(|a, b| a.arrived_ms.total_cmp(&b.arrived_ms));
+        let mut rounds: Vec<Vec<&Logged>> = Vec::new();
+        let mut last = f64::NEG_INFINITY;
+        for r in log {
+            if r.arrived_ms - last > gap_ms || rounds.is_empty() {
+                rounds.push(Vec::new());
+            }
+            last = r.arrived_ms;
+            rounds.last_mut().expect("a round").push(r);
+        }
+        rounds
+    }
+
     fn method(&self, m: &str) -> u64 {
         self.by_method.get(m).copied().unwrap_or(0)
     }
@@ -107,11 +136,13 @@ impl Counts {
 impl ProxyStats {
     /// Take the counts so far and start again from zero.
     fn take(&self) -> Counts {
+        *self.epoch.lock() = None;
         Counts {
             by_method: std::mem::take(&mut *self.by_method.lock()),
             body_bytes: self.body_bytes.swap(0, Ordering::SeqCst),
             connections: self.connections.swap(0, Ordering::SeqCst),
             max_in_flight: self.max_in_flight.swap(0, Ordering::SeqCst),
+            log: std::mem::take(&mut *self.log.lock()),
         }
     }
 }
@@ -332,6 +363,19 @@ async fn forward(
         .lock()
         .entry(req.method().to_string())
         .or_default() += 1;
+    {
+        let epoch = *stats.epoch.lock().get_or_insert_with(Instant::now);
+        stats.log.lock().push(Logged {
+            arrived_ms: epoch.elapsed().as_secs_f64() * 1e3,
+            method: req.method().to_string(),
+            range: req
+                .headers()
+                .get(hyper::header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+        });
+    }
     tokio::time::sleep(delay).await;
     if let Some(answer) = origin.as_deref().and_then(|o| o.answer(&req)) {
         stats.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -412,18 +456,25 @@ fn wait_child(pid: libc::pid_t) -> (libc::c_int, u64) {
 /// Linux keeps a process's peak RSS across `exec`, and a child starts with its parent's
 /// peak (the memory it was forked from), so `wait4` on a child of this bench — hundreds
 /// of MB after writing a granule — would report the bench's peak. This bench binary,
-/// re-run small with [`SHIM_ENV`] set, starts the real command and writes its
-/// `ru_maxrss` and the shim's own (the floor) to that file, then exits with its status.
+/// re-run with [`SHIM_ENV`] set (a fresh, small process: its own peak RSS is the
+/// floor of the child's), starts the real command and writes the child's `ru_maxrss`
+/// and that floor to the file, then exits with the child's status.
 fn rusage_shim(out: &str) -> ! {
     let args: Vec<std::ffi::OsString> = std::env::args_os()
         .skip_while(|a| a != "--")
         .skip(1)
         .collect();
     let (program, args) = args.split_first().expect("shim: -- PROGRAM ARGS...");
-    // SAFETY: as above.
-    let mut own: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: a valid pointer to a local.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut own) };
+    // The child starts from this process's memory: its peak so far is the floor.
+    // (Not getrusage: that reports the peak inherited from the bench across exec.)
+    let floor_kb: u64 = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0);
     let child = Command::new(program)
         .args(args)
         .env_remove(SHIM_ENV)
@@ -431,7 +482,7 @@ fn rusage_shim(out: &str) -> ! {
         .unwrap_or_else(|e| panic!("shim: cannot run {program:?}: {e}"));
     let (status, maxrss_kb) = wait_child(child.id() as libc::pid_t);
     drop(child);
-    std::fs::write(out, format!("{maxrss_kb} {}", own.ru_maxrss))
+    std::fs::write(out, format!("{maxrss_kb} {floor_kb}"))
         .unwrap_or_else(|e| panic!("shim: write {out}: {e}"));
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
@@ -965,6 +1016,36 @@ fn main() {
             } else {
                 format!("; first differences:\n  {}", cmp.differ.join("\n  "))
             }
+        );
+    }
+    let last = pairs[1].1.ours.last();
+    let rounds = last.counts.rounds(latency.as_secs_f64() * 1e3 / 2.0);
+    println!(
+        "mursst's requests (→ memory, last run) in {} round(s) of waiting for an answer \
+         (a round starts {} ms or more after the previous request):",
+        rounds.len(),
+        ms / 2
+    );
+    for (i, round) in rounds.iter().enumerate() {
+        let ranges: Vec<String> = round
+            .iter()
+            .map(|r| {
+                let len = parse_range(&r.range, u64::MAX)
+                    .map(|(a, b)| format!("{a}+{}", b - a))
+                    .unwrap_or_else(|| r.method.clone());
+                if r.method == "GET" {
+                    len
+                } else {
+                    r.method.clone()
+                }
+            })
+            .collect();
+        println!(
+            "  round {:>2} at {:>6.1} ms: {:>2} request(s): {}",
+            i + 1,
+            round[0].arrived_ms,
+            round.len(),
+            ranges.join(" ")
         );
     }
     println!();
