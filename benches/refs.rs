@@ -82,10 +82,12 @@ struct ProxyStats {
     by_method: parking_lot::Mutex<BTreeMap<String, u64>>,
     body_bytes: AtomicU64,
     connections: AtomicU64,
+    /// Requests answered from memory rather than upstream.
+    from_memory: AtomicU64,
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
-    /// Every request: when it arrived and when its answer's body ended (ms since the
-    /// first), method, Range header, body bytes.
+    /// Every request: when it arrived (ms since the last `take`, i.e. since the run
+    /// started), method and Range header.
     log: parking_lot::Mutex<Vec<Logged>>,
     epoch: parking_lot::Mutex<Option<Instant>>,
 }
@@ -93,6 +95,8 @@ struct ProxyStats {
 #[derive(Debug, Clone)]
 struct Logged {
     arrived_ms: f64,
+    /// When the answer's head was ready (its body follows at once from memory).
+    answered_ms: f64,
     method: String,
     range: String,
 }
@@ -103,6 +107,7 @@ struct Counts {
     by_method: BTreeMap<String, u64>,
     body_bytes: u64,
     connections: u64,
+    from_memory: u64,
     max_in_flight: u64,
     log: Vec<Logged>,
 }
@@ -135,12 +140,14 @@ impl Counts {
 
 impl ProxyStats {
     /// Take the counts so far and start again from zero.
+    /// Also starts the clock of the request log (call it right before a run).
     fn take(&self) -> Counts {
-        *self.epoch.lock() = None;
+        *self.epoch.lock() = Some(Instant::now());
         Counts {
             by_method: std::mem::take(&mut *self.by_method.lock()),
             body_bytes: self.body_bytes.swap(0, Ordering::SeqCst),
             connections: self.connections.swap(0, Ordering::SeqCst),
+            from_memory: self.from_memory.swap(0, Ordering::SeqCst),
             max_in_flight: self.max_in_flight.swap(0, Ordering::SeqCst),
             log: std::mem::take(&mut *self.log.lock()),
         }
@@ -217,9 +224,14 @@ impl Origin {
     /// The answer to `req` if it is a HEAD or GET of this object.
     fn answer<B>(&self, req: &Request<B>) -> Option<Response<ProxyBody>> {
         let method = req.method();
+        // The AWS SDK adds `?x-id=GetObject`; any other parameter is a sub-resource.
+        let plain = req.uri().query().is_none_or(|q| {
+            q.split('&')
+                .all(|p| p.is_empty() || p.split('=').next() == Some("x-id"))
+        });
         if req.uri().path() != self.path
             || (method != hyper::Method::GET && method != hyper::Method::HEAD)
-            || req.uri().query().is_some()
+            || !plain
         {
             return None;
         }
@@ -363,21 +375,27 @@ async fn forward(
         .lock()
         .entry(req.method().to_string())
         .or_default() += 1;
-    {
-        let epoch = *stats.epoch.lock().get_or_insert_with(Instant::now);
+    let epoch = *stats.epoch.lock().get_or_insert_with(Instant::now);
+    let arrived_ms = epoch.elapsed().as_secs_f64() * 1e3;
+    let method = req.method().to_string();
+    let range = req
+        .headers()
+        .get(hyper::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let log = |answered: Instant| {
         stats.log.lock().push(Logged {
-            arrived_ms: epoch.elapsed().as_secs_f64() * 1e3,
-            method: req.method().to_string(),
-            range: req
-                .headers()
-                .get(hyper::header::RANGE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string(),
+            arrived_ms,
+            answered_ms: answered.duration_since(epoch).as_secs_f64() * 1e3,
+            method: method.clone(),
+            range: range.clone(),
         });
-    }
+    };
     tokio::time::sleep(delay).await;
     if let Some(answer) = origin.as_deref().and_then(|o| o.answer(&req)) {
+        log(Instant::now());
+        stats.from_memory.fetch_add(1, Ordering::Relaxed);
         stats.in_flight.fetch_sub(1, Ordering::SeqCst);
         let bytes = hyper::body::Body::size_hint(answer.body())
             .exact()
@@ -397,6 +415,7 @@ async fn forward(
     // The Host header stays the proxy's: it is part of what the client signed.
     strip_hop_by_hop(&mut parts.headers);
     let result = client.request(Request::from_parts(parts, body)).await;
+    log(Instant::now());
     stats.in_flight.fetch_sub(1, Ordering::SeqCst);
     let response = match result {
         Ok(r) => r,
@@ -991,17 +1010,20 @@ fn main() {
         let ours = pair.ours.last();
         let theirs = pair.theirs.last();
         println!(
-            "→ {}: mursst {} requests ({} GET, {} HEAD), {} bytes over {} connection(s) \
-             (its --stats: {:?}); kerchunk {} requests {:?}, {} bytes over {} connection(s)",
+            "→ {}: mursst {} requests ({} GET, {} HEAD; {} answered from memory), {} bytes \
+             over {} connection(s) (its --stats: {:?}); kerchunk {} requests {:?} ({} from \
+             memory), {} bytes over {} connection(s)",
             pair.origin,
             ours.counts.requests(),
             ours.counts.method("GET"),
             ours.counts.method("HEAD"),
+            ours.counts.from_memory,
             ours.counts.body_bytes,
             ours.counts.connections,
             ours.self_reported.unwrap_or_default(),
             theirs.counts.requests(),
             theirs.counts.by_method,
+            theirs.counts.from_memory,
             theirs.counts.body_bytes,
             theirs.counts.connections,
         );
@@ -1021,8 +1043,10 @@ fn main() {
     let last = pairs[1].1.ours.last();
     let rounds = last.counts.rounds(latency.as_secs_f64() * 1e3 / 2.0);
     println!(
-        "mursst's requests (→ memory, last run) in {} round(s) of waiting for an answer \
-         (a round starts {} ms or more after the previous request):",
+        "mursst's requests (→ memory, last run: {:.0} ms in all) in {} round(s) of waiting \
+         for an answer (a round starts {} ms or more after the previous request; times from \
+         the process start):",
+        last.measured.wall_s * 1e3,
         rounds.len(),
         ms / 2
     );
@@ -1041,9 +1065,10 @@ fn main() {
             })
             .collect();
         println!(
-            "  round {:>2} at {:>6.1} ms: {:>2} request(s): {}",
+            "  round {:>2} at {:>6.1} ms, answered by {:>6.1} ms: {:>2} request(s): {}",
             i + 1,
             round[0].arrived_ms,
+            round.iter().map(|r| r.answered_ms).fold(0.0, f64::max),
             round.len(),
             ranges.join(" ")
         );
