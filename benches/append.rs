@@ -29,6 +29,14 @@
 //! the per-step timings from the pipeline's report, medians over
 //! `MURSST_BENCH_FULL_RUNS` (default 3) fresh stores.
 //!
+//! What an append writes depends on where the day lands in its split (the split's
+//! manifest is rewritten with all its days), so the tables show the days in that split
+//! and split the bytes into manifests and the rest (snapshot, repo info file and its
+//! backup in `overwritten/`, transaction log), which is what grows with the history.
+//! Production commits once a day, and the repo info file lists every snapshot: set
+//! `MURSST_BENCH_SETUP_DAYS=1` to build the stores with one commit per day (slow: ~10
+//! minutes and a few GB for 3650 days, since every commit keeps its manifests).
+//!
 //! Other knobs: `MURSST_BENCH_REPS` (timed appends per store size, default 5),
 //! `MURSST_BENCH_SIZES` (default 10,365,3650). Granules are cached under
 //! `target/bench-data/` (shared with the `refs` bench); stores are built in a temporary
