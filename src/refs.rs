@@ -236,16 +236,8 @@ pub async fn index_granule(
     reader: &dyn RangeRead,
     options: &hdf5::ReadOptions,
 ) -> Result<GranuleRefs, RefsError> {
-    // One HEAD gives both the version the references pin and the size the reader needs.
-    let object = reader
-        .info()
-        .await
-        .map_err(|e| RefsError::Source(Box::new(e)))?;
-    let options = hdf5::ReadOptions {
-        file_size: Some(object.size),
-        ..options.clone()
-    };
-    let meta = hdf5::read_metadata(reader, &options)
+    // The head read-ahead also returns the version the references pin.
+    let (meta, object) = hdf5::read_metadata_and_info(reader, options)
         .await
         .map_err(|e| RefsError::Hdf5(Box::new(e)))?;
     from_metadata(object, &meta)

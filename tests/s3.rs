@@ -72,3 +72,26 @@ async fn store_and_granules_on_s3() {
     assert_eq!(state.days, 4);
     assert_eq!(state.last_day, Some(day(4)));
 }
+
+#[tokio::test]
+async fn one_request_reads_the_head_and_the_objects_version() {
+    use mursst::source::{RangeRead, S3Object};
+    let moto = MotoServer::start();
+    moto.create_bucket("heads").await;
+    let tmp = TempDir::new("s3-head");
+    let path = tmp.path().join("object.bin");
+    let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    moto.put_file("heads", "a/object.bin", &path).await;
+    let object = S3Object::new(moto.client().await, "heads", "a/object.bin");
+    let info = object.info().await.unwrap();
+    let (head, head_info) = object.read_head(1000).await.unwrap();
+    assert_eq!(&head[..], &data[..1000]);
+    assert_eq!(
+        head_info, info,
+        "the head read carries size, ETag and last-modified"
+    );
+    assert_eq!(head_info.size, 5000);
+    let (all, _) = object.read_head(1 << 20).await.unwrap();
+    assert_eq!(&all[..], &data[..], "a short object comes back whole");
+}

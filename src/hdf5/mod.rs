@@ -44,7 +44,7 @@ mod superblock;
 
 pub use model::*;
 
-use crate::source::{RangeRead, SourceError};
+use crate::source::{ObjectInfo, RangeRead, SourceError};
 use file::FileCtx;
 use place::Place;
 use reader::MetaReader;
@@ -121,21 +121,43 @@ pub async fn read_metadata(
     options: &ReadOptions,
 ) -> Result<FileMetadata, Hdf5Error> {
     let place = Place::new(reader.url(), "superblock");
-    let size = match options.file_size {
-        Some(size) => size,
-        None => {
-            reader
-                .info()
+    match options.file_size {
+        Some(size) => {
+            let head = reader
+                .read_range(0..options.head_read_ahead.min(size))
                 .await
-                .map_err(|e| place.err("object size", e.into()))?
-                .size
+                .map_err(|e| place.err("file head read-ahead", e.into()))?;
+            read_with_head(reader, options, size, head).await
         }
-    };
-    let io = MetaReader::new(reader, size, options);
-    io.prefetch(0, options.head_read_ahead)
+        None => Ok(read_metadata_and_info(reader, options).await?.0),
+    }
+}
+
+/// [`read_metadata`] plus the object's size and version, which the first request
+/// (the head read-ahead) returns anyway.
+pub async fn read_metadata_and_info(
+    reader: &dyn RangeRead,
+    options: &ReadOptions,
+) -> Result<(FileMetadata, ObjectInfo), Hdf5Error> {
+    let place = Place::new(reader.url(), "superblock");
+    let (head, info) = reader
+        .read_head(options.head_read_ahead)
         .await
-        .map_err(|kind| place.err("file head read-ahead", kind))?;
-    let superblock = superblock::read_superblock(&io, &place).await?;
+        .map_err(|e| place.err("file head read-ahead", e.into()))?;
+    let meta = read_with_head(reader, options, info.size, head).await?;
+    Ok((meta, info))
+}
+
+async fn read_with_head(
+    reader: &dyn RangeRead,
+    options: &ReadOptions,
+    size: u64,
+    head: bytes::Bytes,
+) -> Result<FileMetadata, Hdf5Error> {
+    let io = MetaReader::new(reader, size, options);
+    io.seed(0, &head);
+    let superblock =
+        superblock::read_superblock(&io, &Place::new(reader.url(), "superblock")).await?;
     let mut f = FileCtx::new(io, superblock, Place::new(reader.url(), "/"));
     f.superblock.btree_k = superblock::read_extension(&f).await?;
     let root =

@@ -123,6 +123,14 @@ impl<'r> MetaReader<'r> {
         self.size
     }
 
+    /// Put bytes already fetched (the head read-ahead) into the cache.
+    pub(crate) fn seed(&self, start: u64, bytes: &Bytes) {
+        let end = (start + bytes.len() as u64).min(self.size);
+        if start < end {
+            lock(&self.cache).insert(start, &bytes.slice(..(end - start) as usize));
+        }
+    }
+
     /// Fetch `[start, start+len)` (clamped to the file) into the cache with one request.
     pub(crate) async fn prefetch(&self, start: u64, len: u64) -> Result<(), Hdf5ErrorKind> {
         let end = start.saturating_add(len).min(self.size);
