@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Writes a full-size MUR-shaped granule (17999 × 36000, all six data variables and the
-//! coordinates; cached under `target/bench-data/`, ~70 s the first time), uploads it to a
+//! coordinates; cached under `target/bench-data/`, ~4 min the first time), uploads it to a
 //! moto S3 server on loopback, and puts a small HTTP/1.1 proxy in front of moto that
 //! waits 20 ms before answering every request (per request, keep-alive intact) and
 //! counts requests by method and response body bytes. Then, through the proxy:
