@@ -116,7 +116,7 @@ pub fn python_snippet(outcome: &DemoOutcome) -> String {
     format!(
         "import icechunk as ic, xarray as xr; \
          repo = ic.Repository.open(ic.local_filesystem_storage('{store}'), \
-         authorize_virtual_chunk_access={{'{prefix}': None}}); \
+         authorize_virtual_chunk_access={{'{prefix}': ic.Credentials.LocalFileSystemAccess()}}); \
          print(xr.open_zarr(repo.readonly_session('main').store, consolidated=False))",
         store = outcome.store.display(),
     )

@@ -50,6 +50,15 @@ enum Command {
         /// Working directory for the sample granules and the store.
         #[arg(long, default_value = "mursst-demo")]
         dir: std::path::PathBuf,
+        /// Days of sample granules in all.
+        #[arg(long, default_value_t = 8)]
+        days: u32,
+        /// Days the store is created with; `update` appends the rest.
+        #[arg(long, default_value_t = 5)]
+        init_days: u32,
+        /// Grid size (latitudes × longitudes) of the sample granules.
+        #[arg(long, num_args = 2, value_names = ["LAT", "LON"], default_values_t = [2000, 4000])]
+        grid: Vec<usize>,
         /// Print the reports as JSON.
         #[arg(long)]
         json: bool,
@@ -149,9 +158,19 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             print_report(&report, common.json)
         }
-        Command::Demo { dir, json } => {
+        Command::Demo {
+            dir,
+            days,
+            init_days,
+            grid,
+            json,
+        } => {
             let outcome = mursst::demo::run(&mursst::demo::DemoOptions {
                 dir,
+                days,
+                init_days,
+                lat_size: grid[0],
+                lon_size: grid[1],
                 ..Default::default()
             })
             .await?;
