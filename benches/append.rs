@@ -339,74 +339,41 @@ struct SizeResult {
     appends: Vec<Append>,
 }
 
+/// Bytes an append wrote under `manifests/`.
+fn manifest_bytes(a: &Append) -> u64 {
+    a.written.by_kind.get("manifests").map_or(0, |e| e.1)
+}
+
 impl SizeResult {
+    /// The median over this size's appends of one figure.
+    fn median_of(&self, figure: impl Fn(&Append) -> f64) -> f64 {
+        median(&self.appends.iter().map(figure).collect::<Vec<_>>())
+    }
     fn commit_s(&self) -> f64 {
-        median(&self.appends.iter().map(|a| a.commit_s).collect::<Vec<_>>())
+        self.median_of(|a| a.commit_s)
     }
     fn cycle_s(&self) -> f64 {
-        median(&self.appends.iter().map(|a| a.cycle_s).collect::<Vec<_>>())
+        self.median_of(|a| a.cycle_s)
     }
     fn bytes(&self) -> f64 {
-        median(
-            &self
-                .appends
-                .iter()
-                .map(|a| a.written.bytes as f64)
-                .collect::<Vec<_>>(),
-        )
+        self.median_of(|a| a.written.bytes as f64)
     }
     fn files(&self) -> f64 {
-        median(
-            &self
-                .appends
-                .iter()
-                .map(|a| a.written.files as f64)
-                .collect::<Vec<_>>(),
-        )
+        self.median_of(|a| a.written.files as f64)
     }
     fn split_days(&self) -> f64 {
-        median(
-            &self
-                .appends
-                .iter()
-                .map(|a| a.split_days as f64)
-                .collect::<Vec<_>>(),
-        )
+        self.median_of(|a| a.split_days as f64)
     }
     /// Median bytes written outside `manifests/`: what grows with the history.
     fn other_bytes(&self) -> f64 {
-        median(
-            &self
-                .appends
-                .iter()
-                .map(|a| {
-                    let m = a.written.by_kind.get("manifests").map_or(0, |e| e.1);
-                    (a.written.bytes - m) as f64
-                })
-                .collect::<Vec<_>>(),
-        )
+        self.median_of(|a| (a.written.bytes - manifest_bytes(a)) as f64)
     }
     /// Median manifest bytes written per day of the rewritten split.
     fn manifest_bytes_per_split_day(&self) -> f64 {
-        median(
-            &self
-                .appends
-                .iter()
-                .map(|a| {
-                    let m = a.written.by_kind.get("manifests").map_or(0, |e| e.1);
-                    m as f64 / a.split_days as f64
-                })
-                .collect::<Vec<_>>(),
-        )
+        self.median_of(|a| manifest_bytes(a) as f64 / a.split_days as f64)
     }
     fn growth(&self) -> f64 {
-        median(
-            &self
-                .appends
-                .iter()
-                .map(|a| a.written.growth as f64)
-                .collect::<Vec<_>>(),
-        )
+        self.median_of(|a| a.written.growth as f64)
     }
     /// Median bytes written per kind of file.
     fn by_kind(&self) -> BTreeMap<String, f64> {
@@ -598,13 +565,8 @@ async fn full_day(work: &Path, previous: &Path, day: &Path, date: NaiveDate, run
     for i in 0..runs {
         let store = work.join(format!("full-store-{i}"));
         let ctx = Context {
-            store: RepoLocation::Local(store.clone()),
-            store_s3: S3Settings::default(),
-            source: GranuleSource::Local(granules.clone()),
-            source_s3: S3Settings::default(),
-            read_options: Default::default(),
             concurrency: 8,
-            progress: false,
+            ..Context::local(&store, &granules)
         };
         let options = UpdateOptions {
             lag_days: 0,

@@ -5,10 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
-use crate::discover::GranuleSource;
 use crate::pipeline::{self, Context, PipelineError, Report, UpdateOptions};
-use crate::source::S3Settings;
-use crate::store::RepoLocation;
 use crate::synthetic::{self, GranuleSpec};
 use crate::validate::ValidateMode;
 
@@ -73,13 +70,8 @@ pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, PipelineError> {
         }
     }
     let ctx = Context {
-        store: RepoLocation::Local(store.clone()),
-        store_s3: S3Settings::default(),
-        source: GranuleSource::Local(granules.clone()),
-        source_s3: S3Settings::default(),
-        read_options: Default::default(),
-        concurrency: 4,
         progress: true,
+        ..Context::local(&store, &granules)
     };
     let opts = UpdateOptions {
         lag_days: 0,

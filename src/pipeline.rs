@@ -68,6 +68,24 @@ pub struct Context {
     pub progress: bool,
 }
 
+impl Context {
+    /// The embedded default: a repository directory and a directory of granules.
+    pub fn local(
+        store: impl Into<std::path::PathBuf>,
+        granules: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        Self {
+            store: RepoLocation::Local(store.into()),
+            store_s3: S3Settings::default(),
+            source: GranuleSource::Local(granules.into()),
+            source_s3: S3Settings::default(),
+            read_options: ReadOptions::default(),
+            concurrency: 4,
+            progress: false,
+        }
+    }
+}
+
 /// Output of the discover step.
 #[derive(Debug, Clone, Serialize)]
 pub struct Discovery {

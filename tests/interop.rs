@@ -7,10 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use common::{TempDir, python_ic1, python_script, run_python, run_python_with};
-use mursst::discover::GranuleSource;
 use mursst::pipeline::{self, Context, UpdateOptions};
-use mursst::source::S3Settings;
-use mursst::store::RepoLocation;
 use mursst::store::attributes::{DROPPED, STORE_COORDINATES};
 use mursst::synthetic::{self, ChunkLayout, DataVar, GranuleSpec};
 use mursst::validate::ValidateMode;
@@ -36,15 +33,7 @@ fn write_granules(dir: &Path, days: impl IntoIterator<Item = u32>) -> Vec<PathBu
 }
 
 fn ctx(store: &Path, granules: &Path) -> Context {
-    Context {
-        store: RepoLocation::Local(store.to_path_buf()),
-        store_s3: S3Settings::default(),
-        source: GranuleSource::Local(granules.to_path_buf()),
-        source_s3: S3Settings::default(),
-        read_options: Default::default(),
-        concurrency: 2,
-        progress: false,
-    }
+    Context::local(store, granules)
 }
 
 fn options() -> UpdateOptions {

@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 
 use chrono::NaiveDate;
 use common::TempDir;
-use mursst::discover::GranuleSource;
 use mursst::pipeline::{self, Context, PipelineError, UpdateOptions};
 use mursst::source::S3Settings;
 use mursst::store::writer::{self, SessionStores, StoreState};
@@ -60,15 +59,7 @@ impl Fixture {
     }
 
     fn ctx(&self) -> Context {
-        Context {
-            store: RepoLocation::Local(self.store.clone()),
-            store_s3: S3Settings::default(),
-            source: GranuleSource::Local(self.granules.clone()),
-            source_s3: S3Settings::default(),
-            read_options: Default::default(),
-            concurrency: 3,
-            progress: false,
-        }
+        Context::local(&self.store, &self.granules)
     }
 
     async fn repo(&self) -> StoreRepo {
