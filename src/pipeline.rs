@@ -222,11 +222,13 @@ pub async fn prepare_granule(
     let refs = refs::index_granule(reader, options)
         .await
         .map_err(Box::new)?;
-    let time = refs.variable(TIME).ok_or_else(|| StoreError::Schema {
-        granule: granule.url.clone(),
-        variable: TIME.into(),
-        field: "variable".into(),
-        message: "missing from the granule".into(),
+    let time = refs.variable(TIME).ok_or_else(|| {
+        StoreError::schema(
+            granule.url.clone(),
+            TIME,
+            "variable",
+            "missing from the granule",
+        )
     })?;
     let units = time
         .attributes
@@ -235,11 +237,13 @@ pub async fn prepare_granule(
         .unwrap_or_default();
     let (unit, time_epoch) = layout::parse_time_units(units)
         .filter(|(u, _)| u == "seconds")
-        .ok_or_else(|| StoreError::Schema {
-            granule: granule.url.clone(),
-            variable: TIME.into(),
-            field: "units".into(),
-            message: format!("{units:?} is not seconds since a date"),
+        .ok_or_else(|| {
+            StoreError::schema(
+                granule.url.clone(),
+                TIME,
+                "units",
+                format!("{units:?} is not seconds since a date"),
+            )
         })?;
     debug_assert_eq!(unit, "seconds");
     let raw = codec::read_1d(reader, time).await?;

@@ -195,14 +195,18 @@ pub fn group(attributes: &Map<String, Value>) -> Value {
 pub struct ArrayMeta(pub Map<String, Value>);
 
 impl ArrayMeta {
+    /// Parse a `zarr.json` read from the store.
     pub fn parse(node: &str, bytes: &[u8]) -> Result<Self, StoreError> {
-        match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(m)) => Ok(Self(m)),
-            Ok(_) => Err(StoreError::metadata(node, "zarr.json is not an object")),
-            Err(e) => Err(StoreError::metadata(
-                node,
-                format!("invalid zarr.json: {e}"),
-            )),
+        let value = serde_json::from_slice::<Value>(bytes)
+            .map_err(|e| StoreError::metadata(node, format!("invalid zarr.json: {e}")))?;
+        Self::from_value(node, value)
+    }
+
+    /// Wrap metadata built by this module.
+    pub fn from_value(node: &str, value: Value) -> Result<Self, StoreError> {
+        match value {
+            Value::Object(m) => Ok(Self(m)),
+            _ => Err(StoreError::metadata(node, "zarr.json is not an object")),
         }
     }
 

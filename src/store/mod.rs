@@ -77,6 +77,21 @@ impl StoreError {
         }
     }
 
+    /// A granule that does not fit the store (or the request), naming the field.
+    pub(crate) fn schema(
+        granule: impl Into<String>,
+        variable: impl Into<String>,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        StoreError::Schema {
+            granule: granule.into(),
+            variable: variable.into(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
     pub(crate) fn metadata(node: impl Into<String>, message: impl Into<String>) -> Self {
         StoreError::Metadata {
             node: node.into(),

@@ -400,50 +400,45 @@ async fn create_layout(
     let g = refs.object.url.as_str();
     let mut arrays = std::collections::BTreeMap::new();
     let mut coordinate_names: Vec<String> = Vec::new();
-    let time_var = refs.variable(TIME).ok_or_else(|| StoreError::Schema {
-        granule: g.into(),
-        variable: TIME.into(),
-        field: "variable".into(),
-        message: "missing from the granule".into(),
-    })?;
+    let time_var = refs
+        .variable(TIME)
+        .ok_or_else(|| StoreError::schema(g, TIME, "variable", "missing from the granule"))?;
     arrays.insert(
         TIME.to_string(),
-        ArrayMeta::parse(
-            TIME,
-            &serde_json::to_vec(&layout::time_array(time_var, 0)?).unwrap_or_default(),
-        )?,
+        ArrayMeta::from_value(TIME, layout::time_array(time_var, 0)?)?,
     );
     for name in variables {
-        let var = refs.variable(name).ok_or_else(|| StoreError::Schema {
-            granule: g.into(),
-            variable: name.clone(),
-            field: "variable".into(),
-            message: "requested but missing from the granule".into(),
+        let var = refs.variable(name).ok_or_else(|| {
+            StoreError::schema(
+                g,
+                name.clone(),
+                "variable",
+                "requested but missing from the granule",
+            )
         })?;
         if layout::role(var) != Role::Data {
-            return Err(StoreError::Schema {
-                granule: g.into(),
-                variable: name.clone(),
-                field: "dimension_names".into(),
-                message: format!("{:?} does not start with time", var.dimensions),
-            });
+            return Err(StoreError::schema(
+                g,
+                name.clone(),
+                "dimension_names",
+                format!("{:?} does not start with time", var.dimensions),
+            ));
         }
         if var
             .chunks
             .iter()
             .any(|(_, c)| matches!(c, ChunkData::Inline(_)))
         {
-            return Err(StoreError::Schema {
-                granule: g.into(),
-                variable: name.clone(),
-                field: "data layout".into(),
-                message: "compact (inline) storage cannot be referenced virtually".into(),
-            });
+            return Err(StoreError::schema(
+                g,
+                name.clone(),
+                "data layout",
+                "compact (inline) storage cannot be referenced virtually",
+            ));
         }
-        let meta = layout::data_array(var, 0);
         arrays.insert(
             name.clone(),
-            ArrayMeta::parse(name, &serde_json::to_vec(&meta).unwrap_or_default())?,
+            ArrayMeta::from_value(name, layout::data_array(var, 0))?,
         );
         for dim in var.dimensions.iter().skip(1) {
             if !coordinate_names.contains(dim) && refs.variable(dim).is_some() {
@@ -454,7 +449,7 @@ async fn create_layout(
     stores
         .set(
             "zarr.json",
-            serde_json::to_vec(&layout::group(&Map::new())).unwrap_or_default(),
+            layout::group(&Map::new()).to_string().into_bytes(),
         )
         .await?;
     for (name, meta) in &arrays {
@@ -467,10 +462,7 @@ async fn create_layout(
         let var = refs
             .variable(&name)
             .ok_or_else(|| StoreError::metadata(&name, "missing"))?;
-        let meta = ArrayMeta::parse(
-            &name,
-            &serde_json::to_vec(&layout::coordinate_array(var)).unwrap_or_default(),
-        )?;
+        let meta = ArrayMeta::from_value(&name, layout::coordinate_array(var))?;
         stores
             .set(&format!("{name}/zarr.json"), meta.to_bytes())
             .await?;
@@ -532,10 +524,7 @@ pub async fn append_days(
         .collect();
     let attrs = attributes::combine(existing_attrs, &named)?;
     stores
-        .set(
-            "zarr.json",
-            serde_json::to_vec(&layout::group(&attrs)).unwrap_or_default(),
-        )
+        .set("zarr.json", layout::group(&attrs).to_string().into_bytes())
         .await?;
 
     // Grow every time-dimensioned array.
@@ -576,11 +565,13 @@ pub async fn append_days(
             .map_err(|e| StoreError::metadata(&name, format!("bad path: {e}")))?;
         for (i, day) in days.iter().enumerate() {
             let t = n0 + i as u64;
-            let var = day.refs.variable(&name).ok_or_else(|| StoreError::Schema {
-                granule: day.refs.object.url.clone(),
-                variable: name.clone(),
-                field: "variable".into(),
-                message: "missing from the granule".into(),
+            let var = day.refs.variable(&name).ok_or_else(|| {
+                StoreError::schema(
+                    day.refs.object.url.clone(),
+                    name.clone(),
+                    "variable",
+                    "missing from the granule",
+                )
             })?;
             let location = VirtualChunkLocation::from_url(&day.refs.object.url).map_err(|e| {
                 StoreError::icechunk(format!("location of {}", day.refs.object.url), e)
@@ -589,12 +580,12 @@ pub async fn append_days(
             let mut refs = Vec::with_capacity(var.chunks.len());
             for (index, data) in &var.chunks {
                 let ChunkData::Ref(r) = data else {
-                    return Err(StoreError::Schema {
-                        granule: day.refs.object.url.clone(),
-                        variable: name.clone(),
-                        field: "data layout".into(),
-                        message: "compact (inline) storage cannot be referenced virtually".into(),
-                    });
+                    return Err(StoreError::schema(
+                        day.refs.object.url.clone(),
+                        name.clone(),
+                        "data layout",
+                        "compact (inline) storage cannot be referenced virtually",
+                    ));
                 };
                 let coords = std::iter::once(t)
                     .chain(index.iter().skip(1).copied())
@@ -617,12 +608,12 @@ pub async fn append_days(
                 .await
                 .map_err(|e| StoreError::icechunk(format!("setting references of {name}"), e))?;
             if let SetVirtualRefsResult::FailedRefs(_) = result {
-                return Err(StoreError::Schema {
-                    granule: day.refs.object.url.clone(),
-                    variable: name.clone(),
-                    field: "location".into(),
-                    message: "not under any virtual chunk container of the store".into(),
-                });
+                return Err(StoreError::schema(
+                    day.refs.object.url.clone(),
+                    name.clone(),
+                    "location",
+                    "not under any virtual chunk container of the store",
+                ));
             }
         }
     }
