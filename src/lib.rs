@@ -9,7 +9,7 @@ pub mod discover;
 pub mod granule;
 pub mod hdf5;
 pub mod kerchunk;
-pub mod libhdf5;
+pub mod oracle;
 pub mod pipeline;
 pub mod refs;
 pub mod source;

@@ -923,7 +923,7 @@ pub fn write_granule(dir: &Path, spec: &GranuleSpec) -> Result<PathBuf, Syntheti
     let path = dir.join(spec.file_name());
     let tmp = dir.join(format!(".{}.partial", spec.file_name()));
     let written = {
-        let _libhdf5 = crate::libhdf5::lock();
+        let _libhdf5 = crate::oracle::lock();
         write_to(&tmp, spec)
     };
     let result = written.and_then(|()| {

@@ -362,13 +362,13 @@ async fn open_dataset(
     path: PathBuf,
     variable: &str,
     granule: &str,
-) -> Result<hdf5::Dataset, ValidationError> {
+) -> Result<libhdf5::Dataset, ValidationError> {
     let var = variable.to_string();
-    tokio::task::spawn_blocking(move || -> Result<hdf5::Dataset, String> {
-        let _libhdf5 = crate::libhdf5::lock();
+    tokio::task::spawn_blocking(move || -> Result<libhdf5::Dataset, String> {
+        let _libhdf5 = crate::oracle::lock();
         // Read-only: no need for HDF5's advisory lock, which another process that
         // inherited a descriptor of the file may hold.
-        let file = hdf5::FileBuilder::new()
+        let file = libhdf5::FileBuilder::new()
             .with_fapl(|p| p.file_locking(false))
             .open(&path)
             .map_err(|e| e.to_string())?;
@@ -408,7 +408,7 @@ impl SameValue for f64 {
 async fn compare_chunk(
     array: &Array<AsyncIcechunkStore>,
     chunk: Vec<u64>,
-    source: hdf5::Dataset,
+    source: libhdf5::Dataset,
     variable: String,
     granule: String,
 ) -> Result<u64, ValidationError> {
@@ -435,12 +435,12 @@ async fn compare_typed<T>(
     array: &Array<AsyncIcechunkStore>,
     subset: &ArraySubset,
     chunk: Vec<u64>,
-    source: hdf5::Dataset,
+    source: libhdf5::Dataset,
     variable: String,
     granule: String,
 ) -> Result<u64, ValidationError>
 where
-    T: hdf5::H5Type
+    T: libhdf5::H5Type
         + zarrs::array::ElementOwned
         + SameValue
         + Copy
@@ -464,24 +464,24 @@ where
     let start = subset.start().to_vec();
     let shape = subset.shape().to_vec();
     let from_source: Vec<T> = tokio::task::spawn_blocking(move || -> Result<Vec<T>, String> {
-        let _libhdf5 = crate::libhdf5::lock();
+        let _libhdf5 = crate::oracle::lock();
         let ds = source;
         // The granule holds one time step: the store's time index maps to 0.
-        let mut slices = vec![hdf5::SliceOrIndex::SliceCount {
+        let mut slices = vec![libhdf5::SliceOrIndex::SliceCount {
             start: 0,
             step: 1,
             count: 1,
             block: 1,
         }];
         for (s, n) in start.iter().zip(&shape).skip(1) {
-            slices.push(hdf5::SliceOrIndex::SliceCount {
+            slices.push(libhdf5::SliceOrIndex::SliceCount {
                 start: *s as usize,
                 step: 1,
                 count: *n as usize,
                 block: 1,
             });
         }
-        let sel = hdf5::Selection::from(hdf5::Hyperslab::from(slices));
+        let sel = libhdf5::Selection::from(libhdf5::Hyperslab::from(slices));
         let data = ds
             .read_slice::<T, _, ndarray::IxDyn>(sel)
             .map_err(|e| e.to_string())?;

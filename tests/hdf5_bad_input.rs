@@ -224,7 +224,7 @@ fn hard_link_fan_out_hits_the_object_budget() {
     // but the tree we return would be exponential, so the walk stops with a limit.
     let full = fixture(|p| {
         let _g = common::libhdf5_lock();
-        let f = hdf5::File::create(p).unwrap();
+        let f = libhdf5::File::create(p).unwrap();
         let mut path = String::new();
         for i in 0..24 {
             path = format!("{path}/l{i}");

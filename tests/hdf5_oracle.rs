@@ -180,7 +180,7 @@ fn assert_chunks_decode(path: &Path, datasets: &[&str], max_per_dataset: usize) 
     let m = read_ok(path);
     let bytes = std::fs::read(path).unwrap();
     let _g = common::libhdf5_lock();
-    let file = hdf5::File::open(path).unwrap();
+    let file = libhdf5::File::open(path).unwrap();
     let mut checked = 0;
     for &name in datasets {
         let d = dataset(&m, name);

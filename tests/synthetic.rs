@@ -199,14 +199,14 @@ fn small_granule_looks_like_a_real_one() {
     drop(file);
 
     // Filters and chunks as HDF5 sees them.
-    let h5 = hdf5::File::open(&path).unwrap();
+    let h5 = libhdf5::File::open(&path).unwrap();
     let ds = h5.dataset("analysed_sst").unwrap();
     assert_eq!(ds.chunk(), Some(vec![1, 1023, 2047]));
     assert_eq!(
         ds.filters(),
         vec![
-            hdf5::filters::Filter::Shuffle,
-            hdf5::filters::Filter::Deflate(7)
+            libhdf5::filters::Filter::Shuffle,
+            libhdf5::filters::Filter::Deflate(7)
         ]
     );
     let time = h5.dataset("time").unwrap();
@@ -217,8 +217,8 @@ fn small_granule_looks_like_a_real_one() {
     assert_eq!(
         lat.filters(),
         vec![
-            hdf5::filters::Filter::Shuffle,
-            hdf5::filters::Filter::Deflate(7)
+            libhdf5::filters::Filter::Shuffle,
+            libhdf5::filters::Filter::Deflate(7)
         ]
     );
 }
@@ -241,10 +241,10 @@ fn variants_for_schema_tests() {
         ..base.clone()
     };
     let path = write_granule(&tmp.path().join("old"), &old).unwrap();
-    let h5 = hdf5::File::open(&path).unwrap();
+    let h5 = libhdf5::File::open(&path).unwrap();
     let sst = h5.dataset("analysed_sst").unwrap();
     assert_eq!(sst.chunk(), Some(vec![1, 1023, 2047]));
-    assert_eq!(sst.filters(), vec![hdf5::filters::Filter::Deflate(6)]);
+    assert_eq!(sst.filters(), vec![libhdf5::filters::Filter::Deflate(6)]);
     // The int8 variables have the classic (1, 1447, 2895) chunks.
     assert_eq!(
         h5.dataset("mask").unwrap().chunk(),
@@ -260,7 +260,7 @@ fn variants_for_schema_tests() {
         ..base.clone()
     };
     let path = write_granule(&tmp.path().join("plain"), &plain).unwrap();
-    let h5 = hdf5::File::open(&path).unwrap();
+    let h5 = libhdf5::File::open(&path).unwrap();
     for c in ["lat", "lon"] {
         let ds = h5.dataset(c).unwrap();
         assert_eq!(ds.chunk(), None, "{c}");
@@ -269,8 +269,8 @@ fn variants_for_schema_tests() {
     assert_eq!(
         h5.dataset("mask").unwrap().filters(),
         vec![
-            hdf5::filters::Filter::Shuffle,
-            hdf5::filters::Filter::Deflate(7)
+            libhdf5::filters::Filter::Shuffle,
+            libhdf5::filters::Filter::Deflate(7)
         ]
     );
     drop(h5);
@@ -282,7 +282,7 @@ fn variants_for_schema_tests() {
         ..base.clone()
     };
     let path = write_granule(&tmp.path().join("odd"), &odd).unwrap();
-    let h5 = hdf5::File::open(&path).unwrap();
+    let h5 = libhdf5::File::open(&path).unwrap();
     assert_eq!(h5.dataset("lat").unwrap().chunk(), Some(vec![1500]));
     drop(h5);
     let file = netcdf::open(&path).unwrap();
@@ -377,7 +377,7 @@ fn full_size_granule() {
             assert_same(&got, &want, &format!("{var} row {row}"));
         }
     }
-    let h5 = hdf5::File::open(&path).unwrap();
+    let h5 = libhdf5::File::open(&path).unwrap();
     assert_eq!(
         h5.dataset("analysed_sst").unwrap().num_chunks(),
         Some(18 * 18)

@@ -14,8 +14,8 @@ use mursst::synthetic::{self, GranuleSpec};
 
 /// What `tooling` locks around spawning children (libhdf5 and netCDF-C are not thread
 /// safe, and a child must not inherit an open HDF5 file).
-pub fn libhdf5_lock() -> mursst::libhdf5::Guard {
-    mursst::libhdf5::lock()
+pub fn libhdf5_lock() -> mursst::oracle::Guard {
+    mursst::oracle::lock()
 }
 
 /// `cargo bench` passes `--bench`; `cargo test --all-targets` runs the same binary

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use hdf5::File;
-use hdf5::dataset::{AllocTime, ChunkOpts};
-use hdf5::types::VarLenUnicode;
+use libhdf5::File;
+use libhdf5::dataset::{AllocTime, ChunkOpts};
+use libhdf5::types::VarLenUnicode;
 use ndarray::{Array1, Array2, s};
 
 use super::libhdf5_lock;
@@ -510,7 +510,7 @@ pub fn latest_indexes(path: &Path) {
         .unwrap();
     f.new_dataset_builder()
         .with_data(&Array1::from_iter(0..20i16))
-        .layout(hdf5::dataset::Layout::Compact)
+        .layout(libhdf5::dataset::Layout::Compact)
         .create("compact")
         .unwrap();
     // An unsupported-by-netCDF filter, reported as is.
@@ -532,7 +532,7 @@ pub fn latest_indexes(path: &Path) {
 
 /// Groups with compact and dense links; objects with compact, dense, creation-ordered,
 /// huge and variable-length attributes.
-fn attributes_and_groups(f: &hdf5::Group) {
+fn attributes_and_groups(f: &libhdf5::Group) {
     let g = f.create_group("dense_group").unwrap();
     for i in (0..12).rev() {
         if i % 3 == 0 {
@@ -584,7 +584,8 @@ fn attributes_and_groups(f: &hdf5::Group) {
         .new_dataset_builder()
         .with_data(&Array1::from(vec![1i64, 2]))
         .attr_creation_order(
-            hdf5::dataset::AttrCreationOrder::TRACKED | hdf5::dataset::AttrCreationOrder::INDEXED,
+            libhdf5::dataset::AttrCreationOrder::TRACKED
+                | libhdf5::dataset::AttrCreationOrder::INDEXED,
         )
         .create("ordered_attrs")
         .unwrap();
@@ -622,7 +623,7 @@ fn attributes_and_groups(f: &hdf5::Group) {
     let ordered_compact = f
         .new_dataset_builder()
         .with_data(&Array1::from(vec![1i64, 2]))
-        .attr_creation_order(hdf5::dataset::AttrCreationOrder::TRACKED)
+        .attr_creation_order(libhdf5::dataset::AttrCreationOrder::TRACKED)
         .create("ordered_compact_attrs")
         .unwrap();
     for name in ["c", "b", "a"] {
@@ -641,7 +642,7 @@ fn attributes_and_groups(f: &hdf5::Group) {
         .unwrap();
 }
 
-fn add_many_attributes(obj: &hdf5::Location) {
+fn add_many_attributes(obj: &libhdf5::Location) {
     for i in (0..20).rev() {
         let name = format!("attr_{i:02}_{}", ["x", "y", "z"][i % 3]);
         match i % 4 {

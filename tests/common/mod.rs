@@ -21,8 +21,8 @@ use mursst::hdf5::{FileMetadata, Hdf5Error, ReadOptions, read_metadata};
 use mursst::source::{Counted, LocalFile, ObjectInfo, RangeRead, ReadStats, SourceError};
 
 /// libhdf5 is built without thread safety and netCDF-C shares it: one user at a time.
-pub fn libhdf5_lock() -> mursst::libhdf5::Guard {
-    mursst::libhdf5::lock()
+pub fn libhdf5_lock() -> mursst::oracle::Guard {
+    mursst::oracle::lock()
 }
 
 /// Run our reader on a local file, counting requests.

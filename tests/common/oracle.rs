@@ -42,7 +42,7 @@ impl Report {
 }
 
 fn sync<T>(f: impl FnOnce() -> T) -> T {
-    hdf5::sync::sync(f)
+    libhdf5::sync::sync(f)
 }
 
 struct Handle(hid_t, unsafe extern "C" fn(hid_t) -> i32);
@@ -63,7 +63,7 @@ fn cstr(s: &str) -> CString {
 /// addresses (tokens, references) relative to the superblock; ours are all offsets.
 pub fn compare(path: &Path, ours: &FileMetadata, base: u64) -> Report {
     let _g = libhdf5_lock();
-    let file = hdf5::File::open(path).unwrap();
+    let file = libhdf5::File::open(path).unwrap();
     let root = file.group("/").unwrap();
     let mut r = Report::default();
     compare_group(&root, &ours.root, base, &mut r);
@@ -93,7 +93,7 @@ fn object_info(loc: hid_t, name: &str) -> (u64, h5o::H5O_type_t) {
     })
 }
 
-fn link_names(group: &hdf5::Group) -> Vec<String> {
+fn link_names(group: &libhdf5::Group) -> Vec<String> {
     sync(|| unsafe {
         let id = group.id();
         let gcpl = Handle(h5g::H5Gget_create_plist(id), h5p::H5Pclose);
@@ -127,7 +127,7 @@ fn link_names(group: &hdf5::Group) -> Vec<String> {
     })
 }
 
-fn compare_group(g: &hdf5::Group, ours: &Group, base: u64, r: &mut Report) {
+fn compare_group(g: &libhdf5::Group, ours: &Group, base: u64, r: &mut Report) {
     let names = link_names(g);
     let (mut groups, mut datasets) = (Vec::new(), Vec::new());
     for name in &names {
@@ -169,7 +169,7 @@ fn compare_group(g: &hdf5::Group, ours: &Group, base: u64, r: &mut Report) {
     }
 }
 
-fn compare_dataset(ds: &hdf5::Dataset, ours: &Dataset, base: u64, r: &mut Report) {
+fn compare_dataset(ds: &libhdf5::Dataset, ours: &Dataset, base: u64, r: &mut Report) {
     r.datasets += 1;
     let p = ours.path.clone();
     let id = ds.id();
@@ -450,7 +450,7 @@ fn attribute_names(obj: hid_t, is_dataset: bool) -> Vec<String> {
 }
 
 fn compare_attributes(
-    obj: &hdf5::Location,
+    obj: &libhdf5::Location,
     path: &str,
     ours: &[Attribute],
     base: u64,
@@ -492,7 +492,7 @@ fn compare_attributes(
 }
 
 /// libhdf5's reading of an attribute as our model value; `None` for types we do not decode.
-fn attribute_value(attr: &hdf5::Attribute, base: u64) -> (Vec<u64>, Option<AttributeValue>) {
+fn attribute_value(attr: &libhdf5::Attribute, base: u64) -> (Vec<u64>, Option<AttributeValue>) {
     sync(|| unsafe {
         let id = attr.id();
         let space = Handle(h5a::H5Aget_space(id), h5s::H5Sclose);
@@ -583,7 +583,11 @@ fn attribute_value(attr: &hdf5::Attribute, base: u64) -> (Vec<u64>, Option<Attri
             h5t::H5T_class_t::H5T_REFERENCE if size == 8 => {
                 let mut buf = vec![0u64; n];
                 assert!(
-                    h5a::H5Aread(id, *hdf5::globals::H5T_STD_REF_OBJ, buf.as_mut_ptr().cast()) >= 0
+                    h5a::H5Aread(
+                        id,
+                        *libhdf5::globals::H5T_STD_REF_OBJ,
+                        buf.as_mut_ptr().cast()
+                    ) >= 0
                 );
                 Some(AttributeValue::References(
                     buf.iter().map(|a| a + base).collect(),
@@ -595,7 +599,7 @@ fn attribute_value(attr: &hdf5::Attribute, base: u64) -> (Vec<u64>, Option<Attri
                     return (shape, None);
                 }
                 let mem = Handle(
-                    h5t::H5Tvlen_create(*hdf5::globals::H5T_STD_REF_OBJ),
+                    h5t::H5Tvlen_create(*libhdf5::globals::H5T_STD_REF_OBJ),
                     h5t::H5Tclose,
                 );
                 let mut buf: Vec<h5t::hvl_t> = vec![std::mem::zeroed(); n];
@@ -619,7 +623,7 @@ fn attribute_value(attr: &hdf5::Attribute, base: u64) -> (Vec<u64>, Option<Attri
 }
 
 /// libhdf5's raw bytes (file datatype) of the hyperslab `start..start+count`.
-pub fn read_hyperslab(ds: &hdf5::Dataset, start: &[u64], count: &[u64]) -> Vec<u8> {
+pub fn read_hyperslab(ds: &libhdf5::Dataset, start: &[u64], count: &[u64]) -> Vec<u8> {
     sync(|| unsafe {
         let id = ds.id();
         let t = Handle(h5d::H5Dget_type(id), h5t::H5Tclose);

@@ -150,7 +150,7 @@ impl Drop for TempDir {
 /// The HDF5 C library is not thread-safe and the `netcdf` and `hdf5` crates each hold
 /// their own lock; tests in one binary take this one around any use of either (and
 /// [`spawn`] takes it, so do not start processes while holding it).
-pub fn hdf5_lock() -> mursst::libhdf5::Guard {
+pub fn hdf5_lock() -> mursst::oracle::Guard {
     super::libhdf5_lock()
 }
 

@@ -1,6 +1,8 @@
+//! libhdf5, the independent reader that validation trusts over our own.
+//!
 //! libhdf5 and netCDF-C are built without thread safety and share one library state:
 //! every use in this process (writing sample granules, reading sources to validate)
-//! holds this lock. It is reentrant, so a caller may hold it around calls that take it.
+//! holds [`lock`]. It is reentrant, so a caller may hold it around calls that take it.
 
 use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
 
