@@ -61,8 +61,9 @@ use mursst::refs::ChunkData;
 use mursst::source::S3Settings;
 use mursst::store::layout::{self, Role};
 use mursst::store::repository::{self, TIME_SPLIT_SIZE};
-use mursst::store::writer::{self, PreparedGranule, SessionStores, StoreState};
+use mursst::store::writer::{self, PreparedGranule};
 use mursst::store::{RepoLocation, StoreRepo};
+use mursst::store::{SessionStores, StoreState};
 use mursst::synthetic::GranuleSpec;
 use mursst::validate::ValidateMode;
 
@@ -232,10 +233,7 @@ async fn open_repo(dir: &Path, source: &GranuleSource, split: u32) -> StoreRepo 
 
 async fn state_of_main(repo: &StoreRepo) -> (icechunk::format::SnapshotId, Option<StoreState>) {
     let tip = repo.branch_tip("main").await.expect("main");
-    let stores = SessionStores::new(repo.readonly_at(&tip).await.expect("session")).await;
-    let state = writer::read_state(&stores, tip.clone())
-        .await
-        .expect("read state");
+    let state = repo.state_at(&tip).await.expect("read state");
     (tip, state)
 }
 
@@ -270,6 +268,7 @@ async fn build_store(
             &batch_days,
             &variables(),
             &format!("setup: days {done}..{}", done + n),
+            Default::default(),
         )
         .await
         .expect("append setup days");
@@ -303,7 +302,7 @@ async fn append_one(
     let state = state.expect("a built store");
     let index = state.days;
     let day = template.day(&source.url_prefix(), first + Days::new(index), index, false);
-    let branch = pipeline::branch_name();
+    let branch = format!("add_time_bench_{index}");
     let stores = SessionStores::new(repo.start_branch(&branch, &base).await.expect("branch")).await;
     let t = Instant::now();
     let summary = writer::append_days(
@@ -312,6 +311,7 @@ async fn append_one(
         std::slice::from_ref(&day),
         &variables(),
         &format!("add {}", day.granule.date),
+        Default::default(),
     )
     .await
     .expect("append one day");
@@ -589,15 +589,13 @@ async fn full_day(work: &Path, previous: &Path, day: &Path, date: NaiveDate, run
         updates.push((update, total));
         let _ = std::fs::remove_dir_all(&store);
     }
-    let steps: Vec<&str> = ["discover", "refs", "schema", "write", "validate", "promote"]
+    let steps: Vec<&str> = ["discover", "refs", "write", "validate", "promote"]
         .into_iter()
         .chain(
             updates
                 .iter()
                 .flat_map(|(r, _)| r.timings_s.keys().copied())
-                .filter(|k| {
-                    !["discover", "refs", "schema", "write", "validate", "promote"].contains(k)
-                }),
+                .filter(|k| !["discover", "refs", "write", "validate", "promote"].contains(k)),
         )
         .collect();
     let med = |reports: &[(Report, f64)], step: &str| {
@@ -610,11 +608,10 @@ async fn full_day(work: &Path, previous: &Path, day: &Path, date: NaiveDate, run
     };
     let what = |step: &str| match step {
         "discover" => "open the store, read main's state, list the source",
-        "refs" => "generate refs: HDF5 metadata, time and lat/lon values",
-        "schema" => "check the day fits the store",
-        "write" => "write refs to a new branch + commit",
+        "refs" => "generate refs: HDF5 metadata, time and lat/lon values, artifact",
+        "write" => "check the day fits, write refs to a new branch + commit",
         "validate" => "rules + `sample` chunks compared with libhdf5",
-        "promote" => "move main (compare-and-swap), delete the branch",
+        "promote" => "move main (compare-and-swap), delete the branch and artifacts",
         _ => "",
     };
     let mut rows: Vec<Vec<String>> = steps

@@ -11,17 +11,37 @@ use crate::source::{RangeRead, SourceError};
 pub enum DecodeError {
     #[error(transparent)]
     Source(#[from] SourceError),
-    #[error("{granule}: variable {variable}: chunk {chunk:?}: {message}")]
+    #[error("{granule}: variable {variable}: chunk {chunk:?}: {source}")]
     Corrupt {
         granule: String,
         variable: String,
         chunk: Vec<u64>,
-        message: String,
+        #[source]
+        source: CodecError,
+    },
+    #[error("{granule}: variable {variable}: {message}")]
+    Layout {
+        granule: String,
+        variable: String,
+        message: &'static str,
     },
 }
 
+/// Why one chunk's bytes do not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("deflate: {0}")]
+    Deflate(#[source] std::io::Error),
+    #[error("decoded to {got} bytes, expected {expected}")]
+    Length { got: usize, expected: usize },
+}
+
 /// Undo the codec chain (applied in reverse of encode order).
-pub fn decode(codecs: &[Codec], mut data: Vec<u8>, expected_len: usize) -> Result<Vec<u8>, String> {
+pub fn decode(
+    codecs: &[Codec],
+    mut data: Vec<u8>,
+    expected_len: usize,
+) -> Result<Vec<u8>, CodecError> {
     for codec in codecs.iter().rev() {
         data = match codec {
             Codec::Zlib { .. } => {
@@ -29,17 +49,17 @@ pub fn decode(codecs: &[Codec], mut data: Vec<u8>, expected_len: usize) -> Resul
                 flate2::read::ZlibDecoder::new(data.as_slice())
                     .take(expected_len as u64 + 1)
                     .read_to_end(&mut out)
-                    .map_err(|e| format!("deflate: {e}"))?;
+                    .map_err(CodecError::Deflate)?;
                 out
             }
             Codec::Shuffle { element_size } => unshuffle(&data, *element_size as usize),
         };
     }
     if data.len() != expected_len {
-        return Err(format!(
-            "decoded to {} bytes, expected {expected_len}",
-            data.len()
-        ));
+        return Err(CodecError::Length {
+            got: data.len(),
+            expected: expected_len,
+        });
     }
     Ok(data)
 }
@@ -61,16 +81,15 @@ pub fn unshuffle(data: &[u8], element_size: usize) -> Vec<u8> {
 
 /// Read and decode the whole of a one-dimensional variable, as little-endian bytes.
 pub async fn read_1d(reader: &dyn RangeRead, var: &Variable) -> Result<Vec<u8>, DecodeError> {
-    let corrupt = |chunk: &[u64], message: String| DecodeError::Corrupt {
+    let layout = |message| DecodeError::Layout {
         granule: reader.url().to_string(),
         variable: var.name.clone(),
-        chunk: chunk.to_vec(),
         message,
     };
     let elem = var.dtype.size();
     let (len, chunk_len) = match (var.shape.as_slice(), var.chunk_shape.as_slice()) {
         ([n], [c]) => (*n as usize, *c as usize),
-        _ => return Err(corrupt(&[], "not one-dimensional".into())),
+        _ => return Err(layout("not one-dimensional")),
     };
     let mut out = Vec::with_capacity(len * elem);
     let mut chunks: Vec<_> = var.chunks.iter().collect();
@@ -84,7 +103,12 @@ pub async fn read_1d(reader: &dyn RangeRead, var: &Variable) -> Result<Vec<u8>, 
                 .to_vec(),
         };
         let mut bytes =
-            decode(&var.codecs, raw, chunk_len * elem).map_err(|m| corrupt(index, m))?;
+            decode(&var.codecs, raw, chunk_len * elem).map_err(|source| DecodeError::Corrupt {
+                granule: reader.url().to_string(),
+                variable: var.name.clone(),
+                chunk: index.clone(),
+                source,
+            })?;
         if var.endian == Endian::Big {
             for e in bytes.chunks_exact_mut(elem) {
                 e.reverse();
@@ -92,13 +116,13 @@ pub async fn read_1d(reader: &dyn RangeRead, var: &Variable) -> Result<Vec<u8>, 
         }
         let start = index.first().copied().unwrap_or(0) as usize * chunk_len;
         if start != out.len() / elem {
-            return Err(corrupt(index, "chunks do not cover the variable".into()));
+            return Err(layout("chunks do not cover the variable"));
         }
         let take = chunk_len.min(len - start);
         out.extend_from_slice(&bytes[..take * elem]);
     }
     if out.len() != len * elem {
-        return Err(corrupt(&[], "chunks do not cover the variable".into()));
+        return Err(layout("chunks do not cover the variable"));
     }
     Ok(out)
 }

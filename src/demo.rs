@@ -2,15 +2,16 @@
 //! with no AWS and no NASA access, so anyone can see it work in a minute.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 
-use crate::pipeline::{self, Context, PipelineError, Report, UpdateOptions};
+use crate::pipeline::{self, Context, PipelineError, Progress, Report, UpdateOptions};
 use crate::synthetic::{self, GranuleSpec};
 use crate::validate::ValidateMode;
 
 /// What the demo builds.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DemoOptions {
     /// Working directory: `granules/` and `store/` are created inside.
     pub dir: PathBuf,
@@ -21,6 +22,8 @@ pub struct DemoOptions {
     pub init_days: u32,
     pub lat_size: usize,
     pub lon_size: usize,
+    /// Told as granules are indexed (the CLI draws a bar).
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 impl Default for DemoOptions {
@@ -32,6 +35,7 @@ impl Default for DemoOptions {
             init_days: 5,
             lat_size: 2000,
             lon_size: 4000,
+            progress: None,
         }
     }
 }
@@ -48,12 +52,15 @@ pub struct DemoOutcome {
 /// Write sample granules (reusing ones already there), build a fresh store from the
 /// first days with `init`, then append the rest with `update`.
 pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, PipelineError> {
-    let dir = std::path::absolute(&options.dir).map_err(|e| usage(&options.dir, e))?;
+    let dir = std::path::absolute(&options.dir).map_err(|e| io(&options.dir, e))?;
     let granules = dir.join("granules");
     let store = dir.join("store");
-    std::fs::create_dir_all(&granules).map_err(|e| usage(&granules, e))?;
-    if store.exists() {
-        std::fs::remove_dir_all(&store).map_err(|e| usage(&store, e))?;
+    let artifacts = dir.join("artifacts");
+    std::fs::create_dir_all(&granules).map_err(|e| io(&granules, e))?;
+    for old in [&store, &artifacts] {
+        if old.exists() {
+            std::fs::remove_dir_all(old).map_err(|e| io(old, e))?;
+        }
     }
     let days: Vec<NaiveDate> = (0..options.days)
         .filter_map(|i| {
@@ -65,12 +72,12 @@ pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, PipelineError> {
     for day in &days {
         let spec = GranuleSpec::small(*day, options.lat_size, options.lon_size);
         if !granules.join(spec.file_name()).exists() {
-            synthetic::write_granule(&granules, &spec)
-                .map_err(|e| PipelineError::Usage(format!("writing sample granule: {e}")))?;
+            synthetic::write_granule(&granules, &spec)?;
         }
     }
     let ctx = Context {
-        progress: true,
+        progress: options.progress.clone(),
+        artifacts: artifacts.display().to_string(),
         ..Context::local(&store, &granules)
     };
     let opts = UpdateOptions {
@@ -96,8 +103,33 @@ pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, PipelineError> {
     })
 }
 
-fn usage(path: &Path, e: std::io::Error) -> PipelineError {
-    PipelineError::Usage(format!("{}: {e}", path.display()))
+fn io(path: &Path, source: std::io::Error) -> PipelineError {
+    PipelineError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A Python that has icechunk: the repository's venv (`MURSST_PYTHON`, or `.venv` here)
+/// when there is one, else whatever `python3` is on PATH.
+fn python_with_icechunk() -> String {
+    if let Some(p) = std::env::var_os("MURSST_PYTHON").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p).display().to_string();
+    }
+    let venv = Path::new(".venv/bin/python");
+    match std::path::absolute(venv) {
+        Ok(abs) if abs.exists() => abs.display().to_string(),
+        _ => "python3".to_string(),
+    }
+}
+
+/// A shell command that opens the demo store with icechunk + xarray, as printed.
+pub fn python_command(outcome: &DemoOutcome) -> String {
+    format!(
+        "{} -c \"{}\"",
+        python_with_icechunk(),
+        python_snippet(outcome)
+    )
 }
 
 /// A Python one-liner that opens the demo store with icechunk + xarray.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 
 use crate::granule::{self, Granule};
-use crate::source::{S3Settings, SourceError, error_chain};
+use crate::source::{Location, S3Settings, SourceError};
 
 /// Where granules are listed from: a local directory or an S3 prefix of MUR-named files.
 #[derive(Debug, Clone)]
@@ -21,43 +21,21 @@ pub enum GranuleSource {
 impl GranuleSource {
     /// Parse a directory path, `file://` URL or `s3://bucket/prefix`.
     pub fn parse(location: &str, s3: &S3Settings) -> Result<Self, SourceError> {
-        if let Some(rest) = location.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(SourceError::BadUrl {
-                    url: location.into(),
-                });
+        Ok(match Location::parse(location)? {
+            Location::Local(dir) => Self::Local(dir),
+            Location::S3 { bucket, key } => {
+                let prefix = key.trim_end_matches('/');
+                Self::S3 {
+                    bucket,
+                    prefix: if prefix.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{prefix}/")
+                    },
+                    settings: s3.clone(),
+                }
             }
-            let prefix = prefix.trim_end_matches('/');
-            return Ok(Self::S3 {
-                bucket: bucket.into(),
-                prefix: if prefix.is_empty() {
-                    String::new()
-                } else {
-                    format!("{prefix}/")
-                },
-                settings: s3.clone(),
-            });
-        }
-        let path = if location.starts_with("file://") {
-            url::Url::parse(location)
-                .ok()
-                .and_then(|u| u.to_file_path().ok())
-                .ok_or_else(|| SourceError::BadUrl {
-                    url: location.into(),
-                })?
-        } else if location.contains("://") {
-            return Err(SourceError::BadUrl {
-                url: location.into(),
-            });
-        } else {
-            PathBuf::from(location)
-        };
-        let abs = std::path::absolute(&path).map_err(|source| SourceError::Io {
-            location: location.into(),
-            source,
-        })?;
-        Ok(Self::Local(abs))
+        })
     }
 
     /// URL prefix every granule of this source starts with (ends in `/`); the virtual
@@ -65,9 +43,7 @@ impl GranuleSource {
     pub fn url_prefix(&self) -> String {
         match self {
             GranuleSource::Local(dir) => {
-                let mut url = url::Url::from_directory_path(dir)
-                    .map(|u| u.to_string())
-                    .unwrap_or_else(|()| format!("file://{}/", dir.display()));
+                let mut url = Location::Local(dir.clone()).url();
                 if !url.ends_with('/') {
                     url.push('/');
                 }
@@ -105,11 +81,7 @@ async fn list_local(dir: &PathBuf) -> Result<Vec<Granule>, SourceError> {
         let Some(date) = name.to_str().and_then(granule::date_from_name) else {
             continue;
         };
-        let url = url::Url::from_file_path(entry.path())
-            .map_err(|()| SourceError::BadUrl {
-                url: entry.path().display().to_string(),
-            })?
-            .to_string();
+        let url = Location::Local(entry.path()).url();
         out.push(Granule { date, url });
     }
     Ok(out)
@@ -131,7 +103,9 @@ async fn list_s3(
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| SourceError::S3 {
             location: format!("s3://{bucket}/{prefix}"),
-            message: error_chain(&e),
+            endpoint: settings.endpoint.clone(),
+            retryable: crate::source::sdk_retryable(&e),
+            source: Box::new(e),
         })?;
         for obj in page.contents() {
             let Some(key) = obj.key() else { continue };

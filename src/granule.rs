@@ -33,9 +33,9 @@ pub fn time_value(date: NaiveDate) -> i64 {
     (t - time_epoch()).num_seconds()
 }
 
-/// The day a `time` value (seconds since 1981) falls on.
-pub fn date_of_time_value(seconds: i64) -> NaiveDate {
-    (time_epoch() + chrono::Duration::seconds(seconds)).date()
+/// The day a `time` value (`seconds` since `epoch`) falls on.
+pub fn date_of(epoch: NaiveDateTime, seconds: i64) -> NaiveDate {
+    (epoch + chrono::Duration::seconds(seconds)).date()
 }
 
 /// A granule found in a source: its day and where it is.
@@ -67,6 +67,6 @@ mod tests {
     fn time_values_are_nine_utc() {
         let d = NaiveDate::from_ymd_opt(1981, 1, 2).unwrap();
         assert_eq!(time_value(d), 86400 + 9 * 3600);
-        assert_eq!(date_of_time_value(time_value(d)), d);
+        assert_eq!(date_of(time_epoch(), time_value(d)), d);
     }
 }

@@ -3,7 +3,9 @@
 //! The pipeline steps (discover, generate refs, commit to a temporary branch, validate,
 //! promote) live here; the CLI and the Lambda handlers are thin shells around them.
 
+pub mod artifacts;
 pub mod codec;
+#[cfg(all(feature = "synthetic", feature = "validate"))]
 pub mod demo;
 pub mod discover;
 pub mod granule;
@@ -14,5 +16,6 @@ pub mod pipeline;
 pub mod refs;
 pub mod source;
 pub mod store;
+#[cfg(feature = "synthetic")]
 pub mod synthetic;
 pub mod validate;

@@ -34,8 +34,6 @@ const DIM_WITHOUT_VARIABLE: &str = "This is a netCDF dimension but not a netCDF 
 pub enum RefsError {
     #[error(transparent)]
     Hdf5(Box<hdf5::Hdf5Error>),
-    #[error(transparent)]
-    Source(Box<crate::source::SourceError>),
     #[error("{granule}: variable {variable}: {field}: {message}")]
     Unsupported {
         granule: String,
@@ -177,14 +175,14 @@ pub struct ChunkRef {
 }
 
 /// Chunk data stored inline (HDF5 compact layout) or by reference.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub enum ChunkData {
     Ref(ChunkRef),
     Inline(Vec<u8>),
 }
 
 /// One netCDF variable with the references to all its stored chunks.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Variable {
     pub name: String,
     pub dtype: DataType,
@@ -214,7 +212,7 @@ impl Variable {
 }
 
 /// Everything needed to reference one granule virtually.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct GranuleRefs {
     /// The source object, with the version the references are valid for.
     pub object: ObjectInfo,

@@ -22,8 +22,16 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{location}: S3 request failed: {message}")]
-    S3 { location: String, message: String },
+    #[error("{location}: S3 request failed{}: {}", endpoint_note(.endpoint), error_chain(.source.as_ref()))]
+    S3 {
+        location: String,
+        /// The custom endpoint the request went to, if any: a newcomer's first question.
+        endpoint: Option<String>,
+        /// A throttle, a 5xx, a timeout or a broken connection: trying again may work.
+        retryable: bool,
+        #[source]
+        source: BoxError,
+    },
     #[error("{location}: requested bytes {start}..{end} but the object has {size} bytes")]
     OutOfBounds {
         location: String,
@@ -31,8 +39,72 @@ pub enum SourceError {
         end: u64,
         size: u64,
     },
-    #[error("{url}: not a granule location (expected a path, file:// or s3:// URL)")]
+    #[error("{url}: not a location (expected a path, file:// or s3:// URL)")]
     BadUrl { url: String },
+}
+
+/// Any error an SDK or library hands us, kept whole as the cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+fn endpoint_note(endpoint: &Option<String>) -> String {
+    endpoint
+        .as_deref()
+        .map(|e| format!(" (endpoint {e})"))
+        .unwrap_or_default()
+}
+
+/// Where an object or a prefix lives: the one parser for the paths, `file://` and
+/// `s3://` URLs that every command takes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// An absolute local path.
+    Local(PathBuf),
+    /// A bucket and a key (or key prefix, possibly empty).
+    S3 { bucket: String, key: String },
+}
+
+impl Location {
+    /// Parse a path (made absolute), a `file://` URL or `s3://bucket[/key]`.
+    pub fn parse(location: &str) -> Result<Self, SourceError> {
+        let bad = || SourceError::BadUrl {
+            url: location.to_string(),
+        };
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad());
+            }
+            return Ok(Self::S3 {
+                bucket: bucket.into(),
+                key: key.into(),
+            });
+        }
+        let path = if location.starts_with("file://") {
+            url::Url::parse(location)
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .ok_or_else(bad)?
+        } else if location.contains("://") || location.is_empty() {
+            return Err(bad());
+        } else {
+            PathBuf::from(location)
+        };
+        let abs = std::path::absolute(&path).map_err(|source| SourceError::Io {
+            location: location.into(),
+            source,
+        })?;
+        Ok(Self::Local(abs))
+    }
+
+    /// The canonical URL: `file:///abs/path` or `s3://bucket/key`.
+    pub fn url(&self) -> String {
+        match self {
+            Location::Local(path) => url::Url::from_file_path(path)
+                .map(String::from)
+                .unwrap_or_else(|()| format!("file://{}", path.display())),
+            Location::S3 { bucket, key } => format!("s3://{bucket}/{key}"),
+        }
+    }
 }
 
 /// What identifies one version of a source object, so a reference can be pinned to it.
@@ -243,6 +315,8 @@ pub struct S3Object {
     bucket: String,
     key: String,
     url: String,
+    /// The custom endpoint the client talks to, for error messages.
+    endpoint: Option<String>,
 }
 
 impl S3Object {
@@ -253,23 +327,107 @@ impl S3Object {
             bucket: bucket.to_string(),
             key: key.to_string(),
             url: format!("s3://{bucket}/{key}"),
+            endpoint: None,
         }
     }
 
-    fn s3_err(&self, err: impl std::error::Error) -> SourceError {
+    /// Name the client's custom endpoint in errors.
+    pub fn with_endpoint(mut self, endpoint: Option<String>) -> Self {
+        self.endpoint = endpoint;
+        self
+    }
+
+    fn s3_err<E: std::error::Error + Send + Sync + 'static>(
+        &self,
+        err: aws_sdk_s3::error::SdkError<E>,
+    ) -> SourceError {
         SourceError::S3 {
             location: self.url.clone(),
-            message: error_chain(&err),
+            endpoint: self.endpoint.clone(),
+            retryable: sdk_retryable(&err),
+            source: Box::new(err),
+        }
+    }
+
+    /// A body that broke off mid-transfer.
+    fn body_err(&self, err: aws_sdk_s3::primitives::ByteStreamError) -> SourceError {
+        SourceError::S3 {
+            location: self.url.clone(),
+            endpoint: self.endpoint.clone(),
+            retryable: true,
+            source: Box::new(err),
         }
     }
 }
 
-/// Flatten an error and its sources into one line; SDK errors hide the useful part deep down.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut msg = err.to_string();
+/// Whether an SDK error is worth another try: no answer at all, or a throttle / 5xx.
+pub(crate) fn sdk_retryable<E>(err: &aws_sdk_s3::error::SdkError<E>) -> bool {
+    use aws_sdk_s3::error::SdkError;
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(e) => {
+            let status = e.raw().status().as_u16();
+            status == 429 || status == 503 || status >= 500
+        }
+        _ => false,
+    }
+}
+
+/// The object size in `Content-Range: bytes A-B/TOTAL`.
+fn content_range_total(range: &str) -> Option<u64> {
+    range.rsplit_once('/').and_then(|(_, t)| t.parse().ok())
+}
+
+impl SourceError {
+    /// Whether the failure may pass on its own (I/O, throttling, 5xx, timeouts).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SourceError::Io { source, .. } => !matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ),
+            SourceError::S3 { retryable, .. } => *retryable,
+            SourceError::OutOfBounds { .. } | SourceError::BadUrl { .. } => false,
+        }
+    }
+}
+
+impl S3Object {
+    /// The contract's error for a range outside the object, with its size when known.
+    async fn out_of_bounds(&self, range: &Range<u64>, size: Option<u64>) -> SourceError {
+        let size = match size {
+            Some(s) => s,
+            None => match self.info().await {
+                Ok(info) => info.size,
+                Err(e) => return e,
+            },
+        };
+        SourceError::OutOfBounds {
+            location: self.url.clone(),
+            start: range.start,
+            end: range.end,
+            size,
+        }
+    }
+}
+
+/// Flatten an error and its causes into one line: SDK errors hide the useful part
+/// (connection refused, a DNS failure) deep down, and icechunk appends a span trace
+/// after `context:` that is noise in a message.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    fn own(e: &dyn std::error::Error) -> String {
+        let text = e.to_string();
+        match text.split_once("\n\ncontext:") {
+            Some((message, _)) => message.trim_end().to_string(),
+            None => text,
+        }
+    }
+    let mut msg = own(err);
     let mut cur = err.source();
     while let Some(e) = cur {
-        let s = e.to_string();
+        let s = own(e);
         if !msg.contains(&s) {
             msg.push_str(": ");
             msg.push_str(&s);
@@ -320,15 +478,12 @@ impl RangeRead for S3Object {
             .await
             .map_err(|e| self.s3_err(e))?;
         // `Content-Range: bytes 0-N/TOTAL` carries the size; a full (200) answer does not.
-        let total = out
-            .content_range()
-            .and_then(|r| r.rsplit_once('/'))
-            .and_then(|(_, t)| t.parse::<u64>().ok());
+        let total = out.content_range().and_then(content_range_total);
         let etag = out.e_tag().map(str::to_string);
         let last_modified = out
             .last_modified()
             .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()));
-        let body = out.body.collect().await.map_err(|e| self.s3_err(e))?;
+        let body = out.body.collect().await.map_err(|e| self.body_err(e))?;
         let head = body.into_bytes();
         let info = ObjectInfo {
             url: self.url.clone(),
@@ -340,28 +495,36 @@ impl RangeRead for S3Object {
     }
 
     async fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError> {
-        if range.start >= range.end {
+        if range.start > range.end {
+            return Err(self.out_of_bounds(&range, None).await);
+        }
+        if range.start == range.end {
+            // An empty read asks nothing of S3, but it must still lie within the object.
+            let size = self.info().await?.size;
+            check_bounds(&self.url, &range, size)?;
             return Ok(Bytes::new());
         }
-        let out = self
+        let sent = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(&self.key)
             .range(format!("bytes={}-{}", range.start, range.end - 1))
             .send()
-            .await
-            .map_err(|e| self.s3_err(e))?;
-        let body = out.body.collect().await.map_err(|e| self.s3_err(e))?;
+            .await;
+        let out = match sent {
+            Ok(out) => out,
+            // 416: the range starts at or past the end.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                return Err(self.out_of_bounds(&range, None).await);
+            }
+            Err(e) => return Err(self.s3_err(e)),
+        };
+        let total = out.content_range().and_then(content_range_total);
+        let body = out.body.collect().await.map_err(|e| self.body_err(e))?;
         let bytes = body.into_bytes();
-        let want = range.end - range.start;
-        if bytes.len() as u64 != want {
-            return Err(SourceError::OutOfBounds {
-                location: self.url.clone(),
-                start: range.start,
-                end: range.end,
-                size: range.start + bytes.len() as u64,
-            });
+        if bytes.len() as u64 != range.end - range.start {
+            return Err(self.out_of_bounds(&range, total).await);
         }
         Ok(bytes)
     }
@@ -369,30 +532,14 @@ impl RangeRead for S3Object {
 
 /// Open a granule given as a path, `file://` or `s3://` URL.
 pub async fn open(url: &str, s3: &S3Settings) -> Result<Arc<dyn RangeRead>, SourceError> {
-    if let Some(rest) = url.strip_prefix("s3://") {
-        let (bucket, key) = rest
-            .split_once('/')
-            .filter(|(b, k)| !b.is_empty() && !k.is_empty())
-            .ok_or_else(|| SourceError::BadUrl {
-                url: url.to_string(),
-            })?;
-        return Ok(Arc::new(S3Object::new(s3.client().await, bucket, key)));
+    match Location::parse(url)? {
+        Location::S3 { bucket, key } if !key.is_empty() && !key.ends_with('/') => {
+            let object = S3Object::new(s3.client().await, &bucket, &key);
+            Ok(Arc::new(object.with_endpoint(s3.endpoint.clone())))
+        }
+        Location::S3 { .. } => Err(SourceError::BadUrl { url: url.into() }),
+        Location::Local(path) => Ok(Arc::new(LocalFile::new(path)?)),
     }
-    if url.starts_with("file://") {
-        let path = url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.to_file_path().ok())
-            .ok_or_else(|| SourceError::BadUrl {
-                url: url.to_string(),
-            })?;
-        return Ok(Arc::new(LocalFile::new(path)?));
-    }
-    if url.contains("://") {
-        return Err(SourceError::BadUrl {
-            url: url.to_string(),
-        });
-    }
-    Ok(Arc::new(LocalFile::new(url)?))
 }
 
 /// Request and byte counts, for `--stats` and benchmarks.

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{TempDir, python};
@@ -39,12 +40,14 @@ fn demo_builds_a_store_that_its_python_snippet_opens() {
         "{stdout}"
     );
 
-    let snippet = stdout
+    // The printed command must work as printed: its interpreter has icechunk.
+    let (interpreter, snippet) = stdout
         .lines()
-        .find_map(|l| l.trim().strip_prefix("python -c \""))
-        .and_then(|l| l.strip_suffix('"'))
-        .unwrap_or_else(|| panic!("no Python snippet in:\n{stdout}"));
-    let py = common::output(Command::new(python()).arg("-c").arg(snippet));
+        .find_map(|l| l.trim().split_once(" -c \""))
+        .and_then(|(py, rest)| Some((py, rest.strip_suffix('"')?)))
+        .unwrap_or_else(|| panic!("no Python command in:\n{stdout}"));
+    assert_eq!(Path::new(interpreter), python(), "{stdout}");
+    let py = common::output(Command::new(interpreter).arg("-c").arg(snippet));
     let printed = String::from_utf8_lossy(&py.stdout);
     assert!(
         py.status.success(),

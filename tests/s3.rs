@@ -7,7 +7,6 @@ use chrono::NaiveDate;
 use common::{MotoServer, TempDir};
 use mursst::discover::GranuleSource;
 use mursst::pipeline::{self, Context, UpdateOptions};
-use mursst::store::writer::{self, SessionStores};
 use mursst::store::{RepoLocation, StoreRepo};
 use mursst::synthetic::{self, ChunkLayout, GranuleSpec};
 use mursst::validate::ValidateMode;
@@ -39,9 +38,12 @@ async fn store_and_granules_on_s3() {
         store_s3: s3.clone(),
         source: GranuleSource::parse("s3://granules/MUR-JPL-L4-GLOB-v4.1/", &s3).unwrap(),
         source_s3: s3.clone(),
+        // The steps hand each other their artifacts through S3 too, as the Lambdas do.
+        artifacts: "s3://stores/artifacts".into(),
+        artifacts_s3: s3.clone(),
         read_options: Default::default(),
         concurrency: 2,
-        progress: false,
+        progress: None,
     };
     let options = UpdateOptions {
         lag_days: 0,
@@ -67,8 +69,7 @@ async fn store_and_granules_on_s3() {
         ["s3://granules/MUR-JPL-L4-GLOB-v4.1/"]
     );
     let tip = repo.branch_tip("main").await.unwrap();
-    let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
-    let state = writer::read_state(&stores, tip).await.unwrap().unwrap();
+    let state = repo.state_at(&tip).await.unwrap().unwrap();
     assert_eq!(state.days, 4);
     assert_eq!(state.last_day, Some(day(4)));
 }

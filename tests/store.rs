@@ -10,10 +10,10 @@ use chrono::NaiveDate;
 use common::TempDir;
 use mursst::pipeline::{self, Context, PipelineError, UpdateOptions};
 use mursst::source::S3Settings;
-use mursst::store::writer::{self, SessionStores, StoreState};
-use mursst::store::{RepoLocation, StoreError, StoreRepo};
+use mursst::store::writer;
+use mursst::store::{RepoLocation, SessionStores, StoreError, StoreRepo, StoreState};
 use mursst::synthetic::{self, ChunkLayout, DataVar, GranuleSpec};
-use mursst::validate::{self, ValidateMode, ValidationError};
+use mursst::validate::{self, Rule, ValidateMode, ValidationError};
 
 const LAT: usize = 60;
 const LON: usize = 120;
@@ -75,8 +75,8 @@ impl Fixture {
     async fn main_state(&self) -> (String, StoreState) {
         let repo = self.repo().await;
         let tip = repo.branch_tip("main").await.unwrap();
-        let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
-        let state = writer::read_state(&stores, tip.clone())
+        let state = repo
+            .state_at(&tip)
             .await
             .unwrap()
             .expect("main has a store");
@@ -121,9 +121,9 @@ async fn init_then_update_appends_and_a_second_run_adds_nothing() {
     assert_eq!(report.days_added, vec![day(1), day(2), day(3)]);
     assert!(report.main_moved);
     let rules = &report.validation.as_ref().unwrap().rules;
-    assert!(rules.contains(&"data equal to source"), "{rules:?}");
+    assert!(rules.contains(&Rule::DataEqualToSource), "{rules:?}");
     assert!(
-        !rules.contains(&"stop attributes changed"),
+        !rules.contains(&Rule::StopAttributesChanged),
         "nothing to compare on init"
     );
 
@@ -136,7 +136,7 @@ async fn init_then_update_appends_and_a_second_run_adds_nothing() {
     let v = report.validation.as_ref().unwrap();
     assert_eq!(v.chunks_compared, 3 * (9 + 9 + 4 + 4));
     assert_eq!(v.values_compared, 3 * 4 * (LAT * LON) as u64);
-    assert!(v.rules.contains(&"stop attributes changed"));
+    assert!(v.rules.contains(&Rule::StopAttributesChanged));
 
     let (tip, state) = fx.main_state().await;
     assert_eq!(Some(tip.clone()), report.new_snapshot);
@@ -298,11 +298,7 @@ async fn write_branch(
 ) -> BranchWrite {
     let repo = fx.repo().await;
     let base = repo.branch_tip("main").await.unwrap();
-    let before_stores = SessionStores::new(repo.readonly_at(&base).await.unwrap()).await;
-    let before = writer::read_state(&before_stores, base.clone())
-        .await
-        .unwrap()
-        .unwrap();
+    let before = repo.state_at(&base).await.unwrap().unwrap();
     let granules: Vec<_> = fx
         .ctx()
         .source
@@ -312,13 +308,26 @@ async fn write_branch(
         .into_iter()
         .filter(|g| days.contains(&chrono::Datelike::day(&g.date)))
         .collect();
-    let (mut prepared, _, _) = pipeline::prepare_all(&fx.ctx(), &granules).await.unwrap();
+    let mut prepared = Vec::new();
+    for g in &granules {
+        let (p, _, _) = pipeline::prepare_granule(g, &S3Settings::default(), &Default::default())
+            .await
+            .unwrap();
+        prepared.push(p);
+    }
     tamper(&mut prepared);
-    let branch = pipeline::branch_name();
+    let branch = format!("add_time_test_{}", days[0]);
     let stores = SessionStores::new(repo.start_branch(&branch, &base).await.unwrap()).await;
-    let summary = writer::append_days(&stores, Some(&before), &prepared, &[], "test")
-        .await
-        .expect("write branch");
+    let summary = writer::append_days(
+        &stores,
+        Some(&before),
+        &prepared,
+        &[],
+        "test",
+        Default::default(),
+    )
+    .await
+    .expect("write branch");
     let tip = icechunk::format::SnapshotId::try_from(summary.snapshot.as_str()).unwrap();
     BranchWrite {
         repo,
@@ -355,10 +364,7 @@ async fn validation_catches_a_reference_to_the_wrong_bytes() {
     })
     .await;
     let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
-    let after = writer::read_state(&stores, tip.clone())
-        .await
-        .unwrap()
-        .unwrap();
+    let after = repo.state_at(&tip).await.unwrap().unwrap();
     // Metadata rules alone pass (the references are what was indexed) ...
     validate::validate(
         &stores,
@@ -385,7 +391,7 @@ async fn validation_catches_a_reference_to_the_wrong_bytes() {
     .unwrap_err();
     match err {
         ValidationError::Failed { rule, detail } => {
-            assert_eq!(rule, "data equal to source");
+            assert_eq!(rule, Rule::DataEqualToSource);
             assert!(detail.contains("analysed_sst"), "{detail}");
         }
         other => panic!("unexpected {other}"),
@@ -523,10 +529,7 @@ async fn a_granule_changed_after_indexing_is_detected_on_read() {
         .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(120))
         .unwrap();
     let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
-    let after = writer::read_state(&stores, tip.clone())
-        .await
-        .unwrap()
-        .unwrap();
+    let after = repo.state_at(&tip).await.unwrap().unwrap();
     let err = validate::validate(
         &stores,
         Some(&before),

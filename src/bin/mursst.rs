@@ -1,14 +1,15 @@
 //! `mursst`: the pipeline's steps, run locally.
 
+use std::io::IsTerminal;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
 use mursst::discover::GranuleSource;
-use mursst::pipeline::{self, Context, Report, UpdateOptions};
+use mursst::pipeline::{self, Context, Progress, Report, Step, UpdateOptions};
 use mursst::source::{self, Counted, RangeRead, S3Settings};
 use mursst::store::RepoLocation;
 use mursst::validate::ValidateMode;
@@ -71,16 +72,58 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Run one step with the JSON event its Lambda gets, printing the output JSON
+    /// (reproduces a failed state from the console's input).
+    Step {
+        /// The Lambda: discover, generate-refs, commit or validate.
+        #[arg(value_enum)]
+        name: Step,
+        /// The event: a file, or `-` for standard input.
+        #[arg(long)]
+        event: String,
+        #[command(flatten)]
+        locations: Locations,
+    },
+}
+
+/// Where the store, the granules and the run artifacts are.
+#[derive(Args)]
+struct Locations {
+    /// The icechunk repository: a directory or s3://bucket/prefix.
+    #[arg(long, env = "MURSST_STORE")]
+    store: String,
+    /// Where the granules are: a directory or s3://bucket/prefix.
+    #[arg(long, env = "MURSST_SOURCE")]
+    source: String,
+    /// Where steps leave artifacts for each other: a directory or s3://bucket/prefix.
+    #[arg(long, env = "MURSST_ARTIFACTS", default_value_t = pipeline::default_artifacts())]
+    artifacts: String,
+    /// Granules indexed at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+impl Locations {
+    fn context(&self, progress: bool) -> anyhow::Result<Context> {
+        let s3 = S3Settings::from_env();
+        Ok(Context {
+            store: RepoLocation::parse(&self.store)?,
+            store_s3: s3.clone(),
+            source: GranuleSource::parse(&self.source, &s3)?,
+            source_s3: s3.clone(),
+            artifacts: self.artifacts.clone(),
+            artifacts_s3: s3,
+            read_options: Default::default(),
+            concurrency: self.concurrency,
+            progress: progress.then(|| Arc::new(Bar::default()) as Arc<dyn Progress>),
+        })
+    }
 }
 
 #[derive(Args)]
 struct Common {
-    /// The icechunk repository: a directory or s3://bucket/prefix.
-    #[arg(long)]
-    store: String,
-    /// Where the granules are: a directory or s3://bucket/prefix.
-    #[arg(long)]
-    source: String,
+    #[command(flatten)]
+    locations: Locations,
     /// Write and validate the branch, but leave main where it is.
     #[arg(long)]
     dry_run: bool,
@@ -93,9 +136,6 @@ struct Common {
     /// Seed for the chunks `sample` validation picks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Granules indexed at once.
-    #[arg(long, default_value_t = 8)]
-    concurrency: usize,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -103,16 +143,7 @@ struct Common {
 
 impl Common {
     fn context(&self) -> anyhow::Result<Context> {
-        let s3 = S3Settings::from_env();
-        Ok(Context {
-            store: RepoLocation::parse(&self.store)?,
-            store_s3: s3.clone(),
-            source: GranuleSource::parse(&self.source, &s3)?,
-            source_s3: s3,
-            read_options: Default::default(),
-            concurrency: self.concurrency,
-            progress: !self.json,
-        })
+        self.locations.context(!self.json)
     }
 
     fn options(&self, limit: Option<usize>) -> UpdateOptions {
@@ -127,8 +158,37 @@ impl Common {
     }
 }
 
+/// A progress bar on a terminal, nothing elsewhere.
+#[derive(Default)]
+struct Bar(std::sync::Mutex<Option<indicatif::ProgressBar>>);
+
+impl Progress for Bar {
+    fn begin(&self, what: &str, len: u64) {
+        if !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(len);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({elapsed})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(what.to_string());
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
+    }
+    fn advance(&self) {
+        if let Some(bar) = &*self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            bar.inc(1);
+        }
+    }
+    fn end(&self) {
+        if let Some(bar) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -139,8 +199,18 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    match cli.command {
+    match run(Cli::parse().command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Library errors carry their causes in their message already.
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Refs { granule, stats } => refs(&granule, stats).await,
         Command::Init {
             common,
@@ -148,14 +218,9 @@ async fn main() -> anyhow::Result<()> {
             end,
             variables,
         } => {
-            let report = pipeline::init(
-                &common.context()?,
-                &common.options(None),
-                start,
-                end,
-                &variables,
-            )
-            .await?;
+            let ctx = common.context()?;
+            let report =
+                pipeline::init(&ctx, &common.options(None), start, end, &variables).await?;
             print_report(&report, common.json)
         }
         Command::Demo {
@@ -164,36 +229,60 @@ async fn main() -> anyhow::Result<()> {
             init_days,
             grid,
             json,
-        } => {
-            let outcome = mursst::demo::run(&mursst::demo::DemoOptions {
-                dir,
-                days,
-                init_days,
-                lat_size: grid[0],
-                lon_size: grid[1],
-                ..Default::default()
-            })
-            .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&outcome)?);
-                return Ok(());
-            }
-            println!("== init: the store from the first days");
-            print_report(&outcome.init, false)?;
-            println!("\n== update: the daily job appends the rest");
-            print_report(&outcome.update, false)?;
-            println!(
-                "\nstore: {}\nopen it in Python (icechunk 2.x + xarray):\n  python -c \"{}\"",
-                outcome.store.display(),
-                mursst::demo::python_snippet(&outcome)
-            );
-            Ok(())
-        }
+        } => demo(dir, days, init_days, &grid, json).await,
         Command::Update { common, limit } => {
             let report = pipeline::update(&common.context()?, &common.options(limit)).await?;
             print_report(&report, common.json)
         }
+        Command::Step {
+            name,
+            event,
+            locations,
+        } => {
+            let text = if event == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&event)?
+            };
+            let event: serde_json::Value = serde_json::from_str(&text)?;
+            let out = pipeline::run_step(&locations.context(false)?, name, event).await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
     }
+}
+
+async fn demo(
+    dir: std::path::PathBuf,
+    days: u32,
+    init_days: u32,
+    grid: &[usize],
+    json: bool,
+) -> anyhow::Result<()> {
+    let outcome = mursst::demo::run(&mursst::demo::DemoOptions {
+        dir,
+        days,
+        init_days,
+        lat_size: grid[0],
+        lon_size: grid[1],
+        progress: Some(Arc::new(Bar::default())),
+        ..Default::default()
+    })
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        return Ok(());
+    }
+    println!("== init: the store from the first days");
+    print_report(&outcome.init, false)?;
+    println!("\n== update: the daily job appends the rest");
+    print_report(&outcome.update, false)?;
+    println!(
+        "\nstore: {}\nopen it in Python (icechunk 2.x + xarray):\n  {}",
+        outcome.store.display(),
+        mursst::demo::python_command(&outcome)
+    );
+    Ok(())
 }
 
 fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
@@ -240,8 +329,7 @@ async fn refs(granule: &str, stats: bool) -> anyhow::Result<()> {
     let reader = source::open(granule, &S3Settings::from_env()).await?;
     let counted = Arc::new(Counted::new(reader));
     let refs = mursst::refs::index_granule(counted.as_ref() as &dyn RangeRead, &Default::default())
-        .await
-        .with_context(|| format!("indexing {granule}"))?;
+        .await?;
     let doc = mursst::kerchunk::to_kerchunk(&refs);
     serde_json::to_writer(std::io::stdout().lock(), &doc)?;
     println!();

@@ -1,17 +1,26 @@
 //! The product: an icechunk repository of virtual references to MUR granules, laid out
 //! exactly as a VirtualiZarr-built store so Python users open it the same way.
 //!
-//! `repository` opens and creates repositories, `layout` writes the Zarr metadata,
-//! `attributes` combines global attributes across days, `schema` decides whether a
-//! granule fits the store, and `writer` appends days on a temporary branch.
+//! As icechunk splits repository, session and storage: `repository` opens, creates and
+//! moves branches; `session` is one session seen through both icechunk's and zarrs'
+//! store APIs; `state` reads what a snapshot holds; `layout` is the typed Zarr metadata;
+//! `values` the typed buffers of real arrays; `attributes` combines global attributes
+//! across days; `schema` decides whether a granule fits; `writer` appends days.
 
 pub mod attributes;
 pub mod layout;
 pub mod repository;
 pub mod schema;
+pub mod session;
+pub mod state;
+pub mod values;
 pub mod writer;
 
 pub use repository::{RepoLocation, StoreRepo};
+pub use session::SessionStores;
+pub use state::StoreState;
+
+use crate::source::{BoxError, error_chain};
 
 /// Errors from the store: each names what it was doing and, where it applies, the
 /// granule, variable or attribute at fault.
@@ -23,10 +32,18 @@ pub enum StoreError {
     NotFound { location: String },
     #[error("{location}: a repository already exists here")]
     AlreadyExists { location: String },
-    #[error("icechunk: {context}: {message}")]
-    Icechunk { context: String, message: String },
-    #[error("zarr: {context}: {message}")]
-    Zarr { context: String, message: String },
+    #[error("icechunk: {context}: {}", error_chain(.source.as_ref()))]
+    Icechunk {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("zarr: {context}: {}", error_chain(.source.as_ref()))]
+    Zarr {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
     #[error("{granule}: variable {variable}: {field}: {message}")]
     Schema {
         granule: String,
@@ -47,33 +64,20 @@ pub enum StoreError {
         actual: String,
         branch: String,
     },
-    #[error(transparent)]
-    Refs(#[from] Box<crate::refs::RefsError>),
-    #[error(transparent)]
-    Source(#[from] Box<crate::source::SourceError>),
-}
-
-/// An error's own message, without the span trace icechunk appends after it.
-pub(crate) fn concise(err: impl std::fmt::Display) -> String {
-    let text = err.to_string();
-    match text.split_once("\n\ncontext:") {
-        Some((message, _)) => message.trim_end().to_string(),
-        None => text,
-    }
 }
 
 impl StoreError {
-    pub(crate) fn icechunk(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+    pub(crate) fn icechunk(context: impl Into<String>, err: impl Into<BoxError>) -> Self {
         StoreError::Icechunk {
             context: context.into(),
-            message: concise(err),
+            source: err.into(),
         }
     }
 
-    pub(crate) fn zarr(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+    pub(crate) fn zarr(context: impl Into<String>, err: impl Into<BoxError>) -> Self {
         StoreError::Zarr {
             context: context.into(),
-            message: concise(err),
+            source: err.into(),
         }
     }
 

@@ -17,8 +17,10 @@ use icechunk::virtual_chunks::VirtualChunkContainer;
 use icechunk::{ObjectStoreConfig, Repository, RepositoryConfig, Storage};
 
 use super::StoreError;
+use super::session::SessionStores;
+use super::state::{StoreState, read_state};
 use crate::discover::GranuleSource;
-use crate::source::S3Settings;
+use crate::source::{Location, S3Settings};
 
 /// Days of references per manifest: appending a day rewrites at most one split.
 pub const TIME_SPLIT_SIZE: u32 = 64;
@@ -33,28 +35,16 @@ pub enum RepoLocation {
 impl RepoLocation {
     /// Parse a directory path or `s3://bucket/prefix`.
     pub fn parse(location: &str) -> Result<Self, StoreError> {
-        if let Some(rest) = location.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(StoreError::BadLocation {
-                    location: location.into(),
-                });
-            }
-            return Ok(Self::S3 {
-                bucket: bucket.into(),
-                prefix: prefix.trim_end_matches('/').into(),
-            });
-        }
-        if location.contains("://") && !location.starts_with("file://") {
-            return Err(StoreError::BadLocation {
+        match Location::parse(location) {
+            Ok(Location::Local(path)) => Ok(Self::Local(path)),
+            Ok(Location::S3 { bucket, key }) => Ok(Self::S3 {
+                bucket,
+                prefix: key.trim_end_matches('/').into(),
+            }),
+            Err(_) => Err(StoreError::BadLocation {
                 location: location.into(),
-            });
+            }),
         }
-        let path = location.strip_prefix("file://").unwrap_or(location);
-        let abs = std::path::absolute(path).map_err(|_| StoreError::BadLocation {
-            location: location.into(),
-        })?;
-        Ok(Self::Local(abs))
     }
 
     async fn storage(&self, s3: &S3Settings) -> Result<Arc<dyn Storage + Send + Sync>, StoreError> {
@@ -72,6 +62,17 @@ impl RepoLocation {
                 None,
             )
             .map_err(|e| StoreError::icechunk(format!("opening {self}"), e)),
+        }
+    }
+}
+
+impl RepoLocation {
+    /// The location as error messages give it: with the custom S3 endpoint, if any, so
+    /// "connection refused" says where.
+    fn describe(&self, s3: &S3Settings) -> String {
+        match (self, &s3.endpoint) {
+            (RepoLocation::S3 { .. }, Some(endpoint)) => format!("{self} (endpoint {endpoint})"),
+            _ => self.to_string(),
         }
     }
 }
@@ -167,9 +168,10 @@ impl StoreRepo {
         source: &GranuleSource,
     ) -> Result<Self, StoreError> {
         let storage = location.storage(store_s3).await?;
+        let place = location.describe(store_s3);
         if Repository::exists(Arc::clone(&storage), None)
             .await
-            .map_err(|e| StoreError::icechunk(format!("checking {location}"), e))?
+            .map_err(|e| StoreError::icechunk(format!("checking {place}"), e))?
         {
             return Err(StoreError::AlreadyExists {
                 location: location.to_string(),
@@ -181,7 +183,7 @@ impl StoreRepo {
             .authorize_virtual_chunk_access(authorizations([&container], source_settings(source)))
             .execute()
             .await
-            .map_err(|e| StoreError::icechunk(format!("creating {location}"), e))?;
+            .map_err(|e| StoreError::icechunk(format!("creating {place}"), e))?;
         Ok(Self {
             repo,
             location: location.clone(),
@@ -196,9 +198,10 @@ impl StoreRepo {
         source_s3: &S3Settings,
     ) -> Result<Self, StoreError> {
         let storage = location.storage(store_s3).await?;
+        let place = location.describe(store_s3);
         let exists = Repository::exists(Arc::clone(&storage), None)
             .await
-            .map_err(|e| StoreError::icechunk(format!("checking {location}"), e))?;
+            .map_err(|e| StoreError::icechunk(format!("checking {place}"), e))?;
         if !exists {
             return Err(StoreError::NotFound {
                 location: location.to_string(),
@@ -208,13 +211,13 @@ impl StoreRepo {
             .config(repo_config(None))
             .execute()
             .await
-            .map_err(|e| StoreError::icechunk(format!("opening {location}"), e))?;
+            .map_err(|e| StoreError::icechunk(format!("opening {place}"), e))?;
         let containers: Vec<VirtualChunkContainer> =
             repo.config().virtual_chunk_containers().cloned().collect();
         let repo = repo
             .reopen(None, Some(authorizations(&containers, source_s3)))
             .await
-            .map_err(|e| StoreError::icechunk(format!("opening {location}"), e))?;
+            .map_err(|e| StoreError::icechunk(format!("opening {place}"), e))?;
         Ok(Self {
             repo,
             location: location.clone(),
@@ -236,6 +239,12 @@ impl StoreRepo {
             .lookup_branch(branch)
             .await
             .map_err(|e| StoreError::icechunk(format!("looking up branch {branch}"), e))
+    }
+
+    /// The store's state as of `snapshot`; `None` while the repository is empty.
+    pub async fn state_at(&self, snapshot: &SnapshotId) -> Result<Option<StoreState>, StoreError> {
+        let stores = SessionStores::new(self.readonly_at(snapshot).await?).await;
+        read_state(&stores, snapshot.clone()).await
     }
 
     /// Read the store exactly as of one snapshot, whatever the branches do meanwhile.
@@ -260,6 +269,40 @@ impl StoreRepo {
             .writable_session(branch)
             .await
             .map_err(|e| StoreError::icechunk(format!("opening branch {branch}"), e))
+    }
+
+    /// A writable session on `branch`, created at `snapshot` unless it exists already
+    /// (a retried write resumes on the branch its first attempt created).
+    pub async fn branch_session(
+        &self,
+        branch: &str,
+        snapshot: &SnapshotId,
+    ) -> Result<Session, StoreError> {
+        if !self.list_branches().await?.iter().any(|b| b == branch) {
+            return self.start_branch(branch, snapshot).await;
+        }
+        self.repo
+            .writable_session(branch)
+            .await
+            .map_err(|e| StoreError::icechunk(format!("opening branch {branch}"), e))
+    }
+
+    /// Whether a branch exists.
+    pub async fn has_branch(&self, branch: &str) -> Result<bool, StoreError> {
+        Ok(self.list_branches().await?.iter().any(|b| b == branch))
+    }
+
+    /// What the pipeline recorded with a snapshot (`None` for one it did not make).
+    pub async fn snapshot_record(
+        &self,
+        snapshot: &SnapshotId,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let info = self
+            .repo
+            .lookup_snapshot(snapshot)
+            .await
+            .map_err(|e| StoreError::icechunk(format!("reading snapshot {snapshot}"), e))?;
+        Ok(info.metadata.get(super::writer::PROPERTIES_KEY).cloned())
     }
 
     /// Move `main` to `to`, only if it still points at `expected` (compare-and-swap).

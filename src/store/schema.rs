@@ -3,12 +3,13 @@
 //! while a different deflate level (which decodes the same) is accepted.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
 
 use serde_json::Value;
 
 use super::StoreError;
-use super::layout::{self, ArrayMeta, Role};
-use crate::refs::GranuleRefs;
+use super::layout::{ArrayMeta, CodecChain, Role, role};
+use crate::refs::{GranuleRefs, Variable};
 
 /// What the store holds, as far as a new granule must match it.
 #[derive(Debug, Clone, Default)]
@@ -19,17 +20,39 @@ pub struct StoreSchema {
     pub coordinates: HashMap<String, Vec<u8>>,
 }
 
-fn mismatch(granule: &str, variable: &str, field: &str, message: String) -> StoreError {
-    StoreError::Schema {
-        granule: granule.into(),
-        variable: variable.into(),
-        field: field.into(),
-        message,
-    }
+/// One field compared between a granule variable and the store's array.
+struct Field<'a> {
+    granule: &'a str,
+    variable: &'a str,
 }
 
-fn show(values: &[Value]) -> String {
-    serde_json::to_string(values).unwrap_or_default()
+impl Field<'_> {
+    /// Fail naming `field` unless the granule's value equals the store's.
+    fn same<T: PartialEq + Debug>(
+        &self,
+        field: &str,
+        ours: T,
+        theirs: T,
+    ) -> Result<(), StoreError> {
+        self.check(
+            field,
+            ours == theirs,
+            format!("{ours:?}"),
+            format!("{theirs:?}"),
+        )
+    }
+
+    fn check(&self, field: &str, ok: bool, ours: String, theirs: String) -> Result<(), StoreError> {
+        if ok {
+            return Ok(());
+        }
+        Err(StoreError::schema(
+            self.granule,
+            self.variable,
+            field,
+            format!("granule has {ours}, store has {theirs}"),
+        ))
+    }
 }
 
 /// Check `granule` against the store; `coordinates` are the granule's decoded static
@@ -41,115 +64,95 @@ pub fn check(
 ) -> Result<(), StoreError> {
     let g = granule.object.url.as_str();
     for (name, meta) in &store.arrays {
-        let var = granule
-            .variable(name)
-            .ok_or_else(|| mismatch(g, name, "variable", "missing from the granule".into()))?;
-        let dtype = var.dtype.zarr_v3_name();
-        if dtype != meta.data_type() {
-            return Err(mismatch(
-                g,
-                name,
-                "data_type",
-                format!("granule has {dtype}, store has {}", meta.data_type()),
-            ));
-        }
-        if var.dimensions != meta.dimension_names() {
-            return Err(mismatch(
-                g,
-                name,
-                "dimension_names",
-                format!(
-                    "granule has {:?}, store has {:?}",
-                    var.dimensions,
-                    meta.dimension_names()
-                ),
-            ));
-        }
-        let role = layout::role(var);
-        let store_shape = meta.shape();
-        let grid_matches = match role {
-            Role::Data | Role::Time => var.shape.get(1..) == store_shape.get(1..),
-            Role::Coordinate => var.shape == store_shape,
-        };
-        if !grid_matches || (role != Role::Coordinate && var.shape.first() != Some(&1)) {
-            return Err(mismatch(
-                g,
-                name,
-                "shape",
-                format!(
-                    "granule has {:?}, store has {:?} (one time step expected)",
-                    var.shape, store_shape
-                ),
-            ));
-        }
-        if role == Role::Data {
-            if var.chunk_shape != meta.chunk_shape() {
-                return Err(mismatch(
-                    g,
-                    name,
-                    "chunk_shape",
-                    format!(
-                        "granule has {:?}, store has {:?}",
-                        var.chunk_shape,
-                        meta.chunk_shape()
-                    ),
-                ));
-            }
-            let ours = layout::decode_relevant(
-                layout::codecs_json(var.dtype, var.endian, &var.codecs)
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default(),
-            );
-            let theirs = layout::decode_relevant(meta.codecs());
-            if ours != theirs {
-                return Err(mismatch(
-                    g,
-                    name,
-                    "codecs",
-                    format!("granule has {}, store has {}", show(&ours), show(&theirs)),
-                ));
-            }
-            if var.fill_value.as_ref() != meta.fill_value() {
-                return Err(mismatch(
-                    g,
-                    name,
-                    "fill_value",
-                    format!(
-                        "granule has {}, store has {}",
-                        var.fill_value.clone().unwrap_or(Value::Null),
-                        meta.fill_value().cloned().unwrap_or(Value::Null)
-                    ),
-                ));
-            }
-        }
+        let var = granule.variable(name).ok_or_else(|| {
+            StoreError::schema(g, name.clone(), "variable", "missing from the granule")
+        })?;
+        check_array(g, var, meta)?;
     }
     for (name, values) in &store.coordinates {
-        match coordinates.get(name) {
-            Some(v) if v == values => {}
-            Some(v) => {
-                let elem = granule.variable(name).map_or(4, |v| v.dtype.size());
-                let first = v
-                    .chunks(elem)
-                    .zip(values.chunks(elem))
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(v.len().min(values.len()) / elem);
-                return Err(mismatch(
-                    g,
-                    name,
-                    "values",
-                    format!("differ from the store's, first at index {first}"),
-                ));
-            }
-            None => {
-                return Err(mismatch(
-                    g,
-                    name,
-                    "values",
-                    "coordinate missing from the granule".into(),
-                ));
-            }
-        }
+        check_coordinate(granule, name, coordinates.get(name), values)?;
     }
     Ok(())
+}
+
+/// Dtype, dimensions and grid for every array; chunking, codecs and fill for data.
+fn check_array(granule: &str, var: &Variable, meta: &ArrayMeta) -> Result<(), StoreError> {
+    let field = Field {
+        granule,
+        variable: &var.name,
+    };
+    field.check(
+        "data_type",
+        var.dtype == meta.data_type,
+        var.dtype.zarr_v3_name().into(),
+        meta.data_type.zarr_v3_name().into(),
+    )?;
+    field.same("dimension_names", &var.dimensions, &meta.dimension_names)?;
+    let role = role(var);
+    let grid_matches = match role {
+        Role::Data | Role::Time => var.shape.get(1..) == meta.shape.get(1..),
+        Role::Coordinate => var.shape == meta.shape,
+    };
+    let one_step = role == Role::Coordinate || var.shape.first() == Some(&1);
+    field.check(
+        "shape",
+        grid_matches && one_step,
+        format!("{:?}", var.shape),
+        format!("{:?} (one time step expected)", meta.shape),
+    )?;
+    if role != Role::Data {
+        return Ok(());
+    }
+    field.same(
+        "chunk_shape",
+        var.chunk_shape.as_slice(),
+        meta.chunk_shape(),
+    )?;
+    let ours = CodecChain::new(var.dtype, var.endian, &var.codecs);
+    field.check(
+        "codecs",
+        ours.decodes_like(&meta.codecs),
+        ours.to_string(),
+        meta.codecs.to_string(),
+    )?;
+    let fill = var.fill_value.clone().unwrap_or(Value::Null);
+    field.check(
+        "fill_value",
+        fill == meta.fill_value,
+        fill.to_string(),
+        meta.fill_value.to_string(),
+    )
+}
+
+/// A static coordinate's values equal the store's, or the first differing index is named.
+fn check_coordinate(
+    granule: &GranuleRefs,
+    name: &str,
+    values: Option<&Vec<u8>>,
+    expected: &[u8],
+) -> Result<(), StoreError> {
+    let g = granule.object.url.as_str();
+    let Some(values) = values else {
+        return Err(StoreError::schema(
+            g,
+            name,
+            "values",
+            "coordinate missing from the granule",
+        ));
+    };
+    if values == expected {
+        return Ok(());
+    }
+    let elem = granule.variable(name).map_or(4, |v| v.dtype.size());
+    let first = values
+        .chunks(elem)
+        .zip(expected.chunks(elem))
+        .position(|(a, b)| a != b)
+        .unwrap_or(values.len().min(expected.len()) / elem);
+    Err(StoreError::schema(
+        g,
+        name,
+        "values",
+        format!("differ from the store's, first at index {first}"),
+    ))
 }

@@ -1,0 +1,247 @@
+//! The steps chained in one process, as the CLI runs them: exactly the functions the
+//! Lambdas run, handing each other the same values Step Functions would.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::{NaiveDate, Utc};
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use super::write::Rejection;
+use super::{
+    Context, CreateSpec, DEFAULT_LAG_DAYS, DiscoverInput, DiscoverOutput, GenerateRefsInput,
+    GenerateRefsOutput, PipelineError, PromoteInput, WriteInput, WriteOutput,
+};
+use crate::validate::{ValidateMode, ValidationReport};
+
+/// What one run did, printed at the end (`--json` for machines).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub run_id: String,
+    pub store: String,
+    pub source: String,
+    pub days_added: Vec<NaiveDate>,
+    pub store_first_day: Option<NaiveDate>,
+    pub store_last_day: Option<NaiveDate>,
+    pub store_days: u64,
+    pub refs: u64,
+    pub requests: u64,
+    pub bytes_read: u64,
+    pub timings_s: BTreeMap<&'static str, f64>,
+    pub old_snapshot: Option<String>,
+    pub new_snapshot: Option<String>,
+    pub branch: Option<String>,
+    pub main_moved: bool,
+    pub dry_run: bool,
+    pub gap_at: Option<NaiveDate>,
+    pub settling: usize,
+    pub limited: bool,
+    pub rejected: Vec<Rejection>,
+    pub validation: Option<ValidationReport>,
+    pub message: String,
+}
+
+/// Knobs of an update run.
+#[derive(Debug, Clone)]
+pub struct UpdateOptions {
+    pub dry_run: bool,
+    pub limit: Option<usize>,
+    pub validate: ValidateMode,
+    pub lag_days: u32,
+    pub today: NaiveDate,
+    pub seed: u64,
+    /// Only these days.
+    pub dates: Option<Vec<NaiveDate>>,
+}
+
+impl Default for UpdateOptions {
+    fn default() -> Self {
+        Self {
+            dry_run: false,
+            limit: None,
+            validate: ValidateMode::Sample,
+            lag_days: DEFAULT_LAG_DAYS,
+            today: Utc::now().date_naive(),
+            seed: 0,
+            dates: None,
+        }
+    }
+}
+
+impl UpdateOptions {
+    fn discover_input(&self, create: Option<CreateSpec>) -> DiscoverInput {
+        DiscoverInput {
+            dry_run: self.dry_run,
+            validate: Some(self.validate),
+            limit: self.limit,
+            lag_days: Some(self.lag_days),
+            dates: self.dates.clone(),
+            today: Some(self.today),
+            seed: Some(self.seed),
+            create,
+            ..Default::default()
+        }
+    }
+}
+
+/// Seconds per step, in the order they ran.
+struct Timer(BTreeMap<&'static str, f64>, Instant);
+
+impl Timer {
+    fn new() -> Self {
+        Self(BTreeMap::new(), Instant::now())
+    }
+    fn lap(&mut self, step: &'static str) {
+        *self.0.entry(step).or_default() += self.1.elapsed().as_secs_f64();
+        self.1 = Instant::now();
+    }
+}
+
+/// Run the whole pipeline: the daily job.
+pub async fn update(ctx: &Context, options: &UpdateOptions) -> Result<Report, PipelineError> {
+    run(ctx, options.discover_input(None)).await
+}
+
+/// Create the store from the days `start..=end` of the source.
+pub async fn init(
+    ctx: &Context,
+    options: &UpdateOptions,
+    start: NaiveDate,
+    end: NaiveDate,
+    variables: &[String],
+) -> Result<Report, PipelineError> {
+    let create = CreateSpec {
+        start,
+        end,
+        variables: variables.to_vec(),
+    };
+    run(ctx, options.discover_input(Some(create))).await
+}
+
+/// The report as discover leaves it.
+fn report_of(found: &DiscoverOutput) -> Report {
+    Report {
+        run_id: found.run.id.clone(),
+        store: found.run.store.clone(),
+        source: found.run.source.clone(),
+        store_first_day: found.store_first_day,
+        store_last_day: found.store_last_day,
+        store_days: found.store_days,
+        old_snapshot: Some(found.run.base_snapshot.clone()),
+        dry_run: found.run.options.dry_run,
+        gap_at: found.gap_at,
+        settling: found.settling,
+        limited: found.limited,
+        message: found.message.clone(),
+        ..Default::default()
+    }
+}
+
+async fn run(ctx: &Context, input: DiscoverInput) -> Result<Report, PipelineError> {
+    let mut timer = Timer::new();
+    let found = super::discover(ctx, input).await?;
+    let mut report = report_of(&found);
+    timer.lap("discover");
+    if !found.has_work {
+        report.timings_s = timer.0;
+        return Ok(report);
+    }
+    let run = found.run;
+    let refs = generate_all(ctx, &run, found.granules).await?;
+    report.requests = refs.iter().map(|r| r.requests).sum();
+    report.bytes_read = refs.iter().map(|r| r.bytes_read).sum();
+    timer.lap("refs");
+    let write = match super::write_branch(
+        ctx,
+        WriteInput {
+            run: run.clone(),
+            refs: refs.clone(),
+        },
+    )
+    .await
+    {
+        Ok(write) => write,
+        Err(PipelineError::Rejected { first, .. }) => {
+            report.rejected.push(Rejection {
+                granule: schema_granule(&first),
+                reason: first.to_string(),
+            });
+            report.message = "nothing added: the next granule was rejected".into();
+            report.timings_s = timer.0;
+            return Ok(report);
+        }
+        Err(e) => return Err(e),
+    };
+    record_write(&mut report, &run.branch, &write);
+    timer.lap("write");
+    report.validation = Some(
+        super::validate_branch(
+            ctx,
+            super::ValidateInput {
+                run: run.clone(),
+                refs,
+                write: write.clone(),
+            },
+        )
+        .await?,
+    );
+    timer.lap("validate");
+    let promoted = super::promote(ctx, PromoteInput { run, write }).await?;
+    report.main_moved = promoted.main_moved;
+    report.message = promoted.message;
+    timer.lap("promote");
+    report.timings_s = timer.0;
+    Ok(report)
+}
+
+/// The granule a schema error names.
+fn schema_granule(e: &crate::store::StoreError) -> String {
+    match e {
+        crate::store::StoreError::Schema { granule, .. } => granule.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn record_write(report: &mut Report, branch: &str, write: &WriteOutput) {
+    report.branch = Some(branch.to_string());
+    report.refs = write.refs_written;
+    report.new_snapshot = Some(write.snapshot.clone());
+    report.days_added = write.days.clone();
+    report.rejected = write.rejected.clone();
+    report.store_days = write.days_after;
+    report.store_first_day = write.store_first_day;
+    report.store_last_day = write.days.last().copied();
+}
+
+/// The Map state in one process: every granule's generate-refs step, concurrently.
+async fn generate_all(
+    ctx: &Context,
+    run: &super::Run,
+    granules: Vec<crate::granule::Granule>,
+) -> Result<Vec<GenerateRefsOutput>, PipelineError> {
+    if let Some(p) = &ctx.progress {
+        p.begin("indexing granules", granules.len() as u64);
+    }
+    let refs = futures::stream::iter(granules.into_iter().map(|granule| async {
+        let out = super::generate_refs(
+            ctx,
+            GenerateRefsInput {
+                run: run.clone(),
+                granule,
+            },
+        )
+        .await;
+        if let Some(p) = &ctx.progress {
+            p.advance();
+        }
+        out
+    }))
+    .buffered(ctx.concurrency.max(1))
+    .try_collect()
+    .await;
+    if let Some(p) = &ctx.progress {
+        p.end();
+    }
+    refs
+}

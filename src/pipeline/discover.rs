@@ -1,0 +1,177 @@
+//! The discover step: what the run will take, and the run's identity.
+
+use chrono::{NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::run::identity;
+use super::{Context, CreateSpec, DEFAULT_LAG_DAYS, DEFAULT_MAP_CONCURRENCY, PipelineError};
+use super::{Run, RunOptions};
+use crate::discover::{self, Selection};
+use crate::granule::Granule;
+use crate::store::{StoreError, StoreRepo, StoreState};
+use crate::validate::ValidateMode;
+
+/// The execution input: every field optional, production defaults otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverInput {
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub validate: Option<ValidateMode>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub lag_days: Option<u32>,
+    /// Only these days (still consecutive after the store's last day).
+    #[serde(default)]
+    pub dates: Option<Vec<NaiveDate>>,
+    /// The day the lag counts back from (default: today, UTC).
+    #[serde(default)]
+    pub today: Option<NaiveDate>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub map_concurrency: Option<u32>,
+    /// The run id (Step Functions passes its execution name).
+    #[serde(default)]
+    pub run_id: Option<String>,
+    /// Create the store from these days (init, backfill).
+    #[serde(default)]
+    pub create: Option<CreateSpec>,
+}
+
+/// What the run will do; the state every later step receives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoverOutput {
+    pub run: Run,
+    /// Whether there is anything to add (a Choice state reads it).
+    pub has_work: bool,
+    /// The granules to add, in date order.
+    pub granules: Vec<Granule>,
+    pub store_days: u64,
+    pub store_first_day: Option<NaiveDate>,
+    pub store_last_day: Option<NaiveDate>,
+    /// The first day after the store (or the selection) that has no granule.
+    pub gap_at: Option<NaiveDate>,
+    /// Granules that exist but are within the settling lag.
+    pub settling: usize,
+    pub limited: bool,
+    pub message: String,
+}
+
+/// Open the store, creating an empty one when the run creates the store (the only
+/// write discover makes; an empty repository holds nothing a reader sees).
+async fn open_store(
+    ctx: &Context,
+    create: Option<&CreateSpec>,
+) -> Result<(StoreRepo, Option<StoreState>), PipelineError> {
+    let repo = match create {
+        None => StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?,
+        Some(_) => match StoreRepo::create(&ctx.store, &ctx.store_s3, &ctx.source).await {
+            Ok(repo) => repo,
+            // A run that died before main moved left an empty repository: carry on.
+            Err(StoreError::AlreadyExists { .. }) => {
+                StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let tip = repo.branch_tip("main").await?;
+    let state = repo.state_at(&tip).await?;
+    match (&state, create) {
+        (None, None) => Err(PipelineError::EmptyStore {
+            store: ctx.store.to_string(),
+        }),
+        (Some(_), Some(_)) => Err(StoreError::AlreadyExists {
+            location: ctx.store.to_string(),
+        }
+        .into()),
+        _ => Ok((repo, state)),
+    }
+}
+
+/// Discover step: the granules after the store's last day, settled and consecutive.
+pub async fn discover(
+    ctx: &Context,
+    input: DiscoverInput,
+) -> Result<DiscoverOutput, PipelineError> {
+    if let Some(c) = &input.create
+        && c.end < c.start
+    {
+        return Err(PipelineError::EndBeforeStart {
+            start: c.start,
+            end: c.end,
+        });
+    }
+    let (repo, state) = open_store(ctx, input.create.as_ref()).await?;
+    let base = repo.branch_tip("main").await?;
+    let mut available = ctx.source.list().await?;
+    let mut after = state.as_ref().and_then(|s| s.last_day);
+    if let Some(c) = &input.create {
+        available.retain(|g| g.date >= c.start && g.date <= c.end);
+        after = c.start.pred_opt();
+    }
+    if let Some(dates) = &input.dates {
+        available.retain(|g| dates.contains(&g.date));
+    }
+    let now = Utc::now();
+    let today = input.today.unwrap_or_else(|| now.date_naive());
+    let lag_days = input.lag_days.unwrap_or(DEFAULT_LAG_DAYS);
+    let selection = discover::select_new(&available, after, today, lag_days, input.limit);
+    if let Some(c) = &input.create
+        && selection.granules.first().map(|g| g.date) != Some(c.start)
+    {
+        return Err(PipelineError::NoGranuleForStart {
+            start: c.start,
+            source_prefix: ctx.source.url_prefix(),
+        });
+    }
+    let (id, branch) = identity(now, input.run_id.as_deref());
+    let run = Run {
+        id,
+        branch,
+        today,
+        base_snapshot: base.to_string(),
+        store: ctx.store.to_string(),
+        source: ctx.source.url_prefix(),
+        artifacts: ctx.artifacts.clone(),
+        options: RunOptions {
+            dry_run: input.dry_run,
+            validate: input.validate.unwrap_or_default(),
+            lag_days,
+            limit: input.limit,
+            seed: input.seed.unwrap_or(0),
+            map_concurrency: input.map_concurrency.unwrap_or(DEFAULT_MAP_CONCURRENCY),
+        },
+        create: input.create,
+    };
+    Ok(output(run, state.as_ref(), selection))
+}
+
+fn output(run: Run, state: Option<&StoreState>, selection: Selection) -> DiscoverOutput {
+    let message = match (selection.granules.first(), selection.granules.last()) {
+        (Some(first), Some(last)) => format!(
+            "{} day(s) to add: {}..{}",
+            selection.granules.len(),
+            first.date,
+            last.date
+        ),
+        _ => match selection.gap_at {
+            Some(gap) => format!("nothing added: no granule for {gap}, the next day of the store"),
+            None => "nothing new to add".to_string(),
+        },
+    };
+    DiscoverOutput {
+        run,
+        has_work: !selection.granules.is_empty(),
+        granules: selection.granules,
+        store_days: state.map_or(0, |s| s.days),
+        store_first_day: state.and_then(|s| s.first_day),
+        store_last_day: state.and_then(|s| s.last_day),
+        gap_at: selection.gap_at,
+        settling: selection.settling,
+        limited: selection.limited,
+        message,
+    }
+}

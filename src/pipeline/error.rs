@@ -1,0 +1,169 @@
+//! One error type for every step, classified so Step Functions can `Retry` what may pass
+//! on its own and `Catch` the rest by name.
+
+use chrono::NaiveDate;
+
+use crate::artifacts::ArtifactError;
+use crate::codec::DecodeError;
+use crate::hdf5::Hdf5ErrorKind;
+use crate::refs::RefsError;
+use crate::source::SourceError;
+use crate::store::StoreError;
+#[cfg(feature = "validate")]
+use crate::validate::ValidationError;
+
+/// Any step's failure, naming the granule, variable, rule or input involved.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Refs(#[from] Box<RefsError>),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[cfg(feature = "validate")]
+    #[error("{source}; main not moved, branch {branch} kept for inspection")]
+    Unvalidated {
+        branch: String,
+        #[source]
+        source: ValidationError,
+    },
+    #[error("{} granule(s) rejected, the first: {first}", .count)]
+    Rejected {
+        count: usize,
+        #[source]
+        first: StoreError,
+    },
+    #[error("{store}: the store holds no days yet; create it with `mursst init`")]
+    EmptyStore { store: String },
+    #[error("no granule for --start {start} in {source_prefix}")]
+    NoGranuleForStart {
+        start: NaiveDate,
+        source_prefix: String,
+    },
+    #[error("--end {end} is before --start {start}")]
+    EndBeforeStart { start: NaiveDate, end: NaiveDate },
+    #[error("the {step} event is not valid: {source}")]
+    InvalidEvent {
+        step: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the run is for store {run}, but this process serves {configured}")]
+    WrongStore { run: String, configured: String },
+    #[error(
+        "branch {branch} holds commits of another run ({found}); not touching it, start a new run"
+    )]
+    BranchTaken { branch: String, found: String },
+    #[error("this binary was built without the `{feature}` feature, which the {step} step needs")]
+    NotBuilt {
+        step: &'static str,
+        feature: &'static str,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[cfg(feature = "synthetic")]
+    #[error(transparent)]
+    Synthetic(#[from] crate::synthetic::SyntheticError),
+}
+
+/// How a failure should be handled; the Step Functions error name is [`Self::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ErrorKind {
+    /// I/O, throttling, 5xx, timeouts: retry with backoff.
+    Retryable,
+    /// A granule does not fit the store.
+    SchemaRejected,
+    /// The branch failed validation; it is kept, main is unchanged.
+    ValidationFailed,
+    /// Main moved while the run worked.
+    Conflict,
+    /// The event or the configuration is wrong.
+    InvalidInput,
+    /// Anything else final: a corrupt granule, inconsistent store metadata.
+    Failed,
+}
+
+impl ErrorKind {
+    /// The error type Step Functions sees (and `Retry` / `Catch` match on).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Retryable => "Retryable",
+            ErrorKind::SchemaRejected => "SchemaRejected",
+            ErrorKind::ValidationFailed => "ValidationFailed",
+            ErrorKind::Conflict => "Conflict",
+            ErrorKind::InvalidInput => "InvalidInput",
+            ErrorKind::Failed => "Failed",
+        }
+    }
+}
+
+fn store_kind(e: &StoreError) -> ErrorKind {
+    match e {
+        StoreError::Icechunk { .. } | StoreError::Zarr { .. } => ErrorKind::Retryable,
+        StoreError::Schema { .. } | StoreError::Attributes { .. } => ErrorKind::SchemaRejected,
+        StoreError::Conflict { .. } => ErrorKind::Conflict,
+        StoreError::BadLocation { .. }
+        | StoreError::NotFound { .. }
+        | StoreError::AlreadyExists { .. } => ErrorKind::InvalidInput,
+        StoreError::Metadata { .. } => ErrorKind::Failed,
+    }
+}
+
+fn source_kind(e: &SourceError) -> ErrorKind {
+    if e.is_retryable() {
+        ErrorKind::Retryable
+    } else {
+        ErrorKind::Failed
+    }
+}
+
+impl PipelineError {
+    /// Whether to retry, and under which name the failure is reported.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            PipelineError::Store(e) => store_kind(e),
+            PipelineError::Refs(e) => match e.as_ref() {
+                RefsError::Hdf5(h) => match &h.kind {
+                    Hdf5ErrorKind::Source(s) => source_kind(s),
+                    _ => ErrorKind::Failed,
+                },
+                RefsError::Unsupported { .. } => ErrorKind::SchemaRejected,
+            },
+            PipelineError::Source(e) | PipelineError::Decode(DecodeError::Source(e)) => {
+                source_kind(e)
+            }
+            PipelineError::Decode(_) => ErrorKind::Failed,
+            PipelineError::Artifact(e) => match e {
+                ArtifactError::Io { .. } | ArtifactError::S3 { .. } => ErrorKind::Retryable,
+                ArtifactError::Location(_) => ErrorKind::InvalidInput,
+                ArtifactError::Json { .. } | ArtifactError::NotFound { .. } => ErrorKind::Failed,
+            },
+            #[cfg(feature = "validate")]
+            PipelineError::Unvalidated { source, .. } => match source {
+                ValidationError::Failed { .. } => ErrorKind::ValidationFailed,
+                ValidationError::Store(e) => store_kind(e),
+                ValidationError::Source { .. } => ErrorKind::Retryable,
+            },
+            PipelineError::Rejected { .. } => ErrorKind::SchemaRejected,
+            PipelineError::Io { .. } => ErrorKind::Retryable,
+            PipelineError::EmptyStore { .. }
+            | PipelineError::NoGranuleForStart { .. }
+            | PipelineError::EndBeforeStart { .. }
+            | PipelineError::InvalidEvent { .. }
+            | PipelineError::WrongStore { .. }
+            | PipelineError::NotBuilt { .. } => ErrorKind::InvalidInput,
+            PipelineError::BranchTaken { .. } => ErrorKind::Conflict,
+            #[cfg(feature = "synthetic")]
+            PipelineError::Synthetic(_) => ErrorKind::Failed,
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The pipeline steps, each a function of one typed, serializable input to one typed
+//! output, so the same code runs as a Lambda per step (Step Functions carrying the
+//! JSON between them) or chained in one process by [`update`] / [`init`] (the CLI):
+//!
+//! discover → generate refs (per granule, into artifacts) → write a temporary branch
+//! → validate it against the sources → promote (move `main`, compare-and-swap).
+//!
+//! The run's identity ([`Run`]: id, branch, `today`, base snapshot, options) is decided
+//! once by discover and carried through every later step.
+
+#[cfg(feature = "validate")]
+mod chain;
+mod discover;
+mod error;
+mod generate;
+mod promote;
+mod run;
+mod step;
+#[cfg(feature = "validate")]
+mod validate;
+mod write;
+
+use std::sync::Arc;
+
+#[cfg(feature = "validate")]
+pub use chain::{Report, UpdateOptions, init, update};
+pub use discover::{DiscoverInput, DiscoverOutput, discover};
+pub use error::{ErrorKind, PipelineError};
+pub use generate::{GenerateRefsInput, GenerateRefsOutput, generate_refs, prepare_granule};
+pub use promote::{PromoteInput, PromoteOutput, promote};
+pub use run::{CreateSpec, Run, RunOptions};
+pub use step::{CommitEvent, Step, run_step};
+#[cfg(feature = "validate")]
+pub use validate::{ValidateInput, validate_branch};
+pub use write::{Rejection, WriteInput, WriteOutput, write_branch};
+
+use crate::discover::GranuleSource;
+use crate::hdf5::ReadOptions;
+use crate::source::S3Settings;
+use crate::store::RepoLocation;
+
+/// The variables the existing production store keeps.
+pub const DEFAULT_VARIABLES: &[&str] =
+    &["analysed_sst", "analysis_error", "mask", "sea_ice_fraction"];
+
+/// Days a granule must age before it is referenced: PO.DAAC replaces granules in
+/// place for up to ~9 days after their date.
+pub const DEFAULT_LAG_DAYS: u32 = 10;
+
+/// Granules indexed at once in a Map state unless the execution input says otherwise.
+pub const DEFAULT_MAP_CONCURRENCY: u32 = 8;
+
+/// Told about long work, so a terminal can draw a progress bar (the library draws none).
+pub trait Progress: Send + Sync {
+    fn begin(&self, what: &str, len: u64);
+    fn advance(&self);
+    fn end(&self);
+}
+
+/// What a process was configured with: where the store, the granules and the run
+/// artifacts are, and how to reach them. A Lambda builds it once per container.
+#[derive(Clone)]
+pub struct Context {
+    pub store: RepoLocation,
+    pub store_s3: S3Settings,
+    pub source: GranuleSource,
+    pub source_s3: S3Settings,
+    /// A directory or `s3://` prefix for run artifacts.
+    pub artifacts: String,
+    pub artifacts_s3: S3Settings,
+    pub read_options: ReadOptions,
+    /// Granules indexed at once when steps are chained in one process.
+    pub concurrency: usize,
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+impl Context {
+    /// The embedded default: a repository directory and a directory of granules, with
+    /// run artifacts in the system's temporary directory.
+    pub fn local(
+        store: impl Into<std::path::PathBuf>,
+        granules: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        Self {
+            store: RepoLocation::Local(store.into()),
+            store_s3: S3Settings::default(),
+            source: GranuleSource::Local(granules.into()),
+            source_s3: S3Settings::default(),
+            artifacts: default_artifacts(),
+            artifacts_s3: S3Settings::default(),
+            read_options: ReadOptions::default(),
+            concurrency: 4,
+            progress: None,
+        }
+    }
+}
+
+/// Where local runs keep their artifacts unless told otherwise.
+pub fn default_artifacts() -> String {
+    std::env::temp_dir()
+        .join("mursst-artifacts")
+        .display()
+        .to_string()
+}

@@ -1,0 +1,74 @@
+//! The commit step's `merge` action: move `main` to the validated branch tip
+//! (compare-and-swap against the run's base), then delete the branch and the run's
+//! artifacts. Safe to repeat: a run whose snapshot is already on `main` just tidies up.
+
+use serde::{Deserialize, Serialize};
+
+use super::write::tip_of;
+use super::{Context, PipelineError, Run, WriteOutput};
+use crate::artifacts::{self, ArtifactStore};
+use crate::store::StoreRepo;
+
+/// The run and the validated commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromoteInput {
+    pub run: Run,
+    pub write: WriteOutput,
+}
+
+/// Where `main` is now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromoteOutput {
+    pub main_moved: bool,
+    pub old_snapshot: String,
+    pub new_snapshot: String,
+    pub message: String,
+}
+
+/// Promote step: compare-and-swap `main` from the run's base to its validated tip.
+pub async fn promote(ctx: &Context, input: PromoteInput) -> Result<PromoteOutput, PipelineError> {
+    let PromoteInput { run, write } = input;
+    run.check_store(ctx)?;
+    let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
+    let (base, tip) = (run.base()?, tip_of(&write)?);
+    let first = write
+        .days
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let last = write
+        .days
+        .last()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    if run.options.dry_run {
+        return Ok(PromoteOutput {
+            main_moved: false,
+            old_snapshot: base.to_string(),
+            new_snapshot: tip.to_string(),
+            message: format!(
+                "dry run: branch {} holds the new days; main not moved",
+                run.branch
+            ),
+        });
+    }
+    if repo.branch_tip("main").await? != tip {
+        repo.promote(&tip, &base, &run.branch).await?;
+    }
+    if repo.has_branch(&run.branch).await? {
+        repo.delete_branch(&run.branch).await?;
+    }
+    ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3)
+        .await?
+        .remove_prefix(&artifacts::run_prefix(&run.id))
+        .await?;
+    Ok(PromoteOutput {
+        main_moved: true,
+        old_snapshot: base.to_string(),
+        new_snapshot: tip.to_string(),
+        message: format!(
+            "added {} day(s) {first}..{last}; main moved {base} -> {tip}",
+            write.days.len()
+        ),
+    })
+}

@@ -1,0 +1,119 @@
+//! A run's identity, decided once by discover and carried by every later step, so a
+//! retried or redriven step acts on the same branch, base snapshot and options.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use icechunk::format::SnapshotId;
+use serde::{Deserialize, Serialize};
+
+use super::{Context, PipelineError};
+use crate::store::StoreError;
+use crate::validate::ValidateMode;
+
+/// Who a run is and what it was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    /// Names the run's artifacts and is recorded in its commit.
+    pub id: String,
+    /// The temporary branch the run writes (`add_time_<UTC>`).
+    pub branch: String,
+    /// The day the settling lag counts back from.
+    pub today: NaiveDate,
+    /// `main` when the run started; `main` moves only if it is still there.
+    pub base_snapshot: String,
+    /// The store, granule source and artifact root the run was discovered for.
+    pub store: String,
+    pub source: String,
+    pub artifacts: String,
+    pub options: RunOptions,
+    /// Set when the run creates the store (`mursst init`, a backfill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create: Option<CreateSpec>,
+}
+
+/// Knobs a run was started with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOptions {
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub validate: ValidateMode,
+    pub lag_days: u32,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Seed for the chunks `sample` validation picks.
+    #[serde(default)]
+    pub seed: u64,
+    /// Generate-refs iterations at once (the Map state reads it).
+    pub map_concurrency: u32,
+}
+
+/// The days and variables a new store is created from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateSpec {
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    /// Data variables to keep, or `["all"]`.
+    pub variables: Vec<String>,
+}
+
+impl Run {
+    /// The base snapshot as icechunk's id.
+    pub fn base(&self) -> Result<SnapshotId, PipelineError> {
+        snapshot_id(&self.base_snapshot)
+    }
+
+    /// Fail unless this process serves the store the run was discovered for.
+    pub fn check_store(&self, ctx: &Context) -> Result<(), PipelineError> {
+        let configured = ctx.store.to_string();
+        if self.store != configured {
+            return Err(PipelineError::WrongStore {
+                run: self.store.clone(),
+                configured,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Parse a snapshot id carried in a step's JSON.
+pub(crate) fn snapshot_id(id: &str) -> Result<SnapshotId, PipelineError> {
+    SnapshotId::try_from(id)
+        .map_err(|e| StoreError::icechunk(format!("snapshot id {id:?}"), e).into())
+}
+
+/// A run id and branch name for a run starting at `now`; `given` (a Step Functions
+/// execution name) is used as the id when present.
+pub(crate) fn identity(now: DateTime<Utc>, given: Option<&str>) -> (String, String) {
+    let stamp = now.format("%Y%m%dT%H%M%S%.6fZ").to_string();
+    let id = given
+        .map(|g| {
+            g.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_else(|| stamp.clone());
+    (id, format!("add_time_{stamp}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_uses_the_execution_name_and_a_timestamped_branch() {
+        let now = DateTime::parse_from_rfc3339("2026-12-02T19:00:00.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let (id, branch) = identity(now, None);
+        assert_eq!(id, "20261202T190000.500000Z");
+        assert_eq!(branch, "add_time_20261202T190000.500000Z");
+        let (id, _) = identity(now, Some("daily/2026:12"));
+        assert_eq!(id, "daily_2026_12");
+    }
+}

@@ -1,0 +1,71 @@
+//! One step run from the JSON event a Lambda receives: what each Lambda handler and
+//! `mursst step NAME --event FILE` call, so a failed state's input reproduces locally.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Context, DiscoverInput, GenerateRefsInput, PipelineError, PromoteInput, WriteInput};
+
+/// The Lambdas, by the names Step Functions and the CLI use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum Step {
+    Discover,
+    GenerateRefs,
+    Commit,
+    Validate,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Discover => "discover",
+            Step::GenerateRefs => "generate-refs",
+            Step::Commit => "commit",
+            Step::Validate => "validate",
+        }
+    }
+}
+
+/// The commit Lambda's event: which action on the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum CommitEvent {
+    /// Write the generated days to the run's temporary branch.
+    Write(WriteInput),
+    /// Move `main` to the validated branch tip, then delete the branch.
+    Merge(PromoteInput),
+}
+
+fn parse<T: serde::de::DeserializeOwned>(step: Step, event: Value) -> Result<T, PipelineError> {
+    serde_json::from_value(event).map_err(|source| PipelineError::InvalidEvent {
+        step: step.name(),
+        source,
+    })
+}
+
+fn json<T: Serialize>(value: T) -> Result<Value, PipelineError> {
+    // Our output types serialize to JSON without fail (string keys, finite numbers).
+    Ok(serde_json::to_value(value).unwrap_or(Value::Null))
+}
+
+/// Run `step` on `event`, returning its output as JSON.
+pub async fn run_step(ctx: &Context, step: Step, event: Value) -> Result<Value, PipelineError> {
+    match step {
+        Step::Discover => json(super::discover(ctx, parse::<DiscoverInput>(step, event)?).await?),
+        Step::GenerateRefs => {
+            json(super::generate_refs(ctx, parse::<GenerateRefsInput>(step, event)?).await?)
+        }
+        Step::Commit => match parse::<CommitEvent>(step, event)? {
+            CommitEvent::Write(input) => json(super::write_branch(ctx, input).await?),
+            CommitEvent::Merge(input) => json(super::promote(ctx, input).await?),
+        },
+        #[cfg(feature = "validate")]
+        Step::Validate => json(super::validate_branch(ctx, parse(step, event)?).await?),
+        #[cfg(not(feature = "validate"))]
+        Step::Validate => Err(PipelineError::NotBuilt {
+            step: "validate",
+            feature: "validate",
+        }),
+    }
+}

@@ -1,0 +1,55 @@
+//! The validate step: read the run's branch back and compare it with the sources
+//! before `main` may move. A failure keeps the branch for inspection.
+
+use serde::{Deserialize, Serialize};
+
+use super::write::{load_prepared, tip_of};
+use super::{Context, GenerateRefsOutput, PipelineError, Run, WriteOutput};
+use crate::artifacts::ArtifactStore;
+use crate::store::{SessionStores, StoreError, StoreRepo};
+use crate::validate::{self, ValidationReport};
+
+/// The run, what it generated, and the branch commit to check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidateInput {
+    pub run: Run,
+    pub refs: Vec<GenerateRefsOutput>,
+    pub write: WriteOutput,
+}
+
+/// Validate step: the rules and the data comparison of the run's validation level.
+pub async fn validate_branch(
+    ctx: &Context,
+    input: ValidateInput,
+) -> Result<ValidationReport, PipelineError> {
+    let ValidateInput { run, refs, write } = input;
+    run.check_store(ctx)?;
+    let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
+    let before = repo.state_at(&run.base()?).await?;
+    let tip = tip_of(&write)?;
+    let after = repo
+        .state_at(&tip)
+        .await?
+        .ok_or_else(|| StoreError::metadata("/", "the branch has no root group"))?;
+    let added: Vec<GenerateRefsOutput> = refs
+        .into_iter()
+        .filter(|r| write.days.contains(&r.date))
+        .collect();
+    let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
+    let days = load_prepared(&store, &added).await?;
+    let stores = SessionStores::new(repo.readonly_at(&tip).await?).await;
+    validate::validate(
+        &stores,
+        before.as_ref(),
+        &after,
+        &days,
+        run.options.validate,
+        run.options.seed,
+        &ctx.source_s3,
+    )
+    .await
+    .map_err(|source| PipelineError::Unvalidated {
+        branch: run.branch.clone(),
+        source,
+    })
+}

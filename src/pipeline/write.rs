@@ -1,0 +1,220 @@
+//! The commit step's `write` action: check the generated days against the store, then
+//! write them to the run's temporary branch in one commit. `main` is not touched.
+
+use chrono::NaiveDate;
+use icechunk::format::SnapshotId;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, json};
+
+use super::run::snapshot_id;
+use super::{Context, GenerateRefsOutput, PipelineError, Run};
+use crate::artifacts::ArtifactStore;
+use crate::store::layout::Role;
+use crate::store::writer::{self, PreparedGranule};
+use crate::store::{SessionStores, StoreError, StoreRepo, StoreState, schema};
+
+/// The run and what its Map iterations generated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteInput {
+    pub run: Run,
+    pub refs: Vec<GenerateRefsOutput>,
+}
+
+/// A granule that does not fit the store, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    pub granule: String,
+    pub reason: String,
+}
+
+/// The branch commit: what it holds, and what stayed out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteOutput {
+    /// The branch tip validation reads and promote moves `main` to.
+    pub snapshot: String,
+    /// The days added, in order.
+    pub days: Vec<NaiveDate>,
+    pub refs_written: u64,
+    pub days_before: u64,
+    pub days_after: u64,
+    pub store_first_day: Option<NaiveDate>,
+    /// The first misfit and every day after it (a gap never enters the time axis).
+    pub rejected: Vec<Rejection>,
+    /// Whether an earlier attempt had already made this commit.
+    pub reused: bool,
+}
+
+/// What the commit records beyond the days, read back by a retried write.
+#[derive(Debug, Deserialize)]
+struct CommitRecord {
+    #[serde(default)]
+    run_id: Option<String>,
+    days: Vec<NaiveDate>,
+    refs_written: u64,
+    days_before: u64,
+    days_after: u64,
+    #[serde(default)]
+    store_first_day: Option<NaiveDate>,
+    #[serde(default)]
+    rejected: Vec<Rejection>,
+}
+
+/// Write step: the accepted days on the run's branch, committed.
+pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutput, PipelineError> {
+    let WriteInput { run, refs } = input;
+    run.check_store(ctx)?;
+    let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
+    let base = run.base()?;
+    if let Some(done) = already_written(&repo, &run, &base).await? {
+        return Ok(done);
+    }
+    let before = repo.state_at(&base).await?;
+    let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
+    let prepared = load_prepared(&store, &refs).await?;
+    let (accepted, rejected) = split_by_schema(before.as_ref(), prepared);
+    let Some(first) = accepted.first() else {
+        let count = rejected.len();
+        let first = rejected
+            .into_iter()
+            .next()
+            .map(|(_, e)| e)
+            .unwrap_or_else(|| StoreError::metadata("/", "no days to write"));
+        return Err(PipelineError::Rejected { count, first });
+    };
+    let variables = variables_to_keep(&run, first);
+    let rejected: Vec<Rejection> = rejected
+        .into_iter()
+        .map(|(granule, e)| Rejection {
+            granule,
+            reason: e.to_string(),
+        })
+        .collect();
+    let store_first_day = before
+        .as_ref()
+        .and_then(|s| s.first_day)
+        .or(Some(first.granule.date));
+    let mut record = Map::new();
+    record.insert("run_id".into(), run.id.clone().into());
+    record.insert("store_first_day".into(), json!(store_first_day));
+    record.insert("rejected".into(), json!(rejected));
+    let stores = SessionStores::new(repo.branch_session(&run.branch, &base).await?).await;
+    let last = accepted[accepted.len() - 1].granule.date;
+    let summary = writer::append_days(
+        &stores,
+        before.as_ref(),
+        &accepted,
+        &variables,
+        &format!("add {}..{last}", first.granule.date),
+        record,
+    )
+    .await?;
+    Ok(WriteOutput {
+        snapshot: summary.snapshot,
+        days: accepted.iter().map(|d| d.granule.date).collect(),
+        refs_written: summary.refs_written,
+        days_before: summary.days_before,
+        days_after: summary.days_after,
+        store_first_day,
+        rejected,
+        reused: false,
+    })
+}
+
+/// The days' artifacts, in date order.
+pub(super) async fn load_prepared(
+    store: &ArtifactStore,
+    refs: &[GenerateRefsOutput],
+) -> Result<Vec<PreparedGranule>, PipelineError> {
+    let mut sorted: Vec<&GenerateRefsOutput> = refs.iter().collect();
+    sorted.sort_by_key(|r| r.date);
+    let mut out = Vec::with_capacity(sorted.len());
+    for r in sorted {
+        out.push(store.get_json::<PreparedGranule>(&r.artifact).await?);
+    }
+    Ok(out)
+}
+
+/// Days that fit the store, up to the first misfit (returned with its error); the days
+/// after it stay out too, so a gap never enters the time axis.
+fn split_by_schema(
+    before: Option<&StoreState>,
+    prepared: Vec<PreparedGranule>,
+) -> (Vec<PreparedGranule>, Vec<(String, StoreError)>) {
+    let mut accepted = Vec::new();
+    let mut rejected = Vec::new();
+    for day in prepared {
+        let fits = match before {
+            Some(state) => schema::check(&day.refs, &day.coordinates, &state.schema),
+            None => Ok(()),
+        };
+        match fits {
+            Ok(()) => accepted.push(day),
+            Err(e) => {
+                rejected.push((day.granule.url.clone(), e));
+                break;
+            }
+        }
+    }
+    (accepted, rejected)
+}
+
+/// The data variables a new store keeps (`all`: every one of the first granule's).
+fn variables_to_keep(run: &Run, first: &PreparedGranule) -> Vec<String> {
+    let Some(create) = &run.create else {
+        return Vec::new();
+    };
+    if !create.variables.iter().any(|v| v == "all") {
+        return create.variables.clone();
+    }
+    first
+        .refs
+        .variables
+        .iter()
+        .filter(|v| crate::store::layout::role(v) == Role::Data)
+        .map(|v| v.name.clone())
+        .collect()
+}
+
+/// This run's commit, if an earlier attempt made it: on the branch, or already on
+/// `main` (merged, branch deleted). A branch holding someone else's commit is refused.
+async fn already_written(
+    repo: &StoreRepo,
+    run: &Run,
+    base: &SnapshotId,
+) -> Result<Option<WriteOutput>, PipelineError> {
+    let on_branch = repo.has_branch(&run.branch).await?;
+    let tip = if on_branch {
+        repo.branch_tip(&run.branch).await?
+    } else {
+        repo.branch_tip("main").await?
+    };
+    if &tip == base {
+        return Ok(None);
+    }
+    let record = repo.snapshot_record(&tip).await?;
+    let record: Option<CommitRecord> = record.and_then(|r| serde_json::from_value(r).ok());
+    match record {
+        Some(r) if r.run_id.as_deref() == Some(run.id.as_str()) => Ok(Some(WriteOutput {
+            snapshot: tip.to_string(),
+            days: r.days,
+            refs_written: r.refs_written,
+            days_before: r.days_before,
+            days_after: r.days_after,
+            store_first_day: r.store_first_day,
+            rejected: r.rejected,
+            reused: true,
+        })),
+        found if on_branch => Err(PipelineError::BranchTaken {
+            branch: run.branch.clone(),
+            found: found
+                .and_then(|r| r.run_id)
+                .unwrap_or_else(|| format!("snapshot {tip}")),
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// The snapshot a write output names.
+pub(super) fn tip_of(write: &WriteOutput) -> Result<SnapshotId, PipelineError> {
+    snapshot_id(&write.snapshot)
+}

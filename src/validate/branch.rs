@@ -1,0 +1,66 @@
+//! A committed branch and the order its checks run in.
+
+use super::{Rule, ValidateMode, ValidationError, ValidationReport, compare, rules};
+use crate::source::S3Settings;
+use crate::store::writer::PreparedGranule;
+use crate::store::{SessionStores, StoreState};
+
+/// A committed branch and what it should hold: the state it started from (`None` when
+/// the store was empty), its own state, and the days it added.
+pub struct Branch<'a> {
+    pub stores: &'a SessionStores,
+    pub before: Option<&'a StoreState>,
+    pub after: &'a StoreState,
+    pub days: &'a [PreparedGranule],
+}
+
+impl Branch<'_> {
+    pub(super) fn days_before(&self) -> u64 {
+        self.before.map_or(0, |b| b.days)
+    }
+
+    /// The state the branch grew from, if it held any days.
+    pub(super) fn nonempty_before(&self) -> Option<&StoreState> {
+        self.before.filter(|b| b.days > 0)
+    }
+}
+
+/// Validate the branch behind `stores` (already committed) against `before` and the
+/// granules it added.
+pub async fn validate(
+    stores: &SessionStores,
+    before: Option<&StoreState>,
+    after: &StoreState,
+    days: &[PreparedGranule],
+    mode: ValidateMode,
+    seed: u64,
+    s3: &S3Settings,
+) -> Result<ValidationReport, ValidationError> {
+    let branch = Branch {
+        stores,
+        before,
+        after,
+        days,
+    };
+    let mut report = ValidationReport {
+        mode,
+        ..Default::default()
+    };
+    if mode == ValidateMode::Off {
+        return Ok(report);
+    }
+    report.rules.extend(rules::check_time_axis(&branch).await?);
+    report.rules.extend(rules::check_attributes(&branch)?);
+    report.rules.extend(rules::check_coordinates(&branch)?);
+    report.references_checked = rules::check_references(&branch).await?;
+    report.rules.push(Rule::GranuleReferenced);
+    if mode == ValidateMode::Metadata {
+        return Ok(report);
+    }
+    let compared = compare::compare_data(&branch, mode, seed, s3).await?;
+    report.chunks_compared = compared.chunks;
+    report.values_compared = compared.values;
+    report.source_bytes_read = compared.source_bytes;
+    report.rules.push(Rule::DataEqualToSource);
+    Ok(report)
+}

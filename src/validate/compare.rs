@@ -1,0 +1,313 @@
+//! Data equality: chunks read through the branch (zarrs resolving icechunk's virtual
+//! references, which checks each granule's recorded version) against the same region
+//! of the source read by libhdf5.
+
+use std::path::{Path, PathBuf};
+
+use futures::{StreamExt, TryStreamExt};
+use rand::SeedableRng;
+use rand::seq::IndexedRandom;
+use zarrs::array::{Array, ArraySubset};
+use zarrs_icechunk::AsyncIcechunkStore;
+
+use super::{Branch, Rule, SAMPLE_CHUNKS, ValidateMode, ValidationError, failed};
+use crate::refs::DataType;
+use crate::source::{self, BoxError, Location, S3Settings};
+use crate::store::StoreError;
+use crate::store::values::{Element, with_element_type};
+
+/// How much data was compared.
+#[derive(Debug, Default)]
+pub(super) struct Compared {
+    pub chunks: u64,
+    pub values: u64,
+    pub source_bytes: u64,
+}
+
+/// Compare the chosen chunks of every new day and data variable with the source.
+pub(super) async fn compare_data(
+    branch: &Branch<'_>,
+    mode: ValidateMode,
+    seed: u64,
+    s3: &S3Settings,
+) -> Result<Compared, ValidationError> {
+    let mut compared = Compared::default();
+    let tmp = tempfile::tempdir().map_err(|e| source_error("", "", e))?;
+    for (i, day) in branch.days.iter().enumerate() {
+        let t = branch.days_before() + i as u64;
+        let url = day.granule.url.as_str();
+        let (local, bytes) = local_copy(url, tmp.path(), s3).await?;
+        compared.source_bytes += bytes;
+        for name in branch.after.data_arrays() {
+            let array = branch.stores.array(&name).await?;
+            let dtype = branch.after.schema.arrays[&name].data_type;
+            let dataset = open_dataset(local.clone(), &name, url).await?;
+            let chunks = chunks_to_compare(array.chunk_grid_shape(), mode, seed, t, &name);
+            let values: Vec<u64> = futures::stream::iter(chunks.into_iter().map(|chunk| {
+                let job = Chunk {
+                    array: &array,
+                    dtype,
+                    index: chunk,
+                    source: dataset.clone(),
+                    variable: &name,
+                    granule: url,
+                };
+                job.compare()
+            }))
+            .buffer_unordered(4)
+            .try_collect()
+            .await?;
+            compared.chunks += values.len() as u64;
+            compared.values += values.iter().sum::<u64>();
+        }
+    }
+    Ok(compared)
+}
+
+/// The chunks of time step `t` to compare: all of them, or in `sample` mode a seeded
+/// choice that always includes the last (partial) chunk.
+fn chunks_to_compare(
+    grid: &[u64],
+    mode: ValidateMode,
+    seed: u64,
+    t: u64,
+    name: &str,
+) -> Vec<Vec<u64>> {
+    let mut chunks = all_indices(&grid[1..]);
+    if mode == ValidateMode::Sample && chunks.len() > SAMPLE_CHUNKS {
+        let last = chunks.pop().unwrap_or_default();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(
+            seed ^ (t.wrapping_mul(0x9e37_79b9_7f4a_7c15)) ^ fxhash(name),
+        );
+        let mut picked: Vec<Vec<u64>> = chunks
+            .choose_multiple(&mut rng, SAMPLE_CHUNKS - 1)
+            .cloned()
+            .collect();
+        picked.push(last);
+        chunks = picked;
+    }
+    chunks
+        .into_iter()
+        .map(|c| std::iter::once(t).chain(c).collect())
+        .collect()
+}
+
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Every index of a grid, in C order.
+fn all_indices(grid: &[u64]) -> Vec<Vec<u64>> {
+    let mut out = vec![Vec::new()];
+    for &n in grid {
+        out = out
+            .into_iter()
+            .flat_map(|prefix| {
+                (0..n).map(move |i| {
+                    let mut p = prefix.clone();
+                    p.push(i);
+                    p
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+fn source_error(granule: &str, variable: &str, err: impl Into<BoxError>) -> ValidationError {
+    ValidationError::Source {
+        granule: granule.into(),
+        variable: variable.into(),
+        source: err.into(),
+    }
+}
+
+/// A local path for libhdf5 to open (the file itself, or a download of an S3 object),
+/// and the bytes downloaded.
+async fn local_copy(
+    url: &str,
+    tmp: &Path,
+    s3: &S3Settings,
+) -> Result<(PathBuf, u64), ValidationError> {
+    let err = |e: BoxError| source_error(url, "", e);
+    if let Location::Local(path) = Location::parse(url).map_err(|e| err(e.into()))? {
+        return Ok((path, 0));
+    }
+    let reader = source::open(url, s3).await.map_err(|e| err(e.into()))?;
+    let size = reader.info().await.map_err(|e| err(e.into()))?.size;
+    let path = tmp.join(url.rsplit('/').next().unwrap_or("granule.nc"));
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| err(e.into()))?;
+    const PART: u64 = 16 << 20;
+    let mut pos = 0;
+    while pos < size {
+        let end = (pos + PART).min(size);
+        let bytes = reader
+            .read_range(pos..end)
+            .await
+            .map_err(|e| err(e.into()))?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &bytes)
+            .await
+            .map_err(|e| err(e.into()))?;
+        pos = end;
+    }
+    // tokio hands large writes to a background task: the file is complete only once
+    // flushed, and libhdf5 must not open it before.
+    tokio::io::AsyncWriteExt::flush(&mut file)
+        .await
+        .map_err(|e| err(e.into()))?;
+    Ok((path, size))
+}
+
+/// Open a variable of the source granule with libhdf5, once for all its chunks.
+async fn open_dataset(
+    path: PathBuf,
+    variable: &str,
+    granule: &str,
+) -> Result<libhdf5::Dataset, ValidationError> {
+    let var = variable.to_string();
+    tokio::task::spawn_blocking(move || -> Result<libhdf5::Dataset, libhdf5::Error> {
+        let _libhdf5 = crate::oracle::lock();
+        // Read-only: no need for HDF5's advisory lock, which another process that
+        // inherited a descriptor of the file may hold.
+        let file = libhdf5::FileBuilder::new()
+            .with_fapl(|p| p.file_locking(false))
+            .open(&path)?;
+        file.dataset(&var)
+    })
+    .await
+    .map_err(|e| source_error(granule, variable, e))?
+    .map_err(|e| source_error(granule, variable, e))
+}
+
+/// One chunk of one array to compare with the source.
+struct Chunk<'a> {
+    array: &'a Array<AsyncIcechunkStore>,
+    dtype: DataType,
+    index: Vec<u64>,
+    source: libhdf5::Dataset,
+    variable: &'a str,
+    granule: &'a str,
+}
+
+impl Chunk<'_> {
+    /// Compare the part of the chunk inside the array; returns the values compared.
+    async fn compare(self) -> Result<u64, ValidationError> {
+        with_element_type!(self.dtype, T => self.compare_typed::<T>().await)
+    }
+
+    async fn compare_typed<T: Element + libhdf5::H5Type>(self) -> Result<u64, ValidationError> {
+        let subset = self.array.chunk_subset_bounded(&self.index).map_err(|e| {
+            StoreError::zarr(format!("{} chunk {:?}", self.variable, self.index), e)
+        })?;
+        let through_branch: Vec<T> = self
+            .array
+            .async_retrieve_array_subset(&subset)
+            .await
+            .map_err(|e| {
+                failed(
+                    Rule::DataEqualToSource,
+                    format!(
+                        "{} chunk {:?} through the branch: {}",
+                        self.variable,
+                        self.index,
+                        crate::source::error_chain(&e)
+                    ),
+                )
+            })?;
+        let from_source = read_source::<T>(self.source.clone(), &subset)
+            .await
+            .map_err(|e| source_error(self.granule, self.variable, e))?;
+        self.check_equal(&through_branch, &from_source)?;
+        Ok(through_branch.len() as u64)
+    }
+
+    fn check_equal<T: Element>(&self, ours: &[T], theirs: &[T]) -> Result<(), ValidationError> {
+        let (granule, variable, chunk) = (self.granule, self.variable, &self.index);
+        if ours.len() != theirs.len() {
+            return Err(failed(
+                Rule::DataEqualToSource,
+                format!(
+                    "{granule}: {variable} chunk {chunk:?}: {} values through the branch, {} in the source",
+                    ours.len(),
+                    theirs.len()
+                ),
+            ));
+        }
+        match ours.iter().zip(theirs).position(|(a, b)| !a.same(b)) {
+            None => Ok(()),
+            Some(i) => Err(failed(
+                Rule::DataEqualToSource,
+                format!(
+                    "{granule}: {variable} chunk {chunk:?}: value {i} is {:?} through the branch, {:?} in the source",
+                    ours[i], theirs[i]
+                ),
+            )),
+        }
+    }
+}
+
+/// The region of `subset` (in store coordinates) read from the one-step granule.
+async fn read_source<T: Element + libhdf5::H5Type>(
+    dataset: libhdf5::Dataset,
+    subset: &ArraySubset,
+) -> Result<Vec<T>, BoxError> {
+    let start = subset.start().to_vec();
+    let shape = subset.shape().to_vec();
+    tokio::task::spawn_blocking(move || -> Result<Vec<T>, BoxError> {
+        let _libhdf5 = crate::oracle::lock();
+        // The granule holds one time step: the store's time index maps to 0.
+        let mut slices = vec![libhdf5::SliceOrIndex::SliceCount {
+            start: 0,
+            step: 1,
+            count: 1,
+            block: 1,
+        }];
+        for (s, n) in start.iter().zip(&shape).skip(1) {
+            slices.push(libhdf5::SliceOrIndex::SliceCount {
+                start: *s as usize,
+                step: 1,
+                count: *n as usize,
+                block: 1,
+            });
+        }
+        let sel = libhdf5::Selection::from(libhdf5::Hyperslab::from(slices));
+        let data = dataset.read_slice::<T, _, ndarray::IxDyn>(sel)?;
+        Ok(data.into_iter().collect())
+    })
+    .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_cover_the_grid_in_c_order() {
+        assert_eq!(
+            all_indices(&[2, 3]),
+            vec![
+                vec![0, 0],
+                vec![0, 1],
+                vec![0, 2],
+                vec![1, 0],
+                vec![1, 1],
+                vec![1, 2]
+            ]
+        );
+        assert_eq!(all_indices(&[]), vec![Vec::<u64>::new()]);
+    }
+
+    #[test]
+    fn a_sample_always_holds_the_last_chunk() {
+        let picked = chunks_to_compare(&[1, 3, 3], ValidateMode::Sample, 7, 5, "sst");
+        assert_eq!(picked.len(), SAMPLE_CHUNKS);
+        assert_eq!(picked.last(), Some(&vec![5, 2, 2]));
+        assert!(picked.iter().all(|c| c[0] == 5));
+        let all = chunks_to_compare(&[1, 3, 3], ValidateMode::Full, 7, 5, "sst");
+        assert_eq!(all.len(), 9);
+    }
+}
