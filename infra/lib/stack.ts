@@ -47,49 +47,48 @@ export interface MursstStackProps extends StackProps {
   readonly config: StageConfig;
 }
 
+/** One S3 grant of a Lambda: the access, and why it needs it (the cdk-nag acknowledgement's reason). */
+interface PrefixGrant {
+  readonly access: Access;
+  readonly why: string;
+}
+
 /** What each Lambda may touch; see docs/architecture.md, "IAM boundaries". */
 const FUNCTION_ACCESS: {
   readonly [K in FunctionKey]: {
-    readonly store: Access | null;
-    readonly artifacts: Access;
-    readonly source: boolean;
+    readonly store?: PrefixGrant;
+    readonly artifacts: PrefixGrant;
+    readonly source?: PrefixGrant;
+    /** GetSecretValue on the Earthdata secret, for PO.DAAC's temporary S3 credentials. */
     readonly secret: boolean;
-    /** Why it needs that, for the cdk-nag acknowledgements of its prefix wildcards. */
-    readonly why: string;
   };
 } = {
-  // Reads the store's last day and (for an s3:// source) lists granules; writes the backfill manifest.
   discover: {
-    store: 'read',
-    artifacts: 'read-write',
-    source: true,
+    store: { access: 'read', why: "discover reads the store's last day and snapshot, the run's base" },
+    artifacts: { access: 'read-write', why: "discover writes the run's granule manifest, which the backfill's Map reads" },
+    source: { access: 'read', why: 'discover lists and heads granules when the source is an S3 prefix' },
     secret: true,
-    why: 'discover reads the store (its last day), lists an s3:// source, and writes the run manifest',
   },
-  // Reads a granule's HDF5 metadata with PO.DAAC credentials; writes its references as an artifact.
   generateRefs: {
-    store: 'read',
-    artifacts: 'read-write',
-    source: true,
+    store: { access: 'read', why: "generate-refs reads the store's layout to check a granule fits before writing anything" },
+    artifacts: { access: 'read-write', why: "generate-refs writes (or reuses) each granule's references as an artifact" },
+    source: { access: 'read', why: "generate-refs reads each granule's HDF5 metadata with ranged GETs" },
     secret: true,
-    why: "generate-refs reads a granule's HDF5 metadata and the store's layout, and writes the references artifact",
   },
-  // The only writer of the store: the branch, main (compare-and-swap), expiry, GC, pruning;
-  // deletes a finished run's artifacts.
+  // The store's only writer: the run branch, main (compare-and-swap), expiry, GC, pruning.
   commit: {
-    store: 'read-write-delete',
-    artifacts: 'read-write-delete',
-    source: false,
+    store: {
+      access: 'read-write-delete',
+      why: 'commit writes the run branch, moves main, and expires snapshots, collects garbage and prunes branches',
+    },
+    artifacts: { access: 'read-write-delete', why: "commit reads the references artifacts and deletes a merged run's artifacts" },
     secret: false,
-    why: "commit is the store's only writer (branch, CAS of main, expiry and GC) and deletes a merged run's artifacts",
   },
-  // Reads the branch back and the source granules it references, and compares them.
   validate: {
-    store: 'read',
-    artifacts: 'read-write',
-    source: true,
+    store: { access: 'read', why: 'validate reads the run branch back through icechunk' },
+    artifacts: { access: 'read-write', why: "validate reads the run's references artifacts and may write its report" },
+    source: { access: 'read', why: 'validate reads the source granules the branch references, to compare values' },
     secret: true,
-    why: 'validate reads the run branch and the source granules it references, and the run artifacts',
   },
 };
 
@@ -211,9 +210,9 @@ export class MursstStack extends Stack {
         }),
       );
       const access = FUNCTION_ACCESS[key];
-      if (access.store) grantPrefix(role, store, access.store, access.why);
-      grantPrefix(role, artifacts, access.artifacts, access.why);
-      if (access.source) grantPrefix(role, source, 'read', access.why);
+      if (access.store) grantPrefix(role, store, access.store.access, access.store.why);
+      grantPrefix(role, artifacts, access.artifacts.access, access.artifacts.why);
+      if (access.source) grantPrefix(role, source, access.source.access, access.source.why);
       if (access.secret) {
         role.addToPrincipalPolicy(
           new iam.PolicyStatement({ actions: ['secretsmanager:GetSecretValue'], resources: [cfg.edlSecretArn] }),
@@ -503,9 +502,9 @@ export class MursstStack extends Stack {
       encryption: s3.BucketEncryption.S3_MANAGED,
       enforceSSL: true,
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      // dev: deleted with the stack once empty. No autoDeleteObjects: its handler needs
+      // wildcard S3 actions, and emptying a store is a step to take on purpose (runbook).
       removalPolicy,
-      // dev only: a dev stack's deletion empties and deletes its buckets.
-      autoDeleteObjects: removalPolicy === RemovalPolicy.DESTROY,
       lifecycleRules,
     });
     acknowledge(bucket, 'AwsSolutions-S1', accessLogsReason);
