@@ -9,6 +9,8 @@ scripts/bootstrap.sh
 # shellcheck source=env.sh
 source scripts/env.sh
 
+echo "== infra tests (CDK app: synth every stage offline, cdk-nag)"
+(cd infra && npm test)
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
