@@ -64,6 +64,8 @@ pub enum PipelineError {
         step: &'static str,
         feature: &'static str,
     },
+    #[error("{name} is not set: it names a location this process needs")]
+    MissingSetting { name: &'static str },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -160,7 +162,8 @@ impl PipelineError {
             | PipelineError::EndBeforeStart { .. }
             | PipelineError::InvalidEvent { .. }
             | PipelineError::WrongStore { .. }
-            | PipelineError::NotBuilt { .. } => ErrorKind::InvalidInput,
+            | PipelineError::NotBuilt { .. }
+            | PipelineError::MissingSetting { .. } => ErrorKind::InvalidInput,
             PipelineError::BranchTaken { .. } => ErrorKind::Conflict,
             #[cfg(feature = "synthetic")]
             PipelineError::Synthetic(_) => ErrorKind::Failed,

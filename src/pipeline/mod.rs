@@ -95,6 +95,31 @@ impl Context {
     }
 }
 
+impl Context {
+    /// The configuration a Lambda gets: `MURSST_STORE`, `MURSST_SOURCE` and
+    /// `MURSST_ARTIFACTS` (locations), S3 settings from the standard `AWS_*` variables.
+    pub async fn from_env() -> Result<Self, PipelineError> {
+        let var = |name: &'static str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or(PipelineError::MissingSetting { name })
+        };
+        let s3 = S3Settings::from_env();
+        Ok(Self {
+            store: RepoLocation::parse(&var("MURSST_STORE")?)?,
+            store_s3: s3.clone(),
+            source: GranuleSource::parse(&var("MURSST_SOURCE")?, &s3)?,
+            source_s3: s3.clone(),
+            artifacts: var("MURSST_ARTIFACTS")?,
+            artifacts_s3: s3,
+            read_options: ReadOptions::default(),
+            concurrency: 4,
+            progress: None,
+        })
+    }
+}
+
 /// Where local runs keep their artifacts unless told otherwise.
 pub fn default_artifacts() -> String {
     std::env::temp_dir()
