@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { describe, test } from 'node:test';
 
 import { DEFINITION_FILES, SUBSTITUTIONS, loadDefinition, placeholdersIn } from '../lib/definitions';
-import { DEFINITIONS_DIR, USING_REAL_DEFINITIONS } from './helpers';
+import { DEFINITION_ORIGIN, DEFINITIONS_DIR } from './helpers';
 
 type Json = Record<string, any>;
 
@@ -33,19 +33,33 @@ function load(kind: keyof typeof DEFINITION_FILES): Json {
   return JSON.parse(loadDefinition(DEFINITIONS_DIR, kind, 3600));
 }
 
-describe(`definitions in ${USING_REAL_DEFINITIONS ? 'statemachine/' : 'test/fixtures/ (statemachine/ has none yet)'}`, () => {
+/** The function a Task invokes: its Resource (direct form) or the lambda:invoke integration's FunctionName. */
+function invoked(s: Json): string | undefined {
+  const resource = String(s.Resource);
+  if (resource.startsWith('arn:aws:states:::lambda:invoke')) return s.Parameters?.FunctionName ?? s.Arguments?.FunctionName;
+  return resource.includes('FunctionArn}') || resource.startsWith('arn:aws:lambda:') ? resource : undefined;
+}
+
+describe('definitions', () => {
   for (const kind of ['update', 'backfill'] as const) {
-    test(`${kind}: Lambdas only through the function substitutions, failures published to the topic`, () => {
+    test(`${kind} (${DEFINITION_ORIGIN[kind]}): Lambdas only through the function substitutions, failures published to the topic`, () => {
       const def = load(kind);
       assert.equal(def.TimeoutSeconds, 3600);
       const states = allStates(def);
-      const invokes = states.filter(([, s]) => s.Type === 'Task' && String(s.Resource).startsWith('arn:aws:states:::lambda:invoke'));
+      const tasks = states.filter(([, s]) => s.Type === 'Task');
+      const invokes = tasks.filter(([, s]) => invoked(s) !== undefined);
       assert.ok(invokes.length >= 4, `${invokes.length} Lambda tasks`);
       for (const [name, s] of invokes) {
-        const fn = s.Parameters?.FunctionName ?? s.Arguments?.FunctionName;
-        assert.ok(FUNCTION_PLACEHOLDERS.includes(fn), `${name}: FunctionName ${fn}`);
+        assert.ok(FUNCTION_PLACEHOLDERS.includes(invoked(s)!), `${name}: invokes ${invoked(s)}`);
       }
-      const used = new Set(invokes.map(([, s]) => s.Parameters?.FunctionName ?? s.Arguments?.FunctionName));
+      // Every Task is a Lambda, an SNS publish, or (the backfill's Map) an S3 integration.
+      for (const [name, s] of tasks) {
+        assert.ok(
+          invoked(s) !== undefined || /^arn:aws:states:::(sns:publish|s3:)/.test(String(s.Resource)),
+          `${name}: unexpected Task resource ${s.Resource}`,
+        );
+      }
+      const used = new Set(invokes.map(([, s]) => invoked(s)));
       for (const f of ['${DiscoverFunctionArn}', '${GenerateRefsFunctionArn}', '${CommitFunctionArn}', '${ValidateFunctionArn}']) {
         assert.ok(used.has(f), `${f} invoked`);
       }

@@ -14,13 +14,24 @@ import { FUNCTIONS, type StageConfig, type StageName, type StageOverrides, stage
 import { DEFINITION_FILES } from '../lib/definitions';
 import { INFRA_DIR, MursstStack } from '../lib/stack';
 
-/** statemachine/ when both definitions exist there, else test/fixtures/. */
+/**
+ * The definitions the tests synthesize with: each of statemachine/update.asl.json and
+ * backfill.asl.json where it exists, else its stand-in from test/fixtures/, gathered in
+ * one temporary directory (the stack takes one definitionsDir).
+ */
 export const REAL_DEFINITIONS_DIR = path.resolve(INFRA_DIR, '..', 'statemachine');
 export const FIXTURE_DEFINITIONS_DIR = path.join(INFRA_DIR, 'test', 'fixtures');
-export const USING_REAL_DEFINITIONS = Object.values(DEFINITION_FILES).every((f) =>
-  fs.existsSync(path.join(REAL_DEFINITIONS_DIR, f)),
-);
-export const DEFINITIONS_DIR = USING_REAL_DEFINITIONS ? REAL_DEFINITIONS_DIR : FIXTURE_DEFINITIONS_DIR;
+export const DEFINITION_ORIGIN = Object.fromEntries(
+  Object.entries(DEFINITION_FILES).map(([kind, file]) => [
+    kind,
+    fs.existsSync(path.join(REAL_DEFINITIONS_DIR, file)) ? ('statemachine' as const) : ('fixture' as const),
+  ]),
+) as { [K in keyof typeof DEFINITION_FILES]: 'statemachine' | 'fixture' };
+export const DEFINITIONS_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'mursst-infra-asl-'));
+for (const [kind, file] of Object.entries(DEFINITION_FILES) as [keyof typeof DEFINITION_FILES, string][]) {
+  const from = DEFINITION_ORIGIN[kind] === 'statemachine' ? REAL_DEFINITIONS_DIR : FIXTURE_DEFINITIONS_DIR;
+  fs.copyFileSync(path.join(from, file), path.join(DEFINITIONS_DIR, file));
+}
 
 /** A temporary asset root holding `<crate>/bootstrap` for each Lambda (not executables, never run). */
 export function dummyAssetRoot(): string {
