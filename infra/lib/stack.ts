@@ -38,7 +38,7 @@ import {
 } from './config';
 import { type MachineKind, type SubstitutionName, loadDefinition } from './definitions';
 import { REASONS, acknowledge, acknowledgeWildcardResource } from './nag';
-import { type Access, type PrefixLocation, grantPrefix } from './s3-access';
+import { type Access, type PrefixLocation, grantPrefix, objectsArn } from './s3-access';
 
 /** infra/, against which the config's relative paths resolve (this file runs from infra/dist/lib/). */
 export const INFRA_DIR = path.resolve(__dirname, '..', '..');
@@ -183,7 +183,7 @@ export class MursstStack extends Stack {
     const stageLogGroups: logs.LogGroup[] = [];
     for (const key of Object.keys(FUNCTIONS) as FunctionKey[]) {
       const crate = FUNCTIONS[key];
-      const short = crate.replace(/^mursst-/, '');
+      const short = shortName(key);
       const functionName = name(short);
       const assetDir = path.join(assetRoot, crate);
       if (!fs.existsSync(path.join(assetDir, 'bootstrap'))) {
@@ -314,7 +314,7 @@ export class MursstStack extends Stack {
         role.addToPrincipalPolicy(
           new iam.PolicyStatement({
             actions: ['s3:ListMultipartUploadParts'],
-            resources: [this.artifactsBucket.arnForObjects(`${keyPrefix(cfg.artifacts.prefix)}*`)],
+            resources: [objectsArn(artifacts)],
           }),
         );
       }
@@ -422,7 +422,7 @@ export class MursstStack extends Stack {
       );
     }
     for (const key of Object.keys(FUNCTIONS) as FunctionKey[]) {
-      const short = FUNCTIONS[key].replace(/^mursst-/, '');
+      const short = shortName(key);
       alarmOn(
         `${pascal(key)}ErrorsAlarm`,
         `${short}-errors`,
@@ -520,6 +520,11 @@ function executionsArn(stack: Stack, machineName: string, separator: ':' | '/'):
     resourceName: `${machineName}${separator}*`,
     arnFormat: ArnFormat.COLON_RESOURCE_NAME,
   });
+}
+
+/** A Lambda's name within the stage: its crate name without `mursst-` (`generate-refs`). */
+function shortName(key: FunctionKey): string {
+  return FUNCTIONS[key].replace(/^mursst-/, '');
 }
 
 function pascal(s: string): string {
