@@ -34,7 +34,7 @@ export interface StageConfig {
   /** Always us-west-2: PO.DAAC's temporary S3 credentials only work in the source bucket's region. */
   readonly region: string;
 
-  /** The icechunk repository: `s3://<bucket>/<prefix>` (prefix without leading or trailing slash). */
+  /** The icechunk repository: `s3://<bucket>/<prefix>` (prefixes: non-empty, no leading or trailing slash). */
   readonly store: { readonly bucket: BucketSource; readonly prefix: string };
   /**
    * Run artifacts (references between steps, backfill manifests and Map results):
@@ -182,14 +182,15 @@ export function checkConfig(c: StageConfig): void {
     fail('region', "must be us-west-2: PO.DAAC's temporary S3 credentials only work in-region");
   }
   if (c.account !== undefined && !/^\d{12}$/.test(c.account)) fail('account', 'not a 12-digit account id');
-  const prefix = (field: string, p: string, allowEmpty: boolean) => {
-    if (!allowEmpty && p === '') fail(field, 'must not be empty');
+  // Never empty: S3 grants stop at a key prefix, never cover a whole bucket.
+  const prefix = (field: string, p: string) => {
+    if (p === '') fail(field, 'must not be empty');
     if (p.startsWith('/') || p.endsWith('/')) fail(field, 'no leading or trailing slash');
     if (/[*?\s]/.test(p)) fail(field, 'no wildcards or whitespace');
   };
-  prefix('store.prefix', c.store.prefix, false);
-  prefix('artifacts.prefix', c.artifacts.prefix, true);
-  prefix('source.prefix', c.source.prefix, false);
+  prefix('store.prefix', c.store.prefix);
+  prefix('artifacts.prefix', c.artifacts.prefix);
+  prefix('source.prefix', c.source.prefix);
   const bucket = (field: string, b: BucketSource) => {
     if (b.kind === 'import' && !b.bucketName) fail(field, 'an imported bucket needs bucketName');
     if (b.bucketName !== undefined && !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(b.bucketName)) {
@@ -239,12 +240,12 @@ export function checkConfig(c: StageConfig): void {
   }
 }
 
-/** `s3://bucket/prefix`, or `s3://bucket` for an empty prefix. */
+/** `s3://bucket/prefix`. */
 export function s3Uri(bucket: string, prefix: string): string {
-  return prefix === '' ? `s3://${bucket}` : `s3://${bucket}/${prefix}`;
+  return `s3://${bucket}/${prefix}`;
 }
 
-/** A key prefix as S3 keys start with it: `p/`, or `` for the bucket root. */
+/** A key prefix as S3 keys start with it: `prefix/`. */
 export function keyPrefix(prefix: string): string {
-  return prefix === '' ? '' : `${prefix}/`;
+  return `${prefix}/`;
 }

@@ -7,7 +7,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { keyPrefix } from './config';
 import { acknowledgeWildcardResource } from './nag';
 
-/** A key prefix in a bucket (prefix without leading or trailing slash; '' is the whole bucket). */
+/** A key prefix in a bucket (non-empty, without leading or trailing slash). */
 export interface PrefixLocation {
   readonly bucket: s3.IBucket;
   readonly prefix: string;
@@ -28,9 +28,7 @@ function listStatement(loc: PrefixLocation): iam.PolicyStatement {
   return new iam.PolicyStatement({
     actions: [...LIST_ACTIONS],
     resources: [loc.bucket.bucketArn],
-    ...(loc.prefix === ''
-      ? {}
-      : { conditions: { StringLike: { 's3:prefix': [loc.prefix, `${loc.prefix}/*`] } } }),
+    conditions: { StringLike: { 's3:prefix': [loc.prefix, `${loc.prefix}/*`] } },
   });
 }
 

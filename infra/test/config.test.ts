@@ -56,9 +56,7 @@ describe('config/stages.ts', () => {
 
   test('URIs and key prefixes', () => {
     assert.equal(s3Uri('b', 'a/c'), 's3://b/a/c');
-    assert.equal(s3Uri('b', ''), 's3://b');
     assert.equal(keyPrefix('a/c'), 'a/c/');
-    assert.equal(keyPrefix(''), '');
   });
 });
 
@@ -72,6 +70,7 @@ describe('checkConfig refuses', () => {
     ['a trailing slash', { store: { prefix: 'icechunk/' } }, /store\.prefix: no leading or trailing slash/],
     ['a wildcard prefix', { source: { uri: 'cmr', bucket: 'x-bucket', prefix: 'a*' } }, /source\.prefix: no wildcards/],
     ['an empty store prefix', { store: { prefix: '' } }, /store\.prefix: must not be empty/],
+    ['an empty artifacts prefix (a bucket-wide grant)', { artifacts: { prefix: '' } }, /artifacts\.prefix: must not be empty/],
     ['an imported bucket without a name', { store: { bucket: { kind: 'import', bucketName: '' } } }, /store\.bucket/],
     ['a bad source', { source: { uri: 'https://x', bucket: 'b-b', prefix: 'p' } }, /source\.uri/],
     ['no email', { notificationEmail: '' }, /notificationEmail/],
