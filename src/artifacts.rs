@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! runs/<run-id>/refs/<day>-<version>.json   one granule's PreparedGranule
+//! runs/<run-id>/days/<day>.json             which version is current for the day
 //! runs/<run-id>/manifest.json               the backfill's granule list
 //! ```
 //!
@@ -66,6 +67,16 @@ pub fn run_prefix(run_id: &str) -> String {
 /// The key of a granule's references for a run: one per day and granule version.
 pub fn refs_key(run_id: &str, day: NaiveDate, object: &ObjectInfo) -> String {
     format!("{}{}", refs_day_prefix(run_id, day), version_tag(object)) + ".json"
+}
+
+/// The key of the pointer to a day's current references (a generate-refs output).
+pub fn day_pointer_key(run_id: &str, day: NaiveDate) -> String {
+    format!("{}days/{day}.json", run_prefix(run_id))
+}
+
+/// The key of a backfill's granule list.
+pub fn manifest_key(run_id: &str) -> String {
+    format!("{}manifest.json", run_prefix(run_id))
 }
 
 /// The prefix every version of one day's references shares.
@@ -253,6 +264,15 @@ impl ArtifactStore {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// The bucket and full object key of `key` (what an S3 `ItemReader` names); a local
+    /// store has no bucket and gives the file's path.
+    pub fn object(&self, key: &str) -> (String, String) {
+        match self {
+            Self::Local(dir) => (String::new(), dir.join(key).display().to_string()),
+            Self::S3 { bucket, prefix, .. } => (bucket.clone(), format!("{prefix}{key}")),
         }
     }
 

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::run::identity;
 use super::{Context, CreateSpec, DEFAULT_LAG_DAYS, DEFAULT_MAP_CONCURRENCY, PipelineError};
 use super::{Run, RunOptions};
+use crate::artifacts::{self, ArtifactStore};
 use crate::discover::{self, Selection};
 use crate::granule::Granule;
 use crate::store::{StoreError, StoreRepo, StoreState};
@@ -33,13 +34,34 @@ pub struct DiscoverInput {
     pub seed: Option<u64>,
     #[serde(default)]
     pub map_concurrency: Option<u32>,
-    /// The run id (Step Functions passes its execution name).
+    /// Resume this earlier run: its branch and artifacts are reused (a redrive).
     #[serde(default)]
     pub run_id: Option<String>,
     /// Create the store from these days (init, backfill).
     #[serde(default)]
     pub create: Option<CreateSpec>,
+    /// Write the granule list to a manifest artifact instead of the output (a backfill:
+    /// thousands of days do not fit a state payload).
+    #[serde(default)]
+    pub manifest: bool,
 }
+
+/// Where a backfill's granule list is, and how its commits are batched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The S3 bucket and key of the JSON array of granules (a Distributed Map reads it).
+    pub bucket: String,
+    pub key: String,
+    pub days: u64,
+    /// Days per commit (and per validation batch).
+    pub batch_days: u64,
+    /// The batch indices `0..n`, for the Map that validates them.
+    pub batches: Vec<u64>,
+}
+
+/// Days a backfill writes per commit: one manifest split of the store, so no commit
+/// grows with the length of the record.
+pub const BATCH_DAYS: u64 = crate::store::repository::TIME_SPLIT_SIZE as u64;
 
 /// What the run will do; the state every later step receives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +79,9 @@ pub struct DiscoverOutput {
     /// Granules that exist but are within the settling lag.
     pub settling: usize,
     pub limited: bool,
+    /// Set for a backfill; `granules` is then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Manifest>,
     pub message: String,
 }
 
@@ -146,7 +171,32 @@ pub async fn discover(
         },
         create: input.create,
     };
-    Ok(output(run, state.as_ref(), selection))
+    let mut out = output(run, state.as_ref(), selection);
+    if input.manifest {
+        out.manifest = Some(write_manifest(ctx, &out.run, &out.granules).await?);
+        out.granules.clear();
+    }
+    Ok(out)
+}
+
+/// Write the granule list where the backfill's Distributed Map reads it.
+async fn write_manifest(
+    ctx: &Context,
+    run: &Run,
+    granules: &[Granule],
+) -> Result<Manifest, PipelineError> {
+    let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
+    let key = artifacts::manifest_key(&run.id);
+    store.put_json(&key, &granules).await?;
+    let (bucket, key) = store.object(&key);
+    let days = granules.len() as u64;
+    Ok(Manifest {
+        bucket,
+        key,
+        days,
+        batch_days: BATCH_DAYS,
+        batches: (0..days.div_ceil(BATCH_DAYS)).collect(),
+    })
 }
 
 fn output(run: Run, state: Option<&StoreState>, selection: Selection) -> DiscoverOutput {
@@ -172,6 +222,7 @@ fn output(run: Run, state: Option<&StoreState>, selection: Selection) -> Discove
         gap_at: selection.gap_at,
         settling: selection.settling,
         limited: selection.limited,
+        manifest: None,
         message,
     }
 }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::{Context, PipelineError, Run};
@@ -42,6 +43,24 @@ pub struct GenerateRefsOutput {
     pub reused: bool,
 }
 
+/// A batch of granules for one invocation, as a Distributed Map's `ItemBatcher` hands
+/// them over (`Items`, plus the run from `BatchInput`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerateRefsBatch {
+    pub run: Run,
+    #[serde(rename = "Items")]
+    pub items: Vec<Granule>,
+}
+
+/// What a batch left: totals only (the per-day pointers are artifacts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerateRefsBatchOutput {
+    pub granules: u64,
+    pub reused: u64,
+    pub requests: u64,
+    pub bytes_read: u64,
+}
+
 /// Generate-refs step: index the granule, or reuse an earlier attempt's artifact.
 pub async fn generate_refs(
     ctx: &Context,
@@ -49,21 +68,54 @@ pub async fn generate_refs(
 ) -> Result<GenerateRefsOutput, PipelineError> {
     let GenerateRefsInput { run, granule } = input;
     let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
-    if let Some(done) = reuse(ctx, &store, &run, &granule).await? {
-        return Ok(done);
-    }
-    let (prepared, requests, bytes_read) =
-        prepare_granule(&granule, &ctx.source_s3, &ctx.read_options).await?;
-    let artifact = artifacts::refs_key(&run.id, granule.date, &prepared.refs.object);
-    store.put_json(&artifact, &prepared).await?;
-    Ok(GenerateRefsOutput {
-        date: granule.date,
-        url: granule.url,
-        artifact,
-        refs: ref_count(&prepared.refs),
-        requests,
-        bytes_read,
-        reused: false,
+    let out = match reuse(ctx, &store, &run, &granule).await? {
+        Some(done) => done,
+        None => {
+            let (prepared, requests, bytes_read) =
+                prepare_granule(&granule, &ctx.source_s3, &ctx.read_options).await?;
+            let artifact = artifacts::refs_key(&run.id, granule.date, &prepared.refs.object);
+            store.put_json(&artifact, &prepared).await?;
+            GenerateRefsOutput {
+                date: granule.date,
+                url: granule.url,
+                artifact,
+                refs: ref_count(&prepared.refs),
+                requests,
+                bytes_read,
+                reused: false,
+            }
+        }
+    };
+    // The day's current version, for steps that find artifacts by day (backfill commits).
+    store
+        .put_json(&artifacts::day_pointer_key(&run.id, out.date), &out)
+        .await?;
+    Ok(out)
+}
+
+/// Generate-refs for a batch of granules, a few at a time.
+pub async fn generate_refs_batch(
+    ctx: &Context,
+    input: GenerateRefsBatch,
+) -> Result<GenerateRefsBatchOutput, PipelineError> {
+    let GenerateRefsBatch { run, items } = input;
+    let outs: Vec<GenerateRefsOutput> = futures::stream::iter(items.into_iter().map(|granule| {
+        generate_refs(
+            ctx,
+            GenerateRefsInput {
+                run: run.clone(),
+                granule,
+            },
+        )
+    }))
+    .buffered(ctx.concurrency.max(1))
+    .try_collect()
+    .await?;
+    Ok(GenerateRefsBatchOutput {
+        granules: outs.len() as u64,
+        reused: outs.iter().filter(|o| o.reused).count() as u64,
+        requests: outs.iter().map(|o| o.requests).sum(),
+        bytes_read: outs.iter().map(|o| o.bytes_read).sum(),
     })
 }
 

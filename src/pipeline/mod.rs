@@ -24,15 +24,21 @@ use std::sync::Arc;
 
 #[cfg(feature = "validate")]
 pub use chain::{Report, UpdateOptions, init, update};
-pub use discover::{DiscoverInput, DiscoverOutput, discover};
+pub use discover::{BATCH_DAYS, DiscoverInput, DiscoverOutput, Manifest, discover};
 pub use error::{ErrorKind, PipelineError};
-pub use generate::{GenerateRefsInput, GenerateRefsOutput, generate_refs, prepare_granule};
+pub use generate::{
+    GenerateRefsBatch, GenerateRefsBatchOutput, GenerateRefsInput, GenerateRefsOutput,
+    generate_refs, generate_refs_batch, prepare_granule,
+};
 pub use promote::{PromoteInput, PromoteOutput, promote};
 pub use run::{CreateSpec, Run, RunOptions};
-pub use step::{CommitEvent, Step, run_step};
+pub use step::{CommitEvent, GenerateRefsEvent, Step, run_step};
 #[cfg(feature = "validate")]
-pub use validate::{ValidateInput, validate_branch};
-pub use write::{Rejection, WriteInput, WriteOutput, write_branch};
+pub use validate::{ValidateBatchInput, ValidateInput, validate_batch, validate_branch};
+pub use write::{
+    Rejection, WriteBatchInput, WriteBatchOutput, WriteInput, WriteOutput, write_batch,
+    write_branch,
+};
 
 use crate::discover::GranuleSource;
 use crate::hdf5::ReadOptions;

@@ -31,16 +31,11 @@ pub async fn promote(ctx: &Context, input: PromoteInput) -> Result<PromoteOutput
     run.check_store(ctx)?;
     let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
     let (base, tip) = (run.base()?, tip_of(&write)?);
-    let first = write
-        .days
-        .first()
-        .map(ToString::to_string)
-        .unwrap_or_default();
-    let last = write
-        .days
-        .last()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    let added = write.days_after.saturating_sub(write.days_before);
+    let span = match (write.days.first(), write.days.last()) {
+        (Some(first), Some(last)) => format!(" {first}..{last}"),
+        _ => String::new(),
+    };
     if run.options.dry_run {
         return Ok(PromoteOutput {
             main_moved: false,
@@ -66,9 +61,6 @@ pub async fn promote(ctx: &Context, input: PromoteInput) -> Result<PromoteOutput
         main_moved: true,
         old_snapshot: base.to_string(),
         new_snapshot: tip.to_string(),
-        message: format!(
-            "added {} day(s) {first}..{last}; main moved {base} -> {tip}",
-            write.days.len()
-        ),
+        message: format!("added {added} day(s){span}; main moved {base} -> {tip}"),
     })
 }

@@ -81,24 +81,16 @@ pub(crate) fn snapshot_id(id: &str) -> Result<SnapshotId, PipelineError> {
         .map_err(|e| StoreError::icechunk(format!("snapshot id {id:?}"), e).into())
 }
 
-/// A run id and branch name for a run starting at `now`; `given` (a Step Functions
-/// execution name) is used as the id when present.
+/// A run id and branch name for a run starting at `now`, or for the run `given` (an
+/// earlier run's id, to resume it: same branch, same artifacts).
 pub(crate) fn identity(now: DateTime<Utc>, given: Option<&str>) -> (String, String) {
-    let stamp = now.format("%Y%m%dT%H%M%S%.6fZ").to_string();
-    let id = given
-        .map(|g| {
-            g.chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_else(|| stamp.clone());
-    (id, format!("add_time_{stamp}"))
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let id: String = match given {
+        Some(g) => g.chars().map(|c| if safe(c) { c } else { '_' }).collect(),
+        None => now.format("%Y%m%dT%H%M%S%.6fZ").to_string(),
+    };
+    let branch = format!("add_time_{id}");
+    (id, branch)
 }
 
 #[cfg(test)]
@@ -106,14 +98,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn identity_uses_the_execution_name_and_a_timestamped_branch() {
+    fn identity_is_a_timestamp_or_the_resumed_run() {
         let now = DateTime::parse_from_rfc3339("2026-12-02T19:00:00.5Z")
             .unwrap()
             .with_timezone(&Utc);
         let (id, branch) = identity(now, None);
         assert_eq!(id, "20261202T190000.500000Z");
         assert_eq!(branch, "add_time_20261202T190000.500000Z");
-        let (id, _) = identity(now, Some("daily/2026:12"));
+        let (id, branch) = identity(now, Some("daily/2026:12"));
         assert_eq!(id, "daily_2026_12");
+        assert_eq!(branch, "add_time_daily_2026_12");
     }
 }

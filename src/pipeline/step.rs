@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Context, DiscoverInput, GenerateRefsInput, PipelineError, PromoteInput, WriteInput};
+use super::generate::{GenerateRefsBatch, GenerateRefsInput};
+use super::write::WriteBatchInput;
+use super::{Context, PipelineError, PromoteInput, WriteInput};
 
 /// The Lambdas, by the names Step Functions and the CLI use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,26 @@ pub enum CommitEvent {
     Write(WriteInput),
     /// Move `main` to the validated branch tip, then delete the branch.
     Merge(PromoteInput),
+    /// One batch of a backfill's days on its branch.
+    WriteBatch(WriteBatchInput),
+}
+
+/// The generate-refs Lambda's event: one granule (the update's Map) or a batch (the
+/// backfill's Distributed Map with an `ItemBatcher`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GenerateRefsEvent {
+    One(GenerateRefsInput),
+    Batch(GenerateRefsBatch),
+}
+
+/// The validate Lambda's event: the whole run, or one batch of a backfill.
+#[cfg(feature = "validate")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ValidateEvent {
+    Whole(super::ValidateInput),
+    Batch(super::validate::ValidateBatchInput),
 }
 
 fn parse<T: serde::de::DeserializeOwned>(step: Step, event: Value) -> Result<T, PipelineError> {
@@ -52,16 +74,23 @@ fn json<T: Serialize>(value: T) -> Result<Value, PipelineError> {
 /// Run `step` on `event`, returning its output as JSON.
 pub async fn run_step(ctx: &Context, step: Step, event: Value) -> Result<Value, PipelineError> {
     match step {
-        Step::Discover => json(super::discover(ctx, parse::<DiscoverInput>(step, event)?).await?),
-        Step::GenerateRefs => {
-            json(super::generate_refs(ctx, parse::<GenerateRefsInput>(step, event)?).await?)
-        }
-        Step::Commit => match parse::<CommitEvent>(step, event)? {
+        Step::Discover => json(super::discover(ctx, parse(step, event)?).await?),
+        Step::GenerateRefs => match parse(step, event)? {
+            GenerateRefsEvent::One(input) => json(super::generate_refs(ctx, input).await?),
+            GenerateRefsEvent::Batch(input) => {
+                json(super::generate::generate_refs_batch(ctx, input).await?)
+            }
+        },
+        Step::Commit => match parse(step, event)? {
             CommitEvent::Write(input) => json(super::write_branch(ctx, input).await?),
             CommitEvent::Merge(input) => json(super::promote(ctx, input).await?),
+            CommitEvent::WriteBatch(input) => json(super::write::write_batch(ctx, input).await?),
         },
         #[cfg(feature = "validate")]
-        Step::Validate => json(super::validate_branch(ctx, parse(step, event)?).await?),
+        Step::Validate => match parse(step, event)? {
+            ValidateEvent::Whole(input) => json(super::validate_branch(ctx, input).await?),
+            ValidateEvent::Batch(input) => json(super::validate::validate_batch(ctx, input).await?),
+        },
         #[cfg(not(feature = "validate"))]
         Step::Validate => Err(PipelineError::NotBuilt {
             step: "validate",

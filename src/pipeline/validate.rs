@@ -53,3 +53,65 @@ pub async fn validate_branch(
         source,
     })
 }
+
+/// One batch of a backfill to check on the branch's final tip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidateBatchInput {
+    pub run: Run,
+    pub batch: u64,
+    /// The branch tip after the last batch.
+    pub snapshot: String,
+}
+
+/// Validate step of a backfill: the batch's days, read through the final tip; batches
+/// run side by side and none grows with the record.
+pub async fn validate_batch(
+    ctx: &Context,
+    input: ValidateBatchInput,
+) -> Result<ValidationReport, PipelineError> {
+    let ValidateBatchInput {
+        run,
+        batch,
+        snapshot,
+    } = input;
+    run.check_store(ctx)?;
+    let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
+    let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
+    let manifest: Vec<crate::granule::Granule> = store
+        .get_json(&crate::artifacts::manifest_key(&run.id))
+        .await?;
+    let size = super::discover::BATCH_DAYS as usize;
+    let start = (batch as usize).saturating_mul(size).min(manifest.len());
+    let mut pointers = Vec::new();
+    for g in &manifest[start..(start + size).min(manifest.len())] {
+        let key = crate::artifacts::day_pointer_key(&run.id, g.date);
+        pointers.push(store.get_json::<GenerateRefsOutput>(&key).await?);
+    }
+    let days = load_prepared(&store, &pointers).await?;
+    let base_days = repo.state_at(&run.base()?).await?.map_or(0, |s| s.days);
+    let tip = super::run::snapshot_id(&snapshot)?;
+    let after = repo
+        .state_at(&tip)
+        .await?
+        .ok_or_else(|| StoreError::metadata("/", "the branch has no root group"))?;
+    let stores = SessionStores::new(repo.readonly_at(&tip).await?).await;
+    let branch = validate::Branch {
+        stores: &stores,
+        before: None,
+        after: &after,
+        days: &days,
+        first: base_days + start as u64,
+        whole: false,
+    };
+    validate::check(
+        &branch,
+        run.options.validate,
+        run.options.seed,
+        &ctx.source_s3,
+    )
+    .await
+    .map_err(|source| PipelineError::Unvalidated {
+        branch: run.branch.clone(),
+        source,
+    })
+}

@@ -218,3 +218,154 @@ async fn already_written(
 pub(super) fn tip_of(write: &WriteOutput) -> Result<SnapshotId, PipelineError> {
     snapshot_id(&write.snapshot)
 }
+
+/// One backfill commit: batch `batch` of the run's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteBatchInput {
+    pub run: Run,
+    pub batch: u64,
+}
+
+/// Where the backfill's commits stand (the loop's Choice reads `done`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteBatchOutput {
+    pub batch: u64,
+    pub next_batch: u64,
+    pub done: bool,
+    /// The branch tip after this batch, with the days so far (`days` stays empty: a
+    /// record's worth of dates would not fit a payload; `days_after` counts them).
+    pub write: WriteOutput,
+}
+
+/// Write step of a backfill: the manifest's days `batch * BATCH_DAYS ..` on the run's
+/// branch, one commit, each invocation bounded by the batch size. Repeating a batch
+/// that is already on the branch does nothing.
+pub async fn write_batch(
+    ctx: &Context,
+    input: WriteBatchInput,
+) -> Result<WriteBatchOutput, PipelineError> {
+    let WriteBatchInput { run, batch } = input;
+    run.check_store(ctx)?;
+    let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
+    let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
+    let manifest: Vec<crate::granule::Granule> = store
+        .get_json(&crate::artifacts::manifest_key(&run.id))
+        .await?;
+    let size = super::discover::BATCH_DAYS as usize;
+    let start = (batch as usize).saturating_mul(size).min(manifest.len());
+    let granules = &manifest[start..(start + size).min(manifest.len())];
+    let batches = manifest.len().div_ceil(size) as u64;
+    let base = run.base()?;
+    let tip = match repo.has_branch(&run.branch).await? {
+        true => repo.branch_tip(&run.branch).await?,
+        false => base.clone(),
+    };
+    let state = repo.state_at(&tip).await?;
+    let have = state.as_ref().map_or(0, |s| s.days);
+    let days_before = state_days_at_base(&repo, &base).await?;
+    let write = if granules.is_empty() || have >= days_before + (start + granules.len()) as u64 {
+        // Nothing left, or an earlier attempt committed this batch already.
+        summary_of(&state, &tip, days_before, true)
+    } else {
+        commit_batch(
+            &repo,
+            &store,
+            &run,
+            state.as_ref(),
+            &base,
+            granules,
+            days_before,
+        )
+        .await?
+    };
+    Ok(WriteBatchOutput {
+        batch,
+        next_batch: batch + 1,
+        done: batch + 1 >= batches,
+        write,
+    })
+}
+
+async fn state_days_at_base(repo: &StoreRepo, base: &SnapshotId) -> Result<u64, PipelineError> {
+    Ok(repo.state_at(base).await?.map_or(0, |s| s.days))
+}
+
+/// The write output describing the branch as it stands.
+fn summary_of(
+    state: &Option<StoreState>,
+    tip: &SnapshotId,
+    days_before: u64,
+    reused: bool,
+) -> WriteOutput {
+    WriteOutput {
+        snapshot: tip.to_string(),
+        days: Vec::new(),
+        refs_written: 0,
+        days_before,
+        days_after: state.as_ref().map_or(0, |s| s.days),
+        store_first_day: state.as_ref().and_then(|s| s.first_day),
+        rejected: Vec::new(),
+        reused,
+    }
+}
+
+/// Commit one batch of a backfill on the branch (created at the base for the first).
+async fn commit_batch(
+    repo: &StoreRepo,
+    store: &ArtifactStore,
+    run: &Run,
+    state: Option<&StoreState>,
+    base: &SnapshotId,
+    granules: &[crate::granule::Granule],
+    days_before: u64,
+) -> Result<WriteOutput, PipelineError> {
+    let expected = state.and_then(|s| s.last_day).and_then(|d| d.succ_opt());
+    if let (Some(want), Some(first)) = (expected, granules.first())
+        && first.date != want
+    {
+        return Err(StoreError::metadata(
+            "/",
+            format!(
+                "the branch ends before {want}, but the batch starts at {}",
+                first.date
+            ),
+        )
+        .into());
+    }
+    let mut pointers = Vec::with_capacity(granules.len());
+    for g in granules {
+        let key = crate::artifacts::day_pointer_key(&run.id, g.date);
+        pointers.push(store.get_json::<GenerateRefsOutput>(&key).await?);
+    }
+    let prepared = load_prepared(store, &pointers).await?;
+    let (accepted, rejected) = split_by_schema(state, prepared);
+    if let Some((_, first)) = rejected.into_iter().next() {
+        // A backfill adds every day or none: a misfit stops it, naming the day.
+        return Err(PipelineError::Rejected { count: 1, first });
+    }
+    let first = &accepted[0];
+    let variables = variables_to_keep(run, first);
+    let mut record = Map::new();
+    record.insert("run_id".into(), run.id.clone().into());
+    let stores = SessionStores::new(repo.branch_session(&run.branch, base).await?).await;
+    let last = accepted[accepted.len() - 1].granule.date;
+    let summary = writer::append_days(
+        &stores,
+        state,
+        &accepted,
+        &variables,
+        &format!("backfill {}..{last}", first.granule.date),
+        record,
+    )
+    .await?;
+    Ok(WriteOutput {
+        snapshot: summary.snapshot,
+        days: Vec::new(),
+        refs_written: summary.refs_written,
+        days_before,
+        days_after: summary.days_after,
+        store_first_day: state.and_then(|s| s.first_day).or(Some(first.granule.date)),
+        rejected: Vec::new(),
+        reused: false,
+    })
+}

@@ -1,4 +1,4 @@
-//! A committed branch and the order its checks run in.
+//! A committed branch, the days to check on it, and the order the checks run in.
 
 use super::{Rule, ValidateMode, ValidationError, ValidationReport, compare, rules};
 use crate::source::S3Settings;
@@ -6,19 +6,19 @@ use crate::store::writer::PreparedGranule;
 use crate::store::{SessionStores, StoreState};
 
 /// A committed branch and what it should hold: the state it started from (`None` when
-/// the store was empty), its own state, and the days it added.
+/// the store was empty), its own state, and days it added, from time index `first`.
 pub struct Branch<'a> {
     pub stores: &'a SessionStores,
     pub before: Option<&'a StoreState>,
     pub after: &'a StoreState,
     pub days: &'a [PreparedGranule],
+    /// Time index of `days[0]`.
+    pub first: u64,
+    /// Whether `days` are everything the branch added (else one batch of a backfill).
+    pub whole: bool,
 }
 
 impl Branch<'_> {
-    pub(super) fn days_before(&self) -> u64 {
-        self.before.map_or(0, |b| b.days)
-    }
-
     /// The state the branch grew from, if it held any days.
     pub(super) fn nonempty_before(&self) -> Option<&StoreState> {
         self.before.filter(|b| b.days > 0)
@@ -41,7 +41,19 @@ pub async fn validate(
         before,
         after,
         days,
+        first: before.map_or(0, |b| b.days),
+        whole: true,
     };
+    check(&branch, mode, seed, s3).await
+}
+
+/// Run every rule of `mode` on `branch`.
+pub async fn check(
+    branch: &Branch<'_>,
+    mode: ValidateMode,
+    seed: u64,
+    s3: &S3Settings,
+) -> Result<ValidationReport, ValidationError> {
     let mut report = ValidationReport {
         mode,
         ..Default::default()
@@ -49,15 +61,15 @@ pub async fn validate(
     if mode == ValidateMode::Off {
         return Ok(report);
     }
-    report.rules.extend(rules::check_time_axis(&branch).await?);
-    report.rules.extend(rules::check_attributes(&branch)?);
-    report.rules.extend(rules::check_coordinates(&branch)?);
-    report.references_checked = rules::check_references(&branch).await?;
+    report.rules.extend(rules::check_time_axis(branch).await?);
+    report.rules.extend(rules::check_attributes(branch)?);
+    report.rules.extend(rules::check_coordinates(branch)?);
+    report.references_checked = rules::check_references(branch).await?;
     report.rules.push(Rule::GranuleReferenced);
     if mode == ValidateMode::Metadata {
         return Ok(report);
     }
-    let compared = compare::compare_data(&branch, mode, seed, s3).await?;
+    let compared = compare::compare_data(branch, mode, seed, s3).await?;
     report.chunks_compared = compared.chunks;
     report.values_compared = compared.values;
     report.source_bytes_read = compared.source_bytes;

@@ -34,7 +34,7 @@ pub(super) async fn compare_data(
     let mut compared = Compared::default();
     let tmp = tempfile::tempdir().map_err(|e| source_error("", "", e))?;
     for (i, day) in branch.days.iter().enumerate() {
-        let t = branch.days_before() + i as u64;
+        let t = branch.first + i as u64;
         let url = day.granule.url.as_str();
         let (local, bytes) = local_copy(url, tmp.path(), s3).await?;
         compared.source_bytes += bytes;

@@ -11,7 +11,7 @@ mod compare;
 mod rules;
 
 #[cfg(feature = "validate")]
-pub use branch::{Branch, validate};
+pub use branch::{Branch, check, validate};
 
 use serde::{Deserialize, Serialize};
 

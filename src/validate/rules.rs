@@ -15,8 +15,14 @@ use crate::store::writer::{chunk_refs, store_chunk_index};
 /// the new days' time values (converted to the store's epoch).
 pub(super) async fn check_time_axis(branch: &Branch<'_>) -> Result<Vec<Rule>, ValidationError> {
     let (after, days) = (branch.after, branch.days);
-    let days_before = branch.days_before();
-    if after.days != days_before + days.len() as u64 {
+    let days_before = branch.first;
+    let end = days_before + days.len() as u64;
+    let counted = if branch.whole {
+        after.days == end
+    } else {
+        after.days >= end
+    };
+    if !counted {
         return Err(failed(
             Rule::NewStepsEqualGranules,
             format!(
@@ -121,7 +127,7 @@ pub(super) async fn check_references(branch: &Branch<'_>) -> Result<u64, Validat
     let session = session.read().await;
     let mut checked = 0;
     for (i, day) in branch.days.iter().enumerate() {
-        let t = branch.days_before() + i as u64;
+        let t = branch.first + i as u64;
         let url = day.granule.url.as_str();
         for name in branch.after.data_arrays() {
             let var = day.refs.variable(&name).ok_or_else(|| {

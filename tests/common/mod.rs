@@ -6,6 +6,7 @@
 pub mod decode;
 pub mod fixtures;
 pub mod oracle;
+pub mod store;
 pub mod tooling;
 
 #[allow(unused_imports)]
