@@ -78,8 +78,7 @@ async fn a_backfill_in_batches_builds_the_store_a_single_init_builds() {
 
     // The commit loop, each batch one commit; a repeated batch changes nothing.
     let mut next = 0;
-    let mut last = None;
-    loop {
+    let last = loop {
         let out = pipeline::write_batch(
             &ctx,
             WriteBatchInput {
@@ -96,13 +95,10 @@ async fn a_backfill_in_batches_builds_the_store_a_single_init_builds() {
             "batch {next}"
         );
         next = out.next_batch;
-        let done = out.done;
-        last = Some(out);
-        if done {
-            break;
+        if out.done {
+            break out;
         }
-    }
-    let last = last.unwrap();
+    };
     let again = pipeline::write_batch(
         &ctx,
         WriteBatchInput {
