@@ -80,7 +80,10 @@ pub fn unshuffle(data: &[u8], element_size: usize) -> Vec<u8> {
 }
 
 /// Read and decode the whole of a one-dimensional variable, as little-endian bytes.
-pub async fn read_1d(reader: &dyn RangeRead, var: &Variable) -> Result<Vec<u8>, DecodeError> {
+pub(crate) async fn read_1d(
+    reader: &dyn RangeRead,
+    var: &Variable,
+) -> Result<Vec<u8>, DecodeError> {
     let layout = |message| DecodeError::Layout {
         granule: reader.url().to_string(),
         variable: var.name.clone(),

@@ -31,7 +31,7 @@ fn zarray(var: &Variable) -> Value {
 }
 
 /// The chunk key Zarr v2 uses for a chunk-grid index (`0.0.0`; `0` for a scalar).
-pub fn chunk_key(index: &[u64]) -> String {
+pub(crate) fn chunk_key(index: &[u64]) -> String {
     if index.is_empty() {
         return "0".to_string();
     }

@@ -242,7 +242,10 @@ pub async fn index_granule(
 }
 
 /// Interpret an HDF5 metadata tree with netCDF-4 conventions.
-pub fn from_metadata(object: ObjectInfo, meta: &FileMetadata) -> Result<GranuleRefs, RefsError> {
+pub(crate) fn from_metadata(
+    object: ObjectInfo,
+    meta: &FileMetadata,
+) -> Result<GranuleRefs, RefsError> {
     let root = &meta.root;
     let by_address: HashMap<u64, &Dataset> = root.datasets.iter().map(|d| (d.address, d)).collect();
     let granule = object.url.clone();
@@ -423,7 +426,34 @@ fn variable(
     let (dtype, endian) = data_type(granule, &ds.name, &ds.datatype)?;
     let codecs = codecs(granule, ds, dtype)?;
     let dimensions = dimension_names(granule, ds, by_address)?;
-    let (chunk_shape, chunks) = match &ds.layout {
+    let (chunk_shape, chunks) = chunk_layout(granule, ds)?;
+    let fill_value = ds
+        .fill_value
+        .as_deref()
+        .and_then(|b| dtype.decode_json(b, endian));
+    Ok(Variable {
+        name: ds.name.clone(),
+        dtype,
+        endian,
+        shape: ds.shape.clone(),
+        dimensions,
+        chunk_shape,
+        codecs,
+        fill_value,
+        attributes: visible_attributes(granule, &ds.name, &ds.attributes)?,
+        chunks,
+    })
+}
+
+/// A variable's stored chunks by chunk-grid index, as [`Variable::chunks`] holds them.
+type StoredChunks = Vec<(Vec<u64>, ChunkData)>;
+
+/// The chunk shape and every stored chunk of a dataset, whatever its HDF5 layout.
+fn chunk_layout(
+    granule: &str,
+    ds: &Dataset,
+) -> Result<(Vec<u64>, StoredChunks), RefsError> {
+    Ok(match &ds.layout {
         Layout::Chunked {
             chunk_shape,
             chunks,
@@ -483,28 +513,12 @@ fn variable(
             ds.shape.clone(),
             vec![(vec![0; ds.shape.len()], ChunkData::Inline(data.clone()))],
         ),
-    };
-    let fill_value = ds
-        .fill_value
-        .as_deref()
-        .and_then(|b| dtype.decode_json(b, endian));
-    Ok(Variable {
-        name: ds.name.clone(),
-        dtype,
-        endian,
-        shape: ds.shape.clone(),
-        dimensions,
-        chunk_shape,
-        codecs,
-        fill_value,
-        attributes: visible_attributes(granule, &ds.name, &ds.attributes)?,
-        chunks,
     })
 }
 
 /// Attributes as JSON values, bookkeeping removed. One-element arrays become scalars, as
 /// netCDF readers present them.
-pub fn visible_attributes(
+pub(crate) fn visible_attributes(
     granule: &str,
     object: &str,
     attrs: &[Attribute],

@@ -661,13 +661,14 @@ impl GranuleSpec {
 
     /// The global attributes, in the order real files have them.
     pub fn global_attributes(&self) -> Attrs {
-        let nine = NaiveTime::from_hms_opt(9, 0, 0).expect("valid time");
-        let twenty_one = NaiveTime::from_hms_opt(21, 0, 0).expect("valid time");
-        let t = self.date.and_time(nine);
-        let created = (self.date + Duration::days(1))
-            .and_time(NaiveTime::from_hms_opt(3, 4, 28).expect("valid time"))
-            + Duration::seconds((splitmix64(self.day_index() as u64 ^ self.seed) % 3600) as i64);
-        let (source, platform, sensor) = self.inputs();
+        let mut attrs = self.product_attributes();
+        attrs.extend(self.coverage_attributes());
+        attrs.extend(Self::catalogue_attributes());
+        attrs
+    }
+
+    /// What the product is (the first global attributes).
+    fn product_attributes(&self) -> Attrs {
         vec![
             ("Conventions", "CF-1.7, ACDD-1.3".into()),
             ("title", "Daily MUR SST, Final product".into()),
@@ -694,8 +695,7 @@ impl GranuleSpec {
             ),
             (
                 "license",
-                "These data are available free of charge under data policy of JPL PO.DAAC."
-                    .into(),
+                "These data are available free of charge under data policy of JPL PO.DAAC.".into(),
             ),
             ("id", "MUR-JPL-L4-GLOB-v04.1".into()),
             ("naming_authority", "org.ghrsst".into()),
@@ -703,6 +703,19 @@ impl GranuleSpec {
             ("uuid", "27665bc0-d5fc-11e1-9b23-0800200c9a66".into()),
             ("gds_version_id", "2.0".into()),
             ("netcdf_version_id", "4.1".into()),
+        ]
+    }
+
+    /// When the granule was made and what it covers, and from which inputs.
+    fn coverage_attributes(&self) -> Attrs {
+        let nine = NaiveTime::from_hms_opt(9, 0, 0).expect("valid time");
+        let twenty_one = NaiveTime::from_hms_opt(21, 0, 0).expect("valid time");
+        let t = self.date.and_time(nine);
+        let created = (self.date + Duration::days(1))
+            .and_time(NaiveTime::from_hms_opt(3, 4, 28).expect("valid time"))
+            + Duration::seconds((splitmix64(self.day_index() as u64 ^ self.seed) % 3600) as i64);
+        let (source, platform, sensor) = self.inputs();
+        vec![
             ("date_created", fmt_ts(created).into()),
             ("start_time", fmt_ts(t).into()),
             ("stop_time", fmt_ts(t).into()),
@@ -718,6 +731,12 @@ impl GranuleSpec {
             ("source", source.into()),
             ("platform", platform.into()),
             ("sensor", sensor.into()),
+        ]
+    }
+
+    /// Catalogue, grid and contact attributes: the same in every granule.
+    fn catalogue_attributes() -> Attrs {
+        vec![
             ("Metadata_Conventions", "Unidata Observation Dataset v1.0".into()),
             (
                 "metadata_link",
@@ -801,111 +820,135 @@ impl GranuleSpec {
     /// Attributes of a data variable in file order, `_FillValue` first (netcdf-c records it
     /// when the variable is defined with its fill value, as the reference store shows).
     pub fn variable_attributes(&self, var: DataVar) -> Attrs {
-        let (source, _, _) = self.inputs();
-        let ymd = self.date.format("%Y%m%d");
         let fill = match var.dtype() {
             DType::Int16 => AttrValue::I16(i16::MIN),
             DType::Int8 => AttrValue::I8(i8::MIN),
         };
         let mut a: Attrs = vec![("_FillValue", fill)];
-        match var {
-            DataVar::AnalysedSst => a.extend([
-                ("long_name", "analysed sea surface temperature".into()),
-                ("standard_name", "sea_surface_foundation_temperature".into()),
-                ("units", "kelvin".into()),
-                ("add_offset", AttrValue::F64(298.15)),
-                ("scale_factor", AttrValue::F64(0.001)),
-                ("valid_min", AttrValue::I16(-32767)),
-                ("valid_max", AttrValue::I16(32767)),
-                (
-                    "comment",
-                    "\"Final\" version using Multi-Resolution Variational Analysis (MRVA) method for interpolation"
-                        .into(),
-                ),
-                ("coordinates", "lon lat".into()),
-                ("source", source.into()),
-            ]),
-            DataVar::AnalysisError => a.extend([
-                (
-                    "long_name",
-                    "estimated error standard deviation of analysed_sst".into(),
-                ),
-                ("units", "kelvin".into()),
-                ("add_offset", AttrValue::F64(0.0)),
-                ("scale_factor", AttrValue::F64(0.01)),
-                ("valid_min", AttrValue::I16(0)),
-                ("valid_max", AttrValue::I16(32767)),
-                ("comment", "none".into()),
-                ("coordinates", "lon lat".into()),
-            ]),
-            DataVar::Mask => a.extend([
-                ("long_name", "sea/land field composite mask".into()),
-                ("valid_min", AttrValue::I8(1)),
-                ("valid_max", AttrValue::I8(31)),
-                ("flag_masks", AttrValue::I8s(vec![1, 2, 4, 8, 16])),
-                ("flag_values", AttrValue::I8s(vec![1, 2, 5, 9, 13])),
-                (
-                    "flag_meanings",
-                    "1=open-sea, 2=land, 5=open-lake, 9=open-sea with ice in the grid, 13=open-lake with ice in the grid"
-                        .into(),
-                ),
-                ("comment", "mask can be used to further filter the data.".into()),
-                ("coordinates", "lon lat".into()),
-                (
-                    "source",
-                    "GMT \"grdlandmask\", ice flag from sea_ice_fraction data".into(),
-                ),
-            ]),
-            DataVar::SeaIceFraction => a.extend([
-                ("long_name", "sea ice area fraction".into()),
-                ("standard_name", "sea_ice_area_fraction".into()),
-                ("units", "1".into()),
-                ("add_offset", AttrValue::F64(0.0)),
-                ("scale_factor", AttrValue::F64(0.01)),
-                ("valid_min", AttrValue::I8(0)),
-                ("valid_max", AttrValue::I8(100)),
-                ("source", "EUMETSAT OSI-SAF, copyright EUMETSAT".into()),
-                (
-                    "comment",
-                    format!(
-                        "ice fraction is a dimensionless quantity between 0 and 1; it has been interpolated by a nearest neighbor approach; EUMETSAT OSI-SAF files used: ice_conc_nh_polstere-100_multi_{ymd}1200.nc, ice_conc_sh_polstere-100_multi_{ymd}1200.nc."
-                    )
-                    .into(),
-                ),
-                ("coordinates", "lon lat".into()),
-            ]),
-            DataVar::Dt1kmData => a.extend([
-                ("long_name", "time to most recent 1km data".into()),
-                ("units", "hours".into()),
-                ("valid_min", AttrValue::I8(-127)),
-                ("valid_max", AttrValue::I8(127)),
-                ("source", "MODIS and VIIRS pixels ingested by MUR".into()),
-                (
-                    "comment",
-                    "The grid value is hours between the analysis time and the most recent MODIS or VIIRS 1km L2P datum within 0.01 degrees from the grid point.  \"Fill value\" indicates absence of such 1km data at the grid point."
-                        .into(),
-                ),
-                ("coordinates", "lon lat".into()),
-            ]),
-            DataVar::SstAnomaly => a.extend([
-                (
-                    "long_name",
-                    "SST anomaly from a seasonal SST climatology based on the MUR data over 2003-2014 period"
-                        .into(),
-                ),
-                ("units", "kelvin".into()),
-                ("add_offset", AttrValue::F64(0.0)),
-                ("scale_factor", AttrValue::F64(0.001)),
-                ("valid_min", AttrValue::I16(-32767)),
-                ("valid_max", AttrValue::I16(32767)),
-                (
-                    "comment",
-                    "anomaly reference to the day-of-year average between 2003 and 2014".into(),
-                ),
-                ("coordinates", "lon lat".into()),
-            ]),
-        }
+        a.extend(match var {
+            DataVar::AnalysedSst => self.analysed_sst_attributes(),
+            DataVar::AnalysisError => self.analysis_error_attributes(),
+            DataVar::Mask => self.mask_attributes(),
+            DataVar::SeaIceFraction => self.sea_ice_fraction_attributes(),
+            DataVar::Dt1kmData => self.dt_1km_data_attributes(),
+            DataVar::SstAnomaly => self.sst_anomaly_attributes(),
+        });
         a
+    }
+
+    fn analysed_sst_attributes(&self) -> Attrs {
+        let (source, _, _) = self.inputs();
+        vec![
+            ("long_name", "analysed sea surface temperature".into()),
+            ("standard_name", "sea_surface_foundation_temperature".into()),
+            ("units", "kelvin".into()),
+            ("add_offset", AttrValue::F64(298.15)),
+            ("scale_factor", AttrValue::F64(0.001)),
+            ("valid_min", AttrValue::I16(-32767)),
+            ("valid_max", AttrValue::I16(32767)),
+            (
+                "comment",
+                "\"Final\" version using Multi-Resolution Variational Analysis (MRVA) method for interpolation"
+                    .into(),
+            ),
+            ("coordinates", "lon lat".into()),
+            ("source", source.into()),
+        ]
+    }
+
+    fn analysis_error_attributes(&self) -> Attrs {
+        vec![
+            (
+                "long_name",
+                "estimated error standard deviation of analysed_sst".into(),
+            ),
+            ("units", "kelvin".into()),
+            ("add_offset", AttrValue::F64(0.0)),
+            ("scale_factor", AttrValue::F64(0.01)),
+            ("valid_min", AttrValue::I16(0)),
+            ("valid_max", AttrValue::I16(32767)),
+            ("comment", "none".into()),
+            ("coordinates", "lon lat".into()),
+        ]
+    }
+
+    fn mask_attributes(&self) -> Attrs {
+        vec![
+            ("long_name", "sea/land field composite mask".into()),
+            ("valid_min", AttrValue::I8(1)),
+            ("valid_max", AttrValue::I8(31)),
+            ("flag_masks", AttrValue::I8s(vec![1, 2, 4, 8, 16])),
+            ("flag_values", AttrValue::I8s(vec![1, 2, 5, 9, 13])),
+            (
+                "flag_meanings",
+                "1=open-sea, 2=land, 5=open-lake, 9=open-sea with ice in the grid, 13=open-lake with ice in the grid"
+                    .into(),
+            ),
+            ("comment", "mask can be used to further filter the data.".into()),
+            ("coordinates", "lon lat".into()),
+            (
+                "source",
+                "GMT \"grdlandmask\", ice flag from sea_ice_fraction data".into(),
+            ),
+        ]
+    }
+
+    fn sea_ice_fraction_attributes(&self) -> Attrs {
+        let ymd = self.date.format("%Y%m%d");
+        vec![
+            ("long_name", "sea ice area fraction".into()),
+            ("standard_name", "sea_ice_area_fraction".into()),
+            ("units", "1".into()),
+            ("add_offset", AttrValue::F64(0.0)),
+            ("scale_factor", AttrValue::F64(0.01)),
+            ("valid_min", AttrValue::I8(0)),
+            ("valid_max", AttrValue::I8(100)),
+            ("source", "EUMETSAT OSI-SAF, copyright EUMETSAT".into()),
+            (
+                "comment",
+                format!(
+                    "ice fraction is a dimensionless quantity between 0 and 1; it has been interpolated by a nearest neighbor approach; EUMETSAT OSI-SAF files used: ice_conc_nh_polstere-100_multi_{ymd}1200.nc, ice_conc_sh_polstere-100_multi_{ymd}1200.nc."
+                )
+                .into(),
+            ),
+            ("coordinates", "lon lat".into()),
+        ]
+    }
+
+    fn dt_1km_data_attributes(&self) -> Attrs {
+        vec![
+            ("long_name", "time to most recent 1km data".into()),
+            ("units", "hours".into()),
+            ("valid_min", AttrValue::I8(-127)),
+            ("valid_max", AttrValue::I8(127)),
+            ("source", "MODIS and VIIRS pixels ingested by MUR".into()),
+            (
+                "comment",
+                "The grid value is hours between the analysis time and the most recent MODIS or VIIRS 1km L2P datum within 0.01 degrees from the grid point.  \"Fill value\" indicates absence of such 1km data at the grid point."
+                    .into(),
+            ),
+            ("coordinates", "lon lat".into()),
+        ]
+    }
+
+    fn sst_anomaly_attributes(&self) -> Attrs {
+        vec![
+            (
+                "long_name",
+                "SST anomaly from a seasonal SST climatology based on the MUR data over 2003-2014 period"
+                    .into(),
+            ),
+            ("units", "kelvin".into()),
+            ("add_offset", AttrValue::F64(0.0)),
+            ("scale_factor", AttrValue::F64(0.001)),
+            ("valid_min", AttrValue::I16(-32767)),
+            ("valid_max", AttrValue::I16(32767)),
+            (
+                "comment",
+                "anomaly reference to the day-of-year average between 2003 and 2014".into(),
+            ),
+            ("coordinates", "lon lat".into()),
+        ]
     }
 }
 
@@ -938,57 +981,81 @@ pub fn write_granule(dir: &Path, spec: &GranuleSpec) -> Result<PathBuf, Syntheti
     result.map(|()| path)
 }
 
-fn write_to(path: &Path, spec: &GranuleSpec) -> Result<(), SyntheticError> {
-    let nc = |action: &str| {
-        let path = path.to_path_buf();
-        let action = action.to_string();
-        move |source| SyntheticError::NetCdf {
-            path,
-            action,
-            source,
-        }
-    };
-    let mut file = netcdf::create(path).map_err(nc("creating the file"))?;
+/// A netCDF error while `action`, naming the file.
+fn nc(path: &Path, action: &str) -> impl FnOnce(netcdf::Error) -> SyntheticError {
+    let path = path.to_path_buf();
+    let action = action.to_string();
+    move |source| SyntheticError::NetCdf {
+        path,
+        action,
+        source,
+    }
+}
 
+fn write_to(path: &Path, spec: &GranuleSpec) -> Result<(), SyntheticError> {
+    let mut file = netcdf::create(path).map_err(nc(path, "creating the file"))?;
+    define_header(&mut file, path, spec)?;
+    let vars = define_data_variables(&mut file, path, spec)?;
+    write_coordinates(&mut file, path, spec)?;
+    write_data(&mut file, path, spec, &vars)?;
+    file.close().map_err(nc(path, "closing the file"))?;
+    Ok(())
+}
+
+/// Global attributes, dimensions and the coordinate variables.
+fn define_header(
+    file: &mut netcdf::FileMut,
+    path: &Path,
+    spec: &GranuleSpec,
+) -> Result<(), SyntheticError> {
     for (name, value) in spec.global_attributes() {
         file.add_attribute(name, value)
-            .map_err(nc(&format!("adding global attribute {name}")))?;
+            .map_err(nc(path, &format!("adding global attribute {name}")))?;
     }
     // Real granules declare `time` with a fixed length of 1, not UNLIMITED: their `time`
     // variable is contiguous, which HDF5 only allows for fixed-size datasets.
     file.add_dimension("time", 1)
-        .map_err(nc("adding dim time"))?;
+        .map_err(nc(path, "adding dim time"))?;
     file.add_dimension("lat", spec.lat_size)
-        .map_err(nc("adding dim lat"))?;
+        .map_err(nc(path, "adding dim lat"))?;
     file.add_dimension("lon", spec.lon_size)
-        .map_err(nc("adding dim lon"))?;
+        .map_err(nc(path, "adding dim lon"))?;
 
     // Coordinates: time contiguous, lat/lon one filtered chunk each.
     {
         let mut v = file
             .add_variable::<i32>("time", &["time"])
-            .map_err(nc("defining time"))?;
+            .map_err(nc(path, "defining time"))?;
         for (name, value) in GranuleSpec::coordinate_attributes("time") {
             v.put_attribute(name, value)
-                .map_err(nc(&format!("adding time:{name}")))?;
+                .map_err(nc(path, &format!("adding time:{name}")))?;
         }
     }
     for (name, len) in [("lat", spec.lat_size), ("lon", spec.lon_size)] {
         let mut v = file
             .add_variable::<f32>(name, &[name])
-            .map_err(nc(&format!("defining {name}")))?;
+            .map_err(nc(path, &format!("defining {name}")))?;
         if spec.coordinate_filters {
             v.set_chunking(&[len])
-                .map_err(nc(&format!("chunking {name}")))?;
+                .map_err(nc(path, &format!("chunking {name}")))?;
             v.set_compression(spec.deflate_level.into(), spec.shuffle)
-                .map_err(nc(&format!("compressing {name}")))?;
+                .map_err(nc(path, &format!("compressing {name}")))?;
         }
         for (aname, value) in GranuleSpec::coordinate_attributes(name) {
             v.put_attribute(aname, value)
-                .map_err(nc(&format!("adding {name}:{aname}")))?;
+                .map_err(nc(path, &format!("adding {name}:{aname}")))?;
         }
     }
 
+    Ok(())
+}
+
+/// The data variables the spec has, with their chunking, filters and attributes.
+fn define_data_variables(
+    file: &mut netcdf::FileMut,
+    path: &Path,
+    spec: &GranuleSpec,
+) -> Result<Vec<DataVar>, SyntheticError> {
     let vars: Vec<DataVar> = DataVar::ALL.into_iter().filter(|v| spec.has(*v)).collect();
     for &var in &vars {
         let name = var.name();
@@ -997,39 +1064,57 @@ fn write_to(path: &Path, spec: &GranuleSpec) -> Result<(), SyntheticError> {
             DType::Int16 => file.add_variable::<i16>(name, &dims),
             DType::Int8 => file.add_variable::<i8>(name, &dims),
         }
-        .map_err(nc(&format!("defining {name}")))?;
+        .map_err(nc(path, &format!("defining {name}")))?;
         v.set_chunking(&spec.chunk_shape(var))
-            .map_err(nc(&format!("chunking {name}")))?;
+            .map_err(nc(path, &format!("chunking {name}")))?;
         v.set_compression(spec.deflate_level.into(), spec.shuffle)
-            .map_err(nc(&format!("compressing {name}")))?;
+            .map_err(nc(path, &format!("compressing {name}")))?;
         for (aname, value) in spec.variable_attributes(var) {
             let res = match (aname, &value) {
                 ("_FillValue", AttrValue::I16(x)) => v.set_fill_value(*x),
                 ("_FillValue", AttrValue::I8(x)) => v.set_fill_value(*x),
                 _ => v.put_attribute(aname, value).map(|_| ()),
             };
-            res.map_err(nc(&format!("adding {name}:{aname}")))?;
+            res.map_err(nc(path, &format!("adding {name}:{aname}")))?;
         }
     }
 
-    // Data.
+    Ok(vars)
+}
+
+/// The values of `time`, `lat` and `lon`.
+fn write_coordinates(
+    file: &mut netcdf::FileMut,
+    path: &Path,
+    spec: &GranuleSpec,
+) -> Result<(), SyntheticError> {
     file.variable_mut("time")
         .expect("time defined above")
         .put_values(&[spec.time_value()], ..)
-        .map_err(nc("writing time"))?;
+        .map_err(nc(path, "writing time"))?;
     let lat = spec.lat_values();
     file.variable_mut("lat")
         .expect("lat defined above")
         .put_values(&lat, ..)
-        .map_err(nc("writing lat"))?;
+        .map_err(nc(path, "writing lat"))?;
     let lon = spec.lon_values();
     file.variable_mut("lon")
         .expect("lon defined above")
         .put_values(&lon, ..)
-        .map_err(nc("writing lon"))?;
+        .map_err(nc(path, "writing lon"))?;
 
+    Ok(())
+}
+
+/// Every data variable's values, one block of chunk rows at a time.
+fn write_data(
+    file: &mut netcdf::FileMut,
+    path: &Path,
+    spec: &GranuleSpec,
+    vars: &[DataVar],
+) -> Result<(), SyntheticError> {
     let field = Field::new(spec);
-    for &var in &vars {
+    for &var in vars {
         let mut v = file
             .variable_mut(var.name())
             .expect("variable defined above");
@@ -1050,11 +1135,10 @@ fn write_to(path: &Path, spec: &GranuleSpec) -> Result<(), SyntheticError> {
                     v.put_values(&b, ext)
                 }
             }
-            .map_err(nc(&format!("writing {} rows {r0}..{r1}", var.name())))?;
+            .map_err(nc(path, &format!("writing {} rows {r0}..{r1}", var.name())))?;
             r0 = r1;
         }
     }
-    file.close().map_err(nc("closing the file"))?;
     Ok(())
 }
 

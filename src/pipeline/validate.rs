@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::write::{load_prepared, tip_of};
+use super::write::{Batch, branch_state, load_prepared, tip_of};
 use super::{Context, GenerateRefsOutput, PipelineError, Run, WriteOutput};
 use crate::artifacts::ArtifactStore;
-use crate::store::{SessionStores, StoreError, StoreRepo};
+use crate::store::{SessionStores, StoreRepo};
 use crate::validate::{self, ValidationReport};
 
 /// The run, what it generated, and the branch commit to check.
@@ -27,10 +27,7 @@ pub async fn validate_branch(
     let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
     let before = repo.state_at(&run.base()?).await?;
     let tip = tip_of(&write)?;
-    let after = repo
-        .state_at(&tip)
-        .await?
-        .ok_or_else(|| StoreError::metadata("/", "the branch has no root group"))?;
+    let after = branch_state(&repo, &tip).await?;
     let added: Vec<GenerateRefsOutput> = refs
         .into_iter()
         .filter(|r| write.days.contains(&r.date))
@@ -38,11 +35,25 @@ pub async fn validate_branch(
     let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
     let days = load_prepared(&store, &added).await?;
     let stores = SessionStores::new(repo.readonly_at(&tip).await?).await;
-    validate::validate(
-        &stores,
-        before.as_ref(),
-        &after,
-        &days,
+    let branch = validate::Branch {
+        stores: &stores,
+        before: before.as_ref(),
+        after: &after,
+        days: &days,
+        first: before.as_ref().map_or(0, |b| b.days),
+        whole: true,
+    };
+    check(ctx, &run, &branch).await
+}
+
+/// The run's validation level on `branch`; a failure keeps the branch and says so.
+async fn check(
+    ctx: &Context,
+    run: &Run,
+    branch: &validate::Branch<'_>,
+) -> Result<ValidationReport, PipelineError> {
+    validate::check(
+        branch,
         run.options.validate,
         run.options.seed,
         &ctx.source_s3,
@@ -77,23 +88,13 @@ pub async fn validate_batch(
     run.check_store(ctx)?;
     let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
     let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
-    let manifest: Vec<crate::granule::Granule> = store
-        .get_json(&crate::artifacts::manifest_key(&run.id))
-        .await?;
-    let size = super::discover::BATCH_DAYS as usize;
-    let start = (batch as usize).saturating_mul(size).min(manifest.len());
-    let mut pointers = Vec::new();
-    for g in &manifest[start..(start + size).min(manifest.len())] {
-        let key = crate::artifacts::day_pointer_key(&run.id, g.date);
-        pointers.push(store.get_json::<GenerateRefsOutput>(&key).await?);
-    }
-    let days = load_prepared(&store, &pointers).await?;
+    let Batch {
+        granules, start, ..
+    } = Batch::read(&store, &run, batch).await?;
+    let days = Batch::load(&store, &run, &granules).await?;
     let base_days = repo.state_at(&run.base()?).await?.map_or(0, |s| s.days);
     let tip = super::run::snapshot_id(&snapshot)?;
-    let after = repo
-        .state_at(&tip)
-        .await?
-        .ok_or_else(|| StoreError::metadata("/", "the branch has no root group"))?;
+    let after = branch_state(&repo, &tip).await?;
     let stores = SessionStores::new(repo.readonly_at(&tip).await?).await;
     let branch = validate::Branch {
         stores: &stores,
@@ -103,15 +104,5 @@ pub async fn validate_batch(
         first: base_days + start as u64,
         whole: false,
     };
-    validate::check(
-        &branch,
-        run.options.validate,
-        run.options.seed,
-        &ctx.source_s3,
-    )
-    .await
-    .map_err(|source| PipelineError::Unvalidated {
-        branch: run.branch.clone(),
-        source,
-    })
+    check(ctx, &run, &branch).await
 }

@@ -248,13 +248,12 @@ pub async fn write_batch(
     run.check_store(ctx)?;
     let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
     let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
-    let manifest: Vec<crate::granule::Granule> = store
-        .get_json(&crate::artifacts::manifest_key(&run.id))
-        .await?;
-    let size = super::discover::BATCH_DAYS as usize;
-    let start = (batch as usize).saturating_mul(size).min(manifest.len());
-    let granules = &manifest[start..(start + size).min(manifest.len())];
-    let batches = manifest.len().div_ceil(size) as u64;
+    let Batch {
+        granules,
+        start,
+        batches,
+    } = Batch::read(&store, &run, batch).await?;
+    let granules = granules.as_slice();
     let base = run.base()?;
     let tip = match repo.has_branch(&run.branch).await? {
         true => repo.branch_tip(&run.branch).await?,
@@ -332,12 +331,7 @@ async fn commit_batch(
         )
         .into());
     }
-    let mut pointers = Vec::with_capacity(granules.len());
-    for g in granules {
-        let key = crate::artifacts::day_pointer_key(&run.id, g.date);
-        pointers.push(store.get_json::<GenerateRefsOutput>(&key).await?);
-    }
-    let prepared = load_prepared(store, &pointers).await?;
+    let prepared = Batch::load(store, run, granules).await?;
     let (accepted, rejected) = split_by_schema(state, prepared);
     if let Some((_, first)) = rejected.into_iter().next() {
         // A backfill adds every day or none: a misfit stops it, naming the day.
@@ -368,4 +362,60 @@ async fn commit_batch(
         rejected: Vec::new(),
         reused: false,
     })
+}
+
+/// One batch of a backfill's manifest.
+pub(super) struct Batch {
+    pub granules: Vec<crate::granule::Granule>,
+    /// Index of the first granule in the manifest.
+    pub start: usize,
+    /// Batches in the manifest.
+    pub batches: u64,
+}
+
+impl Batch {
+    /// Batch `batch` of the run's manifest (empty past the end).
+    pub async fn read(store: &ArtifactStore, run: &Run, batch: u64) -> Result<Self, PipelineError> {
+        let mut manifest: Vec<crate::granule::Granule> = store
+            .get_json(&crate::artifacts::manifest_key(&run.id))
+            .await?;
+        let size = super::discover::BATCH_DAYS as usize;
+        let start = usize::try_from(batch)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(size)
+            .min(manifest.len());
+        let batches = manifest.len().div_ceil(size) as u64;
+        manifest.truncate((start + size).min(manifest.len()));
+        let granules = manifest.split_off(start);
+        Ok(Self {
+            granules,
+            start,
+            batches,
+        })
+    }
+
+    /// The batch's prepared days, through each day's pointer to its current artifact.
+    pub async fn load(
+        store: &ArtifactStore,
+        run: &Run,
+        granules: &[crate::granule::Granule],
+    ) -> Result<Vec<PreparedGranule>, PipelineError> {
+        let mut pointers = Vec::with_capacity(granules.len());
+        for g in granules {
+            let key = crate::artifacts::day_pointer_key(&run.id, g.date);
+            pointers.push(store.get_json::<GenerateRefsOutput>(&key).await?);
+        }
+        load_prepared(store, &pointers).await
+    }
+}
+
+/// A committed branch tip's state (it always has the root group the write made).
+pub(super) async fn branch_state(
+    repo: &StoreRepo,
+    tip: &SnapshotId,
+) -> Result<StoreState, PipelineError> {
+    Ok(repo
+        .state_at(tip)
+        .await?
+        .ok_or_else(|| StoreError::metadata("/", "the branch has no root group"))?)
 }

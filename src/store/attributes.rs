@@ -27,7 +27,7 @@ fn compare_key(v: &Value) -> String {
 ///
 /// `existing` is `None` for an empty store. Fails, naming the attribute and day, when an
 /// attribute that must be constant differs or is missing on one side.
-pub fn combine(
+pub(crate) fn combine(
     existing: Option<&Map<String, Value>>,
     new_days: &[(&str, &Map<String, Value>)],
 ) -> Result<Map<String, Value>, StoreError> {

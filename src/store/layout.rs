@@ -320,7 +320,7 @@ fn fill_of(var: &Variable) -> Value {
 }
 
 /// Metadata of a data variable holding `days` time steps.
-pub fn data_array(var: &Variable, days: u64) -> ArrayMeta {
+pub(crate) fn data_array(var: &Variable, days: u64) -> ArrayMeta {
     let mut shape = var.shape.clone();
     shape[0] = days;
     ArrayMeta::new(
@@ -336,7 +336,7 @@ pub fn data_array(var: &Variable, days: u64) -> ArrayMeta {
 
 /// Metadata of a static coordinate: one real chunk encoded like the source's, with
 /// xarray's NaN fill attribute.
-pub fn coordinate_array(var: &Variable) -> ArrayMeta {
+pub(crate) fn coordinate_array(var: &Variable) -> ArrayMeta {
     let mut attrs = var.attributes.clone();
     if matches!(var.dtype, DataType::Float32 | DataType::Float64)
         && !attrs.contains_key("_FillValue")
@@ -357,13 +357,13 @@ pub fn coordinate_array(var: &Variable) -> ArrayMeta {
 /// CF time units `"seconds since <datetime>[ UTC]"`: the epoch the values count from.
 ///
 /// The store and the pipeline only handle seconds (MUR's unit); anything else is `None`.
-pub fn seconds_epoch(units: &str) -> Option<NaiveDateTime> {
+pub(crate) fn seconds_epoch(units: &str) -> Option<NaiveDateTime> {
     let (unit, epoch) = parse_time_units(units)?;
     (unit == "seconds").then_some(epoch)
 }
 
 /// Parse CF time units `"<unit> since <datetime>[ UTC]"` into the unit and the epoch.
-pub fn parse_time_units(units: &str) -> Option<(String, NaiveDateTime)> {
+pub(crate) fn parse_time_units(units: &str) -> Option<(String, NaiveDateTime)> {
     let (unit, since) = units.split_once(" since ")?;
     let since = since
         .trim()
@@ -388,7 +388,7 @@ pub fn parse_time_units(units: &str) -> Option<(String, NaiveDateTime)> {
 
 /// Metadata of the `time` coordinate with `days` steps, one chunk per day, units
 /// rewritten as xarray writes them (ISO epoch with offset, explicit calendar).
-pub fn time_array(var: &Variable, days: u64) -> Result<ArrayMeta, StoreError> {
+pub(crate) fn time_array(var: &Variable, days: u64) -> Result<ArrayMeta, StoreError> {
     let mut attrs = var.attributes.clone();
     let units = attrs
         .remove("units")

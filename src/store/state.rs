@@ -51,7 +51,7 @@ impl StoreState {
 
 /// Read the store's state through `stores` (a session at `snapshot`); `None` for an
 /// empty repository.
-pub async fn read_state(
+pub(crate) async fn read_state(
     stores: &SessionStores,
     snapshot: SnapshotId,
 ) -> Result<Option<StoreState>, StoreError> {

@@ -199,7 +199,7 @@ impl Values {
 }
 
 /// The one-dimensional subset `start..end`.
-pub fn range_1d(start: u64, end: u64) -> ArraySubset {
+pub(crate) fn range_1d(start: u64, end: u64) -> ArraySubset {
     ArraySubset::new_with_ranges(std::slice::from_ref(&(start..end)))
 }
 

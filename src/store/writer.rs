@@ -98,7 +98,7 @@ fn checksum(object: &ObjectInfo) -> Option<Checksum> {
 
 /// The store's chunk index for a granule chunk placed at time step `t`: the granule's
 /// own time index is replaced by `t`.
-pub fn store_chunk_index(
+pub(crate) fn store_chunk_index(
     variable: &str,
     t: u64,
     granule_index: &[u64],
@@ -117,7 +117,7 @@ pub fn store_chunk_index(
 }
 
 /// A variable's chunks as byte ranges; compact (inline) storage has none to point at.
-pub fn chunk_refs<'a>(
+pub(crate) fn chunk_refs<'a>(
     granule: &str,
     var: &'a Variable,
 ) -> Result<Vec<(&'a [u64], ChunkRef)>, StoreError> {
@@ -404,7 +404,7 @@ async fn set_references(
 }
 
 /// Check a prepared day's time value is 09:00 UTC of its file name's date.
-pub fn check_time(day: &PreparedGranule) -> Result<(), StoreError> {
+pub(crate) fn check_time(day: &PreparedGranule) -> Result<(), StoreError> {
     let expected = granule::time_value(day.granule.date)
         - (day.time_epoch - granule::time_epoch()).num_seconds();
     if day.time_seconds != expected {
