@@ -449,10 +449,7 @@ fn variable(
 type StoredChunks = Vec<(Vec<u64>, ChunkData)>;
 
 /// The chunk shape and every stored chunk of a dataset, whatever its HDF5 layout.
-fn chunk_layout(
-    granule: &str,
-    ds: &Dataset,
-) -> Result<(Vec<u64>, StoredChunks), RefsError> {
+fn chunk_layout(granule: &str, ds: &Dataset) -> Result<(Vec<u64>, StoredChunks), RefsError> {
     Ok(match &ds.layout {
         Layout::Chunked {
             chunk_shape,

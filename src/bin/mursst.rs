@@ -8,10 +8,11 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
+use icechunk::format::SnapshotId;
 use mursst::discover::GranuleSource;
 use mursst::pipeline::{self, Context, Progress, Report, Step, UpdateOptions};
 use mursst::source::{self, Counted, RangeRead, S3Settings};
-use mursst::store::RepoLocation;
+use mursst::store::{RepoLocation, StoreRepo};
 use mursst::validate::ValidateMode;
 
 #[derive(Parser)]
@@ -72,6 +73,17 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Look after the store: leftover branches, history, rollback, expiry.
+    Store {
+        #[command(subcommand)]
+        action: StoreCommand,
+        /// The icechunk repository: a directory or s3://bucket/prefix.
+        #[arg(long, env = "MURSST_STORE", global = true)]
+        store: Option<String>,
+        /// Print JSON.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Run one step with the JSON event its Lambda gets, printing the output JSON
     /// (reproduces a failed state from the console's input).
     Step {
@@ -84,6 +96,51 @@ enum Command {
         #[command(flatten)]
         locations: Locations,
     },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Every branch; temporary ones are runs that have not finished (or died).
+    Branches,
+    /// Delete temporary branches older than an age (never main, never one in --keep).
+    Prune {
+        /// e.g. `7d`, `12h`.
+        #[arg(long, value_parser = parse_age)]
+        older_than: chrono::Duration,
+        /// Branches of runs still going.
+        #[arg(long)]
+        keep: Vec<String>,
+    },
+    /// Expire snapshots older than an age and delete what nothing reaches any more.
+    Expire {
+        #[arg(long, value_parser = parse_age)]
+        older_than: chrono::Duration,
+    },
+    /// main's commits, newest first, with the days each added.
+    Log {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Move main back to one of its earlier snapshots (refused if main moves meanwhile).
+    Rollback {
+        #[arg(long)]
+        to: String,
+    },
+}
+
+/// An age such as `7d`, `12h`, `30m` or `45s`.
+fn parse_age(text: &str) -> Result<chrono::Duration, String> {
+    let (n, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("{text:?}: expected e.g. 7d or 12h"))?;
+    match unit {
+        "d" => Ok(chrono::Duration::days(n)),
+        "h" => Ok(chrono::Duration::hours(n)),
+        "m" => Ok(chrono::Duration::minutes(n)),
+        "s" => Ok(chrono::Duration::seconds(n)),
+        _ => Err(format!("{text:?}: the unit is one of d, h, m, s")),
+    }
 }
 
 /// Where the store, the granules and the run artifacts are.
@@ -234,6 +291,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let report = pipeline::update(&common.context()?, &common.options(limit)).await?;
             print_report(&report, common.json)
         }
+        Command::Store {
+            action,
+            store,
+            json,
+        } => store_command(action, store, json).await,
         Command::Step {
             name,
             event,
@@ -249,6 +311,61 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
+    }
+}
+
+async fn store_command(
+    action: StoreCommand,
+    store: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let store = store.ok_or_else(|| anyhow::anyhow!("--store (or MURSST_STORE) is required"))?;
+    let s3 = S3Settings::from_env();
+    let repo = StoreRepo::open(&RepoLocation::parse(&store)?, &s3, &s3).await?;
+    let now = chrono::Utc::now();
+    let out = match action {
+        StoreCommand::Branches => serde_json::to_value(repo.branches().await?)?,
+        StoreCommand::Prune { older_than, keep } => {
+            serde_json::to_value(repo.prune_branches(now - older_than, &keep).await?)?
+        }
+        StoreCommand::Expire { older_than } => {
+            serde_json::to_value(repo.expire_and_collect(now - older_than).await?)?
+        }
+        StoreCommand::Log { limit } => serde_json::to_value(repo.log(limit).await?)?,
+        StoreCommand::Rollback { to } => {
+            let expected = repo.branch_tip("main").await?;
+            let to = SnapshotId::try_from(to.as_str())
+                .map_err(|e| anyhow::anyhow!("--to {to:?} is not a snapshot id: {e}"))?;
+            repo.rollback(&to, &expected).await?;
+            serde_json::json!({"main": to.to_string(), "was": expected.to_string()})
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_rows(&out);
+    }
+    Ok(())
+}
+
+/// A JSON result as plain lines: one object per line, `key: value` pairs.
+fn print_rows(value: &serde_json::Value) {
+    let line = |v: &serde_json::Value| match v {
+        serde_json::Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}: {s}"),
+                other => format!("{k}: {other}"),
+            })
+            .collect::<Vec<_>>()
+            .join("  "),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match value {
+        serde_json::Value::Array(rows) if rows.is_empty() => println!("(none)"),
+        serde_json::Value::Array(rows) => rows.iter().for_each(|r| println!("{}", line(r))),
+        other => println!("{}", line(other)),
     }
 }
 

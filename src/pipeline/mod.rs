@@ -13,6 +13,7 @@ mod chain;
 mod discover;
 mod error;
 mod generate;
+mod maintain;
 mod promote;
 mod run;
 mod step;
@@ -30,6 +31,7 @@ pub use generate::{
     GenerateRefsBatch, GenerateRefsBatchOutput, GenerateRefsInput, GenerateRefsOutput,
     generate_refs, generate_refs_batch, prepare_granule,
 };
+pub use maintain::{MaintainInput, MaintainOutput, maintain};
 pub use promote::{PromoteInput, PromoteOutput, promote};
 pub use run::{CreateSpec, Run, RunOptions};
 pub use step::{CommitEvent, GenerateRefsEvent, Step, run_step};

@@ -39,6 +39,8 @@ pub enum CommitEvent {
     Merge(PromoteInput),
     /// One batch of a backfill's days on its branch.
     WriteBatch(WriteBatchInput),
+    /// Prune leftover branches, expire old snapshots (the maintenance schedule).
+    Maintain(super::MaintainInput),
 }
 
 /// The generate-refs Lambda's event: one granule (the update's Map) or a batch (the
@@ -85,6 +87,7 @@ pub async fn run_step(ctx: &Context, step: Step, event: Value) -> Result<Value, 
             CommitEvent::Write(input) => json(super::write_branch(ctx, input).await?),
             CommitEvent::Merge(input) => json(super::promote(ctx, input).await?),
             CommitEvent::WriteBatch(input) => json(super::write::write_batch(ctx, input).await?),
+            CommitEvent::Maintain(input) => json(super::maintain(ctx, input).await?),
         },
         #[cfg(feature = "validate")]
         Step::Validate => match parse(step, event)? {

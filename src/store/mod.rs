@@ -8,6 +8,7 @@
 //! across days; `schema` decides whether a granule fits; `writer` appends days.
 
 pub mod attributes;
+pub mod hygiene;
 pub mod layout;
 pub mod repository;
 pub mod schema;
