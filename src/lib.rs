@@ -11,6 +11,8 @@ pub mod discover;
 pub mod granule;
 pub mod hdf5;
 pub mod kerchunk;
+#[cfg(feature = "ops")]
+pub mod ops;
 pub mod oracle;
 pub mod pipeline;
 pub mod refs;

@@ -276,6 +276,16 @@ impl S3Settings {
 
     /// Build an S3 client for these settings.
     pub async fn client(&self) -> aws_sdk_s3::Client {
+        let shared = self.sdk_config().await;
+        let conf = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(self.force_path_style)
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// The shared AWS configuration (region, endpoint, credentials) any client of these
+    /// settings starts from.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(region) = &self.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
@@ -300,11 +310,7 @@ impl S3Settings {
         if self.anonymous {
             loader = loader.no_credentials();
         }
-        let shared = loader.load().await;
-        let conf = aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(self.force_path_style)
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
+        loader.load().await
     }
 }
 

@@ -84,6 +84,11 @@ enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// Operate a deployed stage: start, watch and redrive its state machines.
+    Ops {
+        #[command(subcommand)]
+        action: OpsCommand,
+    },
     /// Run one step with the JSON event its Lambda gets, printing the output JSON
     /// (reproduces a failed state from the console's input).
     Step {
@@ -126,6 +131,35 @@ enum StoreCommand {
         #[arg(long)]
         to: String,
     },
+}
+
+#[derive(Subcommand)]
+enum OpsCommand {
+    /// Start an execution (the daily run, or given dates).
+    Start {
+        /// The state machine's ARN.
+        #[arg(long, env = "MURSST_STATE_MACHINE")]
+        state_machine: String,
+        /// Only these days (comma separated).
+        #[arg(long, value_delimiter = ',')]
+        dates: Vec<NaiveDate>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_enum)]
+        validate: Option<ValidateMode>,
+    },
+    /// Recent executions and their outcome, and the store's head.
+    Status {
+        #[arg(long, env = "MURSST_STATE_MACHINE")]
+        state_machine: String,
+        #[arg(long, default_value_t = 10)]
+        limit: i32,
+        /// Also show the store: last day, main's snapshot, leftover branches.
+        #[arg(long, env = "MURSST_STORE")]
+        store: Option<String>,
+    },
+    /// Resume a failed execution's run: same branch, indexed granules reused.
+    Redrive { execution: String },
 }
 
 /// An age such as `7d`, `12h`, `30m` or `45s`.
@@ -296,6 +330,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             store,
             json,
         } => store_command(action, store, json).await,
+        Command::Ops { action } => ops_command(action).await,
         Command::Step {
             name,
             event,
@@ -345,6 +380,62 @@ async fn store_command(
     } else {
         print_rows(&out);
     }
+    Ok(())
+}
+
+async fn ops_command(action: OpsCommand) -> anyhow::Result<()> {
+    let settings = S3Settings::from_env();
+    let ops = mursst::ops::Ops::new(&settings).await;
+    let out = match action {
+        OpsCommand::Start {
+            state_machine,
+            dates,
+            dry_run,
+            validate,
+        } => {
+            let mut input = serde_json::json!({"dry_run": dry_run});
+            if !dates.is_empty() {
+                input["dates"] = serde_json::json!(dates);
+            }
+            if let Some(v) = validate {
+                input["validate"] = serde_json::json!(v);
+            }
+            serde_json::json!({"execution": ops.start(&state_machine, &input).await?})
+        }
+        OpsCommand::Status {
+            state_machine,
+            limit,
+            store,
+        } => {
+            let mut out = serde_json::json!({
+                "executions": ops.executions(&state_machine, limit).await?,
+            });
+            if let Some(store) = store {
+                let repo =
+                    StoreRepo::open(&RepoLocation::parse(&store)?, &settings, &settings).await?;
+                let tip = repo.branch_tip("main").await?;
+                let state = repo.state_at(&tip).await?;
+                let leftover: Vec<String> = repo
+                    .branches()
+                    .await?
+                    .into_iter()
+                    .filter(|b| b.temporary)
+                    .map(|b| b.name)
+                    .collect();
+                out["store"] = serde_json::json!({
+                    "main": tip.to_string(),
+                    "days": state.as_ref().map_or(0, |s| s.days),
+                    "last_day": state.and_then(|s| s.last_day),
+                    "leftover_branches": leftover,
+                });
+            }
+            out
+        }
+        OpsCommand::Redrive { execution } => {
+            serde_json::json!({"execution": ops.redrive(&execution).await?})
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 

@@ -176,6 +176,11 @@ pub struct MotoServer {
 impl MotoServer {
     /// Start `python -m moto.server` on a free port and wait until it answers HTTP.
     pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// [`Self::start`] with extra environment for the server (moto's own settings).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
         let dir = TempDir::new("moto");
         let log = dir.path().join("moto.log");
         let mut last_err = String::new();
@@ -187,6 +192,7 @@ impl MotoServer {
                 Command::new(python())
                     .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
                     .arg(port.to_string())
+                    .envs(env.iter().copied())
                     .stdin(Stdio::null())
                     .stdout(log_file.try_clone().expect("clone log handle"))
                     .stderr(log_file),
