@@ -13,6 +13,7 @@ use super::{
     Context, CreateSpec, DEFAULT_LAG_DAYS, DiscoverInput, DiscoverOutput, GenerateRefsInput,
     GenerateRefsOutput, PipelineError, PromoteInput, WriteInput, WriteOutput,
 };
+use crate::store::{StoreError, StoreRepo};
 use crate::validate::{ValidateMode, ValidationReport};
 
 /// What one run did, printed at the end (`--json` for machines).
@@ -138,7 +139,37 @@ fn report_of(found: &DiscoverOutput) -> Report {
     }
 }
 
+/// Times a run starts over because another run moved `main` with other days.
+pub const ATTEMPTS: usize = 3;
+
+/// The chain, started over from the new `main` when another run moved it meanwhile.
 async fn run(ctx: &Context, input: DiscoverInput) -> Result<Report, PipelineError> {
+    let mut attempt = 1;
+    loop {
+        match run_once(ctx, input.clone()).await {
+            Err(PipelineError::Store(StoreError::Conflict { branch, .. }))
+                if attempt < ATTEMPTS =>
+            {
+                // The branch holds days on an old base: drop it and look again.
+                let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
+                let _lock = repo.write_lock().await?;
+                if repo.has_branch(&branch).await? {
+                    repo.delete_branch(&branch).await?;
+                }
+                attempt += 1;
+            }
+            Err(PipelineError::Store(source @ StoreError::Conflict { .. })) => {
+                return Err(PipelineError::KeptMoving {
+                    attempts: attempt,
+                    source,
+                });
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, PipelineError> {
     let mut timer = Timer::new();
     let found = super::discover(ctx, input).await?;
     let mut report = report_of(&found);

@@ -55,6 +55,12 @@ pub enum PipelineError {
     },
     #[error("the run is for store {run}, but this process serves {configured}")]
     WrongStore { run: String, configured: String },
+    #[error("main kept moving under this run: gave up after {attempts} attempts; {source}")]
+    KeptMoving {
+        attempts: usize,
+        #[source]
+        source: StoreError,
+    },
     #[error(
         "branch {branch} holds commits of another run ({found}); not touching it, start a new run"
     )]
@@ -164,7 +170,9 @@ impl PipelineError {
             | PipelineError::WrongStore { .. }
             | PipelineError::NotBuilt { .. }
             | PipelineError::MissingSetting { .. } => ErrorKind::InvalidInput,
-            PipelineError::BranchTaken { .. } => ErrorKind::Conflict,
+            PipelineError::BranchTaken { .. } | PipelineError::KeptMoving { .. } => {
+                ErrorKind::Conflict
+            }
             #[cfg(feature = "synthetic")]
             PipelineError::Synthetic(_) => ErrorKind::Failed,
         }

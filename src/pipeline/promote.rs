@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::write::tip_of;
 use super::{Context, PipelineError, Run, WriteOutput};
 use crate::artifacts::{self, ArtifactStore};
-use crate::store::StoreRepo;
+use crate::store::{StoreError, StoreRepo};
 
 /// The run and the validated commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +30,7 @@ pub async fn promote(ctx: &Context, input: PromoteInput) -> Result<PromoteOutput
     let PromoteInput { run, write } = input;
     run.check_store(ctx)?;
     let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
+    let _lock = repo.write_lock().await?;
     let (base, tip) = (run.base()?, tip_of(&write)?);
     let added = write.days_after.saturating_sub(write.days_before);
     let span = match (write.days.first(), write.days.last()) {
@@ -48,8 +49,47 @@ pub async fn promote(ctx: &Context, input: PromoteInput) -> Result<PromoteOutput
         });
     }
     if repo.branch_tip("main").await? != tip {
-        repo.promote(&tip, &base, &run.branch).await?;
+        match repo.promote(&tip, &base, &run.branch).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { actual, .. }) if main_holds(&repo, &write).await? => {
+                // Another run added exactly these days first: nothing is left to do.
+                finish(ctx, &repo, &run).await?;
+                return Ok(PromoteOutput {
+                    main_moved: false,
+                    old_snapshot: base.to_string(),
+                    new_snapshot: actual,
+                    message: format!(
+                        "nothing to do: another run added these days{span}; branch {} deleted",
+                        run.branch
+                    ),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
+    finish(ctx, &repo, &run).await?;
+    Ok(PromoteOutput {
+        main_moved: true,
+        old_snapshot: base.to_string(),
+        new_snapshot: tip.to_string(),
+        message: format!("added {added} day(s){span}; main moved {base} -> {tip}"),
+    })
+}
+
+/// Whether `main` now holds every day the run wrote (another run got there first).
+async fn main_holds(repo: &StoreRepo, write: &WriteOutput) -> Result<bool, PipelineError> {
+    let tip = repo.branch_tip("main").await?;
+    let Some(state) = repo.state_at(&tip).await? else {
+        return Ok(false);
+    };
+    let (Some(first), Some(last)) = (write.days.first(), write.days.last()) else {
+        return Ok(false);
+    };
+    Ok(state.first_day.is_some_and(|d| d <= *first) && state.last_day.is_some_and(|d| d >= *last))
+}
+
+/// Delete the run's branch and its artifacts: nothing of the run is needed any more.
+async fn finish(ctx: &Context, repo: &StoreRepo, run: &Run) -> Result<(), PipelineError> {
     if repo.has_branch(&run.branch).await? {
         repo.delete_branch(&run.branch).await?;
     }
@@ -57,10 +97,5 @@ pub async fn promote(ctx: &Context, input: PromoteInput) -> Result<PromoteOutput
         .await?
         .remove_prefix(&artifacts::run_prefix(&run.id))
         .await?;
-    Ok(PromoteOutput {
-        main_moved: true,
-        old_snapshot: base.to_string(),
-        new_snapshot: tip.to_string(),
-        message: format!("added {added} day(s){span}; main moved {base} -> {tip}"),
-    })
+    Ok(())
 }

@@ -64,6 +64,7 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
     let WriteInput { run, refs } = input;
     run.check_store(ctx)?;
     let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
+    let _lock = repo.write_lock().await?;
     let base = run.base()?;
     if let Some(done) = already_written(&repo, &run, &base).await? {
         return Ok(done);
@@ -247,6 +248,7 @@ pub async fn write_batch(
     let WriteBatchInput { run, batch } = input;
     run.check_store(ctx)?;
     let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
+    let _lock = repo.write_lock().await?;
     let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
     let Batch {
         granules,

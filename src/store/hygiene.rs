@@ -89,6 +89,7 @@ impl StoreRepo {
         cutoff: DateTime<Utc>,
         keep: &[String],
     ) -> Result<Vec<String>, StoreError> {
+        let _lock = self.write_lock().await?;
         let mut pruned = Vec::new();
         for b in self.branches().await? {
             if b.temporary && b.committed_at < cutoff && !keep.contains(&b.name) {
@@ -132,6 +133,7 @@ impl StoreRepo {
     /// Move `main` back to `to`, one of its own earlier snapshots, only if `main` is
     /// still at `expected` (compare-and-swap: a run that moved it meanwhile wins).
     pub async fn rollback(&self, to: &SnapshotId, expected: &SnapshotId) -> Result<(), StoreError> {
+        let _lock = self.write_lock().await?;
         let history = self.log(usize::MAX).await?;
         if !history.iter().any(|e| e.snapshot == to.to_string()) {
             return Err(StoreError::metadata(
@@ -164,6 +166,7 @@ impl StoreRepo {
         &self,
         cutoff: DateTime<Utc>,
     ) -> Result<ExpireReport, StoreError> {
+        let _lock = self.write_lock().await?;
         let am = Arc::clone(self.repo.asset_manager());
         let config = self.repo.config();
         let expired = expire(

@@ -154,6 +154,16 @@ pub fn repo_config(container: Option<VirtualChunkContainer>) -> RepositoryConfig
     config
 }
 
+/// Exclusive use of a local repository's metadata while this process changes it.
+///
+/// icechunk's local-filesystem storage has no conditional writes, so two processes that
+/// commit or move branches at once could each overwrite the other's repository info (S3
+/// has conditional writes and needs no lock). The lock is released on drop.
+pub struct WriteLock(#[allow(dead_code)] Option<std::fs::File>);
+
+/// The lock file inside a local repository's directory.
+const WRITE_LOCK_FILE: &str = ".mursst-write.lock";
+
 /// An open repository and where it lives.
 pub struct StoreRepo {
     pub repo: Repository,
@@ -222,6 +232,27 @@ impl StoreRepo {
             repo,
             location: location.clone(),
         })
+    }
+
+    /// Hold [`WriteLock`] for the changes that follow (a no-op on S3).
+    pub async fn write_lock(&self) -> Result<WriteLock, StoreError> {
+        let RepoLocation::Local(dir) = &self.location else {
+            return Ok(WriteLock(None));
+        };
+        let path = dir.join(WRITE_LOCK_FILE);
+        let locked = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .map_err(|e| StoreError::icechunk("locking the repository", e))?
+        .map_err(|e| StoreError::icechunk(format!("locking {}", dir.display()), e))?;
+        Ok(WriteLock(Some(locked)))
     }
 
     /// The URL prefixes of the virtual chunk containers the store may reference.
