@@ -110,7 +110,11 @@ impl Template {
             .expect("absolute granule path")
             .to_string();
         let (mut day, _, _) = pipeline::prepare_granule(
-            &Granule { date, url },
+            &Granule {
+                date,
+                url,
+                revision: None,
+            },
             &S3Settings::default(),
             &Default::default(),
         )
@@ -157,7 +161,11 @@ impl Template {
         }
         let epoch_shift = (self.day.time_epoch - granule::time_epoch()).num_seconds();
         PreparedGranule {
-            granule: Granule { date, url },
+            granule: Granule {
+                date,
+                url,
+                revision: None,
+            },
             refs,
             time_seconds: granule::time_value(date) - epoch_shift,
             time_epoch: self.day.time_epoch,

@@ -46,7 +46,9 @@ fn init_time(binary: &Path) -> f64 {
         .unwrap_or_else(|e| panic!("run {}: {e}", binary.display()));
     let (mut conn, _) = listener.accept().expect("the runtime asks for an event");
     let mut line = String::new();
-    BufReader::new(&conn).read_line(&mut line).expect("request line");
+    BufReader::new(&conn)
+        .read_line(&mut line)
+        .expect("request line");
     let elapsed = start.elapsed().as_secs_f64();
     assert!(
         line.starts_with("GET /2018-06-01/runtime/invocation/next"),
@@ -75,7 +77,15 @@ fn size_mb(path: &Path) -> f64 {
 fn lambda_build(package: &str, arch: &str) -> PathBuf {
     let target_dir = root().join("target").join(format!("lambda-{arch}"));
     let status = Command::new("cargo")
-        .args(["lambda", "build", "--release", arch, "-p", package, "--lambda-dir"])
+        .args([
+            "lambda",
+            "build",
+            "--release",
+            arch,
+            "-p",
+            package,
+            "--lambda-dir",
+        ])
         .arg(&target_dir)
         .current_dir(root())
         .status()
@@ -97,7 +107,11 @@ fn main() {
                 debug.display()
             );
             let t = median((0..3).map(|_| init_time(&debug)).collect());
-            println!("| {f} (debug) | - | {:.1} | {:.1} |", size_mb(&debug), t * 1e3);
+            println!(
+                "| {f} (debug) | - | {:.1} | {:.1} |",
+                size_mb(&debug),
+                t * 1e3
+            );
             continue;
         }
         let arm = lambda_build(f, "--arm64");

@@ -4,10 +4,14 @@ use std::path::PathBuf;
 
 use chrono::NaiveDate;
 
+use serde::{Deserialize, Serialize};
+
+use crate::cmr::{CmrClient, CmrConfig, ResolvedDuplicate, Unusable};
 use crate::granule::{self, Granule};
 use crate::source::{Location, S3Settings, SourceError};
 
-/// Where granules are listed from: a local directory or an S3 prefix of MUR-named files.
+/// Where granules are listed from: a local directory or an S3 prefix of MUR-named
+/// files, or NASA's CMR (production: PO.DAAC's protected bucket).
 #[derive(Debug, Clone)]
 pub enum GranuleSource {
     Local(PathBuf),
@@ -16,11 +20,37 @@ pub enum GranuleSource {
         prefix: String,
         settings: S3Settings,
     },
+    Cmr {
+        config: CmrConfig,
+        /// How to reach the bucket the direct-access URLs point into.
+        settings: S3Settings,
+    },
 }
 
+/// What a listing found for a window of days.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// One granule per day, sorted.
+    pub granules: Vec<Granule>,
+    /// Days with more than one granule, and which was taken (CMR).
+    pub duplicates: Vec<ResolvedDuplicate>,
+    /// Granules the catalog lists but that cannot be used; their days count as missing.
+    pub unusable: Vec<Unusable>,
+}
+
+/// The first day of the MUR record.
+pub const FIRST_DAY: (i32, u32, u32) = (2002, 6, 1);
+
 impl GranuleSource {
-    /// Parse a directory path, `file://` URL or `s3://bucket/prefix`.
+    /// Parse a directory path, `file://` URL, `s3://bucket/prefix`, or `cmr` (the
+    /// collection of [`CmrConfig::from_env`]).
     pub fn parse(location: &str, s3: &S3Settings) -> Result<Self, SourceError> {
+        if location == "cmr" {
+            return Ok(Self::Cmr {
+                config: CmrConfig::from_env(),
+                settings: s3.clone(),
+            });
+        }
         Ok(match Location::parse(location)? {
             Location::Local(dir) => Self::Local(dir),
             Location::S3 { bucket, key } => {
@@ -50,11 +80,65 @@ impl GranuleSource {
                 url
             }
             GranuleSource::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+            GranuleSource::Cmr { config, .. } => {
+                let mut p = config.s3_prefix.clone();
+                if !p.ends_with('/') {
+                    p.push('/');
+                }
+                p
+            }
         }
+    }
+
+    /// The settings granule objects are read with (S3 sources).
+    pub fn s3_settings(&self) -> Option<&S3Settings> {
+        match self {
+            GranuleSource::Local(_) => None,
+            GranuleSource::S3 { settings, .. } | GranuleSource::Cmr { settings, .. } => {
+                Some(settings)
+            }
+        }
+    }
+
+    /// The granules for days `from..=to`, one per day.
+    pub async fn list_between(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Listing, SourceError> {
+        if let GranuleSource::Cmr { config, .. } = self {
+            let search = CmrClient::new(config.clone())
+                .map_err(|e| SourceError::Catalog(Box::new(e)))?
+                .granules(from, to)
+                .await
+                .map_err(|e| SourceError::Catalog(Box::new(e)))?;
+            return Ok(Listing {
+                granules: search.granules.iter().map(Granule::from).collect(),
+                duplicates: search.duplicates,
+                unusable: search.unusable,
+            });
+        }
+        let mut granules = self.list_objects().await?;
+        granules.retain(|g| g.date >= from && g.date <= to);
+        Ok(Listing {
+            granules,
+            ..Default::default()
+        })
     }
 
     /// All MUR-named granules in the source, sorted by date.
     pub async fn list(&self) -> Result<Vec<Granule>, SourceError> {
+        if let GranuleSource::Cmr { .. } = self {
+            let (y, m, d) = FIRST_DAY;
+            let first = NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default();
+            let today = chrono::Utc::now().date_naive();
+            return Ok(self.list_between(first, today).await?.granules);
+        }
+        self.list_objects().await
+    }
+
+    /// The MUR-named objects of a directory or S3 prefix, one per day.
+    async fn list_objects(&self) -> Result<Vec<Granule>, SourceError> {
         let mut found = match self {
             GranuleSource::Local(dir) => list_local(dir).await?,
             GranuleSource::S3 {
@@ -62,6 +146,7 @@ impl GranuleSource {
                 prefix,
                 settings,
             } => list_s3(bucket, prefix, settings).await?,
+            GranuleSource::Cmr { .. } => Vec::new(),
         };
         found.sort();
         found.dedup_by_key(|g| g.date);
@@ -82,7 +167,11 @@ async fn list_local(dir: &PathBuf) -> Result<Vec<Granule>, SourceError> {
             continue;
         };
         let url = Location::Local(entry.path()).url();
-        out.push(Granule { date, url });
+        out.push(Granule {
+            date,
+            url,
+            revision: None,
+        });
     }
     Ok(out)
 }
@@ -113,6 +202,7 @@ async fn list_s3(
                 out.push(Granule {
                     date,
                     url: format!("s3://{bucket}/{key}"),
+                    revision: None,
                 });
             }
         }
@@ -193,6 +283,7 @@ mod tests {
             .map(|d| Granule {
                 date: day(*d),
                 url: format!("file:///g/{d}"),
+                revision: None,
             })
             .collect()
     }

@@ -44,6 +44,9 @@ pub struct Granule {
     pub date: NaiveDate,
     /// `file:///...` or `s3://bucket/key`.
     pub url: String,
+    /// The catalog's revision (CMR concept-id and revision id), when listed from CMR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 #[cfg(test)]

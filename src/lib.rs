@@ -4,7 +4,9 @@
 //! promote) live here; the CLI and the Lambda handlers are thin shells around them.
 
 pub mod artifacts;
+pub mod cmr;
 pub mod codec;
+pub mod credentials;
 #[cfg(all(feature = "synthetic", feature = "validate"))]
 pub mod demo;
 pub mod discover;

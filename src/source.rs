@@ -41,6 +41,9 @@ pub enum SourceError {
     },
     #[error("{url}: not a location (expected a path, file:// or s3:// URL)")]
     BadUrl { url: String },
+    /// Listing the granules in NASA's catalog failed.
+    #[error(transparent)]
+    Catalog(Box<crate::cmr::CmrError>),
 }
 
 /// Any error an SDK or library hands us, kept whole as the cause.
@@ -232,6 +235,8 @@ pub struct S3Settings {
     pub credentials: Option<StaticCredentials>,
     /// Send unsigned requests (public buckets).
     pub anonymous: bool,
+    /// PO.DAAC temporary credentials through Earthdata Login (granules only).
+    pub edl: Option<crate::credentials::EdlSettings>,
 }
 
 /// Access key, secret and optional session token (e.g. PO.DAAC temporary credentials).
@@ -271,7 +276,26 @@ impl S3Settings {
             force_path_style,
             credentials: None,
             anonymous: false,
+            edl: None,
         }
+    }
+
+    /// Settings for reading granules: [`Self::from_env`] plus PO.DAAC credentials when an
+    /// Earthdata login is configured (`MURSST_EDL_SECRET_ARN` or `EARTHDATA_*`), and
+    /// `MURSST_SOURCE_ENDPOINT_URL` when granules are behind another endpoint.
+    pub fn source_from_env() -> Self {
+        let mut s = Self {
+            edl: crate::credentials::EdlSettings::from_env(),
+            ..Self::from_env()
+        };
+        if let Some(e) = std::env::var("MURSST_SOURCE_ENDPOINT_URL")
+            .ok()
+            .filter(|e| !e.is_empty())
+        {
+            s.endpoint = Some(e);
+            s.force_path_style = true;
+        }
+        s
     }
 
     /// Build an S3 client for these settings.
@@ -306,6 +330,10 @@ impl S3Settings {
                 None,
                 "mursst-static",
             ));
+        }
+        if let Some(edl) = &self.edl {
+            let shared = crate::credentials::PodaacCredentials::shared(edl);
+            loader = loader.credentials_provider(crate::credentials::PodaacProvider(shared));
         }
         if self.anonymous {
             loader = loader.no_credentials();
@@ -396,6 +424,7 @@ impl SourceError {
             ),
             SourceError::S3 { retryable, .. } => *retryable,
             SourceError::OutOfBounds { .. } | SourceError::BadUrl { .. } => false,
+            SourceError::Catalog(e) => e.is_retryable(),
         }
     }
 }

@@ -65,6 +65,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What the next run would take, writing nothing: "what will tonight's run do?".
+    Discover {
+        /// Where the granules are: a directory, s3://bucket/prefix, or `cmr`.
+        #[arg(long, env = "MURSST_SOURCE")]
+        source: String,
+        /// The store whose last day the run continues from.
+        #[arg(long, env = "MURSST_STORE")]
+        store: Option<String>,
+        /// Without a store: the first day to consider (default 30 days ago).
+        #[arg(long)]
+        start: Option<NaiveDate>,
+        /// The last day to consider (default today).
+        #[arg(long)]
+        end: Option<NaiveDate>,
+        #[arg(long, default_value_t = pipeline::DEFAULT_LAG_DAYS)]
+        lag_days: u32,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cmr: CmrArgs,
+    },
     /// Append the new, settled days: the daily job.
     Update {
         #[command(flatten)]
@@ -183,7 +206,7 @@ struct Locations {
     /// The icechunk repository: a directory or s3://bucket/prefix.
     #[arg(long, env = "MURSST_STORE")]
     store: String,
-    /// Where the granules are: a directory or s3://bucket/prefix.
+    /// Where the granules are: a directory, s3://bucket/prefix, or `cmr`.
     #[arg(long, env = "MURSST_SOURCE")]
     source: String,
     /// Where steps leave artifacts for each other: a directory or s3://bucket/prefix.
@@ -192,16 +215,46 @@ struct Locations {
     /// Granules indexed at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    #[command(flatten)]
+    cmr: CmrArgs,
+}
+
+/// Which CMR collection `--source cmr` searches.
+#[derive(Args, Clone)]
+struct CmrArgs {
+    /// The CMR search endpoint.
+    #[arg(long = "cmr-url", env = "MURSST_CMR_URL", default_value = mursst::cmr::DEFAULT_CMR_URL)]
+    url: String,
+    /// The collection's short name.
+    #[arg(long, env = "MURSST_COLLECTION", default_value = mursst::cmr::DEFAULT_COLLECTION)]
+    collection: String,
+    /// The collection's CMR provider.
+    #[arg(long, env = "MURSST_PROVIDER", default_value = mursst::cmr::DEFAULT_PROVIDER)]
+    provider: String,
+}
+
+impl CmrArgs {
+    /// `location` as a granule source, a CMR one searching this collection.
+    fn source(&self, location: &str, s3: &S3Settings) -> anyhow::Result<GranuleSource> {
+        let mut source = GranuleSource::parse(location, s3)?;
+        if let GranuleSource::Cmr { config, .. } = &mut source {
+            config.url = self.url.clone();
+            config.collection = self.collection.clone();
+            config.provider = self.provider.clone();
+        }
+        Ok(source)
+    }
 }
 
 impl Locations {
     fn context(&self, progress: bool) -> anyhow::Result<Context> {
         let s3 = S3Settings::from_env();
+        let source_s3 = S3Settings::source_from_env();
         Ok(Context {
             store: RepoLocation::parse(&self.store)?,
             store_s3: s3.clone(),
-            source: GranuleSource::parse(&self.source, &s3)?,
-            source_s3: s3.clone(),
+            source: self.cmr.source(&self.source, &source_s3)?,
+            source_s3,
             artifacts: self.artifacts.clone(),
             artifacts_s3: s3,
             read_options: Default::default(),
@@ -331,6 +384,24 @@ async fn run(command: Command) -> anyhow::Result<()> {
             json,
         } => store_command(action, store, json).await,
         Command::Ops { action } => ops_command(action).await,
+        Command::Discover {
+            source,
+            store,
+            start,
+            end,
+            lag_days,
+            limit,
+            json,
+            cmr,
+        } => {
+            let found = discover(&source, &cmr, store, start, end, lag_days, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else {
+                print_discovery(&found);
+            }
+            Ok(())
+        }
         Command::Step {
             name,
             event,
@@ -346,6 +417,91 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
+    }
+}
+
+/// What a run would take, from the store's last day or from `start`.
+async fn discover(
+    source: &str,
+    cmr: &CmrArgs,
+    store: Option<String>,
+    start: Option<NaiveDate>,
+    end: Option<NaiveDate>,
+    lag_days: u32,
+    limit: Option<usize>,
+) -> anyhow::Result<serde_json::Value> {
+    let source_s3 = S3Settings::source_from_env();
+    let granules = cmr.source(source, &source_s3)?;
+    let today = end.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    if let Some(store) = store {
+        let locations = Locations {
+            store,
+            source: source.to_string(),
+            artifacts: pipeline::default_artifacts(),
+            concurrency: 1,
+            cmr: cmr.clone(),
+        };
+        let input = pipeline::DiscoverInput {
+            lag_days: Some(lag_days),
+            limit,
+            today: Some(today),
+            ..Default::default()
+        };
+        let found = pipeline::discover(&locations.context(false)?, input).await?;
+        return Ok(serde_json::to_value(found)?);
+    }
+    let from = start.unwrap_or(today - chrono::Days::new(30));
+    let listing = granules.list_between(from, today).await?;
+    let selection =
+        mursst::discover::select_new(&listing.granules, from.pred_opt(), today, lag_days, limit);
+    Ok(serde_json::json!({
+        "granules": selection.granules,
+        "gap_at": selection.gap_at,
+        "settling": selection.settling,
+        "limited": selection.limited,
+        "duplicates": listing.duplicates,
+        "unusable": listing.unusable,
+    }))
+}
+
+fn print_discovery(found: &serde_json::Value) {
+    if let Some(last) = found.get("store_last_day") {
+        println!("store: {} day(s), last {}", found["store_days"], last);
+    }
+    let granules = found["granules"].as_array().cloned().unwrap_or_default();
+    println!("{} granule(s) to add:", granules.len());
+    for g in &granules {
+        let revision = g["revision"].as_str().unwrap_or("");
+        println!(
+            "  {}  {}  {revision}",
+            g["date"].as_str().unwrap_or(""),
+            g["url"].as_str().unwrap_or("")
+        );
+    }
+    if found["settling"].as_u64().unwrap_or(0) > 0 {
+        println!(
+            "{} granule(s) still settling (within the lag)",
+            found["settling"]
+        );
+    }
+    if let Some(gap) = found["gap_at"].as_str() {
+        println!("stops before {gap}: no usable granule for that day");
+    }
+    for d in found["duplicates"].as_array().into_iter().flatten() {
+        println!(
+            "duplicate {}: kept {}, dropped {} ({})",
+            d["day"].as_str().unwrap_or(""),
+            d["kept"],
+            d["dropped"],
+            d["reason"].as_str().unwrap_or("")
+        );
+    }
+    for u in found["unusable"].as_array().into_iter().flatten() {
+        println!(
+            "unusable {}: {}",
+            u["concept_id"].as_str().unwrap_or(""),
+            u["reason"].as_str().unwrap_or("")
+        );
     }
 }
 
@@ -534,7 +690,7 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
 
 async fn refs(granule: &str, stats: bool) -> anyhow::Result<()> {
     let start = Instant::now();
-    let reader = source::open(granule, &S3Settings::from_env()).await?;
+    let reader = source::open(granule, &S3Settings::source_from_env()).await?;
     let counted = Arc::new(Counted::new(reader));
     let refs = mursst::refs::index_granule(counted.as_ref() as &dyn RangeRead, &Default::default())
         .await?;

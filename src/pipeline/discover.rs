@@ -7,6 +7,7 @@ use super::run::identity;
 use super::{Context, CreateSpec, DEFAULT_LAG_DAYS, DEFAULT_MAP_CONCURRENCY, PipelineError};
 use super::{Run, RunOptions};
 use crate::artifacts::{self, ArtifactStore};
+use crate::cmr::{ResolvedDuplicate, Unusable};
 use crate::discover::{self, Selection};
 use crate::granule::Granule;
 use crate::store::{StoreError, StoreRepo, StoreState};
@@ -79,6 +80,12 @@ pub struct DiscoverOutput {
     /// Granules that exist but are within the settling lag.
     pub settling: usize,
     pub limited: bool,
+    /// Days with more than one granule in the catalog, and which was taken.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<ResolvedDuplicate>,
+    /// Granules the catalog lists that cannot be used (their days count as missing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unusable: Vec<Unusable>,
     /// Set for a backfill; `granules` is then empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<Manifest>,
@@ -131,17 +138,21 @@ pub async fn discover(
     }
     let (repo, state) = open_store(ctx, input.create.as_ref()).await?;
     let base = repo.branch_tip("main").await?;
-    let mut available = ctx.source.list().await?;
+    let now = Utc::now();
+    let today = input.today.unwrap_or_else(|| now.date_naive());
     let mut after = state.as_ref().and_then(|s| s.last_day);
-    if let Some(c) = &input.create {
-        available.retain(|g| g.date >= c.start && g.date <= c.end);
-        after = c.start.pred_opt();
-    }
+    let (from, to) = match &input.create {
+        Some(c) => {
+            after = c.start.pred_opt();
+            (c.start, c.end)
+        }
+        None => (after.and_then(|d| d.succ_opt()).unwrap_or(today), today),
+    };
+    let listing = ctx.source.list_between(from, to).await?;
+    let mut available = listing.granules;
     if let Some(dates) = &input.dates {
         available.retain(|g| dates.contains(&g.date));
     }
-    let now = Utc::now();
-    let today = input.today.unwrap_or_else(|| now.date_naive());
     let lag_days = input.lag_days.unwrap_or(DEFAULT_LAG_DAYS);
     let selection = discover::select_new(&available, after, today, lag_days, input.limit);
     if let Some(c) = &input.create
@@ -172,6 +183,8 @@ pub async fn discover(
         create: input.create,
     };
     let mut out = output(run, state.as_ref(), selection);
+    out.duplicates = listing.duplicates;
+    out.unusable = listing.unusable;
     if input.manifest {
         out.manifest = Some(write_manifest(ctx, &out.run, &out.granules).await?);
         out.granules.clear();
@@ -222,6 +235,8 @@ fn output(run: Run, state: Option<&StoreState>, selection: Selection) -> Discove
         gap_at: selection.gap_at,
         settling: selection.settling,
         limited: selection.limited,
+        duplicates: Vec::new(),
+        unusable: Vec::new(),
         manifest: None,
         message,
     }

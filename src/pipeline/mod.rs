@@ -114,11 +114,12 @@ impl Context {
                 .ok_or(PipelineError::MissingSetting { name })
         };
         let s3 = S3Settings::from_env();
+        let source_s3 = S3Settings::source_from_env();
         Ok(Self {
             store: RepoLocation::parse(&var("MURSST_STORE")?)?,
             store_s3: s3.clone(),
-            source: GranuleSource::parse(&var("MURSST_SOURCE")?, &s3)?,
-            source_s3: s3.clone(),
+            source: GranuleSource::parse(&var("MURSST_SOURCE")?, &source_s3)?,
+            source_s3,
             artifacts: var("MURSST_ARTIFACTS")?,
             artifacts_s3: s3,
             read_options: ReadOptions::default(),

@@ -1,12 +1,13 @@
 //! The validate step: read the run's branch back and compare it with the sources
 //! before `main` may move. A failure keeps the branch for inspection.
 
+use icechunk::format::SnapshotId;
 use serde::{Deserialize, Serialize};
 
-use super::write::{Batch, branch_state, load_prepared, tip_of};
+use super::write::{Batch, load_prepared, tip_of};
 use super::{Context, GenerateRefsOutput, PipelineError, Run, WriteOutput};
 use crate::artifacts::ArtifactStore;
-use crate::store::{SessionStores, StoreRepo};
+use crate::store::{SessionStores, StoreError, StoreRepo, StoreState};
 use crate::validate::{self, ValidationReport};
 
 /// The run, what it generated, and the branch commit to check.
@@ -105,4 +106,12 @@ pub async fn validate_batch(
         whole: false,
     };
     check(ctx, &run, &branch).await
+}
+
+/// A committed branch tip's state (it always has the root group the write made).
+async fn branch_state(repo: &StoreRepo, tip: &SnapshotId) -> Result<StoreState, PipelineError> {
+    Ok(repo
+        .state_at(tip)
+        .await?
+        .ok_or_else(|| StoreError::metadata("/", "the branch has no root group"))?)
 }

@@ -410,14 +410,3 @@ impl Batch {
         load_prepared(store, &pointers).await
     }
 }
-
-/// A committed branch tip's state (it always has the root group the write made).
-pub(super) async fn branch_state(
-    repo: &StoreRepo,
-    tip: &SnapshotId,
-) -> Result<StoreState, PipelineError> {
-    Ok(repo
-        .state_at(tip)
-        .await?
-        .ok_or_else(|| StoreError::metadata("/", "the branch has no root group"))?)
-}

@@ -103,6 +103,11 @@ fn s3_credentials(s3: &S3Settings) -> S3Credentials {
     if s3.anonymous {
         return S3Credentials::Anonymous;
     }
+    if let Some(edl) = &s3.edl {
+        return S3Credentials::Refreshable(Arc::new(crate::credentials::PodaacFetcher(
+            edl.clone(),
+        )));
+    }
     match &s3.credentials {
         Some(c) => S3Credentials::Static(S3StaticCredentials {
             access_key_id: c.access_key_id.clone(),
@@ -118,10 +123,14 @@ fn s3_credentials(s3: &S3Settings) -> S3Credentials {
 pub fn container_for(source: &GranuleSource) -> Result<VirtualChunkContainer, StoreError> {
     let store = match source {
         GranuleSource::Local(dir) => ObjectStoreConfig::LocalFileSystem(dir.clone()),
-        GranuleSource::S3 { settings, .. } if settings.endpoint.is_some() => {
+        GranuleSource::S3 { settings, .. } | GranuleSource::Cmr { settings, .. }
+            if settings.endpoint.is_some() =>
+        {
             ObjectStoreConfig::S3Compatible(s3_options(settings))
         }
-        GranuleSource::S3 { settings, .. } => ObjectStoreConfig::S3(s3_options(settings)),
+        GranuleSource::S3 { settings, .. } | GranuleSource::Cmr { settings, .. } => {
+            ObjectStoreConfig::S3(s3_options(settings))
+        }
     };
     VirtualChunkContainer::new(source.url_prefix(), store)
         .map_err(|e| StoreError::icechunk("virtual chunk container", e))
@@ -383,7 +392,7 @@ impl StoreRepo {
 fn source_settings(source: &GranuleSource) -> &S3Settings {
     static NONE: std::sync::OnceLock<S3Settings> = std::sync::OnceLock::new();
     match source {
-        GranuleSource::S3 { settings, .. } => settings,
+        GranuleSource::S3 { settings, .. } | GranuleSource::Cmr { settings, .. } => settings,
         GranuleSource::Local(_) => NONE.get_or_init(S3Settings::default),
     }
 }

@@ -6,6 +6,8 @@
 pub mod decode;
 pub mod fixtures;
 pub mod oracle;
+pub mod sfn;
+pub mod standins;
 pub mod store;
 pub mod tooling;
 

@@ -245,6 +245,7 @@ impl MotoServer {
                 session_token: None,
             }),
             anonymous: false,
+            edl: None,
         }
     }
 
