@@ -2,7 +2,8 @@
 # Install what the tests need outside cargo: two Python 3.12 virtualenvs at the repo root.
 #   .venv/      cmake (>= 3.26, for the bundled HDF5), icechunk 2, VirtualiZarr 2.8, moto, ...
 #   .venv-ic1/  icechunk 1.x + VirtualiZarr 2.5, to build spec-v1 stores like production's
-# and the CDK app's npm packages (infra/node_modules, from infra/package-lock.json).
+# and the npm packages of the CDK app (infra/) and of the state-machine harness (tests/sfn/),
+# each from its package-lock.json.
 # Idempotent: a venv whose requirement files are unchanged since its last install is left
 # alone (a stamp holds their checksum), so a second run takes about a second.
 # Exports nothing; `source scripts/env.sh` afterwards.
@@ -55,27 +56,30 @@ fi
 make_venv .venv-ic1 scripts/requirements-ic1.txt scripts/constraints-ic1.txt \
   'import icechunk, virtualizarr, xarray, zarr, h5py; from virtualizarr.parsers import HDFParser; assert icechunk.__version__.startswith("1.")'
 
-# The CDK app's packages: `npm ci` unless node_modules was installed from this very lock
-# file by this Node version (the stamp holds both).
-npm_ci_infra() {
-  local stamp=infra/node_modules/.mursst-stamp
+# npm packages: `npm ci` in DIR unless DIR/node_modules was installed from this very lock
+# file by this Node version (the stamp holds both). The CDK app's (infra/) and the
+# state-machine harness's (tests/sfn/: aws-local-stepfunctions, asl-validator).
+npm_ci() {
+  local dir="$1" what="$2"
+  local stamp="$dir/node_modules/.mursst-stamp"
   if ! command -v npm >/dev/null 2>&1; then
-    echo "bootstrap: npm not found: the infra tests need Node.js >= 20 and npm" >&2
+    echo "bootstrap: npm not found: $what need Node.js >= 20 and npm" >&2
     exit 1
   fi
   local want
-  want="$( (cat infra/package-lock.json; node --version) | sha256sum | cut -d' ' -f1)"
+  want="$( (cat "$dir/package-lock.json"; node --version) | sha256sum | cut -d' ' -f1)"
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
-    echo "bootstrap: infra/node_modules up to date"
+    echo "bootstrap: $dir/node_modules up to date"
     return
   fi
   local start=$SECONDS
-  echo "bootstrap: npm ci in infra/"
-  (cd infra && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "bootstrap: npm ci in $dir/"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$want" > "$stamp"
-  echo "bootstrap: infra/node_modules ready in $((SECONDS - start)) s"
+  echo "bootstrap: $dir/node_modules ready in $((SECONDS - start)) s"
 }
-npm_ci_infra
+npm_ci infra "the infra tests"
+npm_ci tests/sfn "the state-machine tests (tests/sfn.rs)"
 
 # Report what the tests will use (from package metadata: importing would take seconds).
 report() {

@@ -15,6 +15,8 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo build --bins (the Lambda handlers tests/sfn.rs runs)"
+cargo build --workspace --bins
 echo "== cargo test"
 cargo test --workspace --all-targets
 cargo test --workspace --doc

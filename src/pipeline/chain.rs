@@ -146,7 +146,7 @@ pub const ATTEMPTS: usize = 3;
 async fn run(ctx: &Context, input: DiscoverInput) -> Result<Report, PipelineError> {
     let mut attempt = 1;
     loop {
-        match run_once(ctx, input.clone()).await {
+        match Box::pin(run_once(ctx, input.clone())).await {
             Err(PipelineError::Store(StoreError::Conflict { branch, .. }))
                 if attempt < ATTEMPTS =>
             {
@@ -171,7 +171,7 @@ async fn run(ctx: &Context, input: DiscoverInput) -> Result<Report, PipelineErro
 
 async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, PipelineError> {
     let mut timer = Timer::new();
-    let found = super::discover(ctx, input).await?;
+    let found = Box::pin(super::discover(ctx, input)).await?;
     let mut report = report_of(&found);
     timer.lap("discover");
     if !found.has_work {
@@ -179,17 +179,17 @@ async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, Pipelin
         return Ok(report);
     }
     let run = found.run;
-    let refs = generate_all(ctx, &run, found.granules).await?;
+    let refs = Box::pin(generate_all(ctx, &run, found.granules)).await?;
     report.requests = refs.iter().map(|r| r.requests).sum();
     report.bytes_read = refs.iter().map(|r| r.bytes_read).sum();
     timer.lap("refs");
-    let write = match super::write_branch(
+    let write = match Box::pin(super::write_branch(
         ctx,
         WriteInput {
             run: run.clone(),
             refs: refs.clone(),
         },
-    )
+    ))
     .await
     {
         Ok(write) => write,
@@ -207,18 +207,18 @@ async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, Pipelin
     record_write(&mut report, &run.branch, &write);
     timer.lap("write");
     report.validation = Some(
-        super::validate_branch(
+        Box::pin(super::validate_branch(
             ctx,
             super::ValidateInput {
                 run: run.clone(),
                 refs,
                 write: write.clone(),
             },
-        )
+        ))
         .await?,
     );
     timer.lap("validate");
-    let promoted = super::promote(ctx, PromoteInput { run, write }).await?;
+    let promoted = Box::pin(super::promote(ctx, PromoteInput { run, write })).await?;
     report.main_moved = promoted.main_moved;
     report.message = promoted.message;
     timer.lap("promote");
@@ -255,13 +255,13 @@ async fn generate_all(
         p.begin("indexing granules", granules.len() as u64);
     }
     let refs = futures::stream::iter(granules.into_iter().map(|granule| async {
-        let out = super::generate_refs(
+        let out = Box::pin(super::generate_refs(
             ctx,
             GenerateRefsInput {
                 run: run.clone(),
                 granule,
             },
-        )
+        ))
         .await;
         if let Some(p) = &ctx.progress {
             p.advance();

@@ -76,23 +76,31 @@ fn json<T: Serialize>(value: T) -> Result<Value, PipelineError> {
 /// Run `step` on `event`, returning its output as JSON.
 pub async fn run_step(ctx: &Context, step: Step, event: Value) -> Result<Value, PipelineError> {
     match step {
-        Step::Discover => json(super::discover(ctx, parse(step, event)?).await?),
+        Step::Discover => json(Box::pin(super::discover(ctx, parse(step, event)?)).await?),
         Step::GenerateRefs => match parse(step, event)? {
-            GenerateRefsEvent::One(input) => json(super::generate_refs(ctx, input).await?),
+            GenerateRefsEvent::One(input) => {
+                json(Box::pin(super::generate_refs(ctx, input)).await?)
+            }
             GenerateRefsEvent::Batch(input) => {
-                json(super::generate::generate_refs_batch(ctx, input).await?)
+                json(Box::pin(super::generate::generate_refs_batch(ctx, input)).await?)
             }
         },
         Step::Commit => match parse(step, event)? {
-            CommitEvent::Write(input) => json(super::write_branch(ctx, input).await?),
-            CommitEvent::Merge(input) => json(super::promote(ctx, input).await?),
-            CommitEvent::WriteBatch(input) => json(super::write::write_batch(ctx, input).await?),
-            CommitEvent::Maintain(input) => json(super::maintain(ctx, input).await?),
+            CommitEvent::Write(input) => json(Box::pin(super::write_branch(ctx, input)).await?),
+            CommitEvent::Merge(input) => json(Box::pin(super::promote(ctx, input)).await?),
+            CommitEvent::WriteBatch(input) => {
+                json(Box::pin(super::write::write_batch(ctx, input)).await?)
+            }
+            CommitEvent::Maintain(input) => json(Box::pin(super::maintain(ctx, input)).await?),
         },
         #[cfg(feature = "validate")]
         Step::Validate => match parse(step, event)? {
-            ValidateEvent::Whole(input) => json(super::validate_branch(ctx, input).await?),
-            ValidateEvent::Batch(input) => json(super::validate::validate_batch(ctx, input).await?),
+            ValidateEvent::Whole(input) => {
+                json(Box::pin(super::validate_branch(ctx, input)).await?)
+            }
+            ValidateEvent::Batch(input) => {
+                json(Box::pin(super::validate::validate_batch(ctx, input)).await?)
+            }
         },
         #[cfg(not(feature = "validate"))]
         Step::Validate => Err(PipelineError::NotBuilt {
