@@ -96,3 +96,133 @@ async fn one_request_reads_the_head_and_the_objects_version() {
     let (all, _) = object.read_head(1 << 20).await.unwrap();
     assert_eq!(&all[..], &data[..], "a short object comes back whole");
 }
+
+/// A granule large enough that its metadata is a small part of it: 36 chunks per
+/// variable.
+fn wide_spec(d: u32) -> GranuleSpec {
+    let mut spec = GranuleSpec::small(day(d), 1800, 3600);
+    // Open ocean: every chunk holds different values, so chunks are most of the file.
+    spec.lat_start = 7000;
+    spec.lon_start = 10000;
+    spec.chunks = ChunkLayout::uniform([300, 600]);
+    spec
+}
+
+/// Validation reads an S3 granule by ranges: its metadata and the chunks it compares
+/// (a sample reads a fraction of the file, `full` at most all of it), and a reference to
+/// the wrong bytes still fails, since libhdf5 reads where its own chunk index points.
+#[tokio::test]
+async fn validation_reads_only_what_it_compares_and_still_catches_a_wrong_reference() {
+    use mursst::store::{SessionStores, writer};
+    use mursst::validate::{self, Rule, ValidationError};
+
+    let moto = MotoServer::start();
+    moto.create_bucket("granules").await;
+    let tmp = TempDir::new("s3-sparse");
+    let mut sizes = Vec::new();
+    for d in 1..=3 {
+        let spec = wide_spec(d);
+        let path = synthetic::write_granule(&tmp.path().join("granules"), &spec).unwrap();
+        sizes.push(std::fs::metadata(&path).unwrap().len());
+        moto.put_file("granules", &format!("mur/{}", spec.file_name()), &path)
+            .await;
+    }
+    let s3 = moto.s3_settings();
+    let ctx = Context {
+        source: GranuleSource::parse("s3://granules/mur/", &s3).unwrap(),
+        source_s3: s3.clone(),
+        artifacts: tmp.path().join("artifacts").display().to_string(),
+        ..Context::local(tmp.path().join("store"), tmp.path().join("granules"))
+    };
+    let options = |validate| UpdateOptions {
+        lag_days: 0,
+        validate,
+        limit: Some(1),
+        ..Default::default()
+    };
+    let vars: Vec<String> = vec!["analysed_sst".into(), "sea_ice_fraction".into()];
+    let full = pipeline::init(&ctx, &options(ValidateMode::Full), day(1), day(1), &vars)
+        .await
+        .expect("init, full validation over S3")
+        .validation
+        .unwrap();
+    assert_eq!(full.chunks_compared, 2 * 36);
+    assert!(
+        full.source_bytes_read > 0 && full.source_bytes_read <= sizes[0],
+        "full: {} of {} bytes",
+        full.source_bytes_read,
+        sizes[0]
+    );
+    let sample = pipeline::update(&ctx, &options(ValidateMode::Sample))
+        .await
+        .expect("update, sampled validation over S3")
+        .validation
+        .unwrap();
+    assert_eq!(sample.chunks_compared, 2 * validate::SAMPLE_CHUNKS as u64);
+    assert!(
+        sample.source_bytes_read > 0 && sample.source_bytes_read < sizes[1] / 2,
+        "sample: {} of {} bytes",
+        sample.source_bytes_read,
+        sizes[1]
+    );
+
+    // Day 3 with two of its chunk references swapped: still inside the right granule.
+    let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &s3)
+        .await
+        .unwrap();
+    let base = repo.branch_tip("main").await.unwrap();
+    let before = repo.state_at(&base).await.unwrap().unwrap();
+    let granule = ctx
+        .source
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.date == day(3))
+        .unwrap();
+    let (mut prepared, _, _) = pipeline::prepare_granule(&granule, &s3, &Default::default())
+        .await
+        .unwrap();
+    let var = prepared
+        .refs
+        .variables
+        .iter_mut()
+        .find(|v| v.name == "analysed_sst")
+        .unwrap();
+    let first = var.chunks[0].1.clone();
+    var.chunks[0].1 = var.chunks[7].1.clone();
+    var.chunks[7].1 = first;
+    let prepared = vec![prepared];
+    let stores = SessionStores::new(repo.start_branch("swapped", &base).await.unwrap()).await;
+    let summary = writer::append_days(
+        &stores,
+        Some(&before),
+        &prepared,
+        &[],
+        "test",
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let tip = icechunk::format::SnapshotId::try_from(summary.snapshot.as_str()).unwrap();
+    let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
+    let after = repo.state_at(&tip).await.unwrap().unwrap();
+    let err = validate::validate(
+        &stores,
+        Some(&before),
+        &after,
+        &prepared,
+        ValidateMode::Full,
+        0,
+        &s3,
+    )
+    .await
+    .unwrap_err();
+    match err {
+        ValidationError::Failed { rule, detail } => {
+            assert_eq!(rule, Rule::DataEqualToSource);
+            assert!(detail.contains("analysed_sst"), "{detail}");
+        }
+        other => panic!("a wrong reference must fail the data rule, not {other}"),
+    }
+}

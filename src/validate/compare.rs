@@ -10,9 +10,10 @@ use rand::seq::IndexedRandom;
 use zarrs::array::{Array, ArraySubset};
 use zarrs_icechunk::AsyncIcechunkStore;
 
+use super::sparse::SparseCopy;
 use super::{Branch, Rule, SAMPLE_CHUNKS, ValidateMode, ValidationError, failed};
 use crate::refs::DataType;
-use crate::source::{self, BoxError, Location, S3Settings};
+use crate::source::{self, BoxError, Location, RangeRead, S3Settings};
 use crate::store::StoreError;
 use crate::store::values::{Element, with_element_type};
 
@@ -32,17 +33,16 @@ pub(super) async fn compare_data(
     s3: &S3Settings,
 ) -> Result<Compared, ValidationError> {
     let mut compared = Compared::default();
-    let tmp = tempfile::tempdir().map_err(|e| source_error("", "", e))?;
     for (i, day) in branch.days.iter().enumerate() {
         let t = branch.first + i as u64;
         let url = day.granule.url.as_str();
-        let (local, bytes) = local_copy(url, tmp.path(), s3).await?;
-        compared.source_bytes += bytes;
+        let tmp = tempfile::tempdir().map_err(|e| source_error(url, "", e))?;
+        let mut oracle = OracleFile::open(url, tmp.path(), s3).await?;
         for name in branch.after.data_arrays() {
             let array = branch.stores.array(&name).await?;
             let dtype = branch.after.schema.arrays[&name].data_type;
-            let dataset = open_dataset(local.clone(), &name, url).await?;
             let chunks = chunks_to_compare(array.chunk_grid_shape(), mode, seed, t, &name);
+            let dataset = oracle.dataset(&array, &chunks, &name, url).await?;
             let values: Vec<u64> = futures::stream::iter(chunks.into_iter().map(|chunk| {
                 let job = Chunk {
                     array: &array,
@@ -60,8 +60,103 @@ pub(super) async fn compare_data(
             compared.chunks += values.len() as u64;
             compared.values += values.iter().sum::<u64>();
         }
+        compared.source_bytes += oracle.bytes_read();
     }
     Ok(compared)
+}
+
+/// The granule as libhdf5 opens it: the file itself, a sparse copy of a remote one
+/// holding only what the comparison reads, or (if libhdf5 needs more than that) a
+/// whole download.
+enum OracleFile {
+    Local(PathBuf),
+    Sparse(SparseCopy),
+    Whole { path: PathBuf, bytes: u64 },
+}
+
+impl OracleFile {
+    async fn open(url: &str, tmp: &Path, s3: &S3Settings) -> Result<Self, ValidationError> {
+        let err = |e: BoxError| source_error(url, "", e);
+        if let Location::Local(path) = Location::parse(url).map_err(|e| err(e.into()))? {
+            return Ok(Self::Local(path));
+        }
+        let reader = source::open(url, s3).await.map_err(|e| err(e.into()))?;
+        Ok(Self::Sparse(
+            SparseCopy::metadata(reader, tmp).await.map_err(err)?,
+        ))
+    }
+
+    fn bytes_read(&self) -> u64 {
+        match self {
+            Self::Local(_) => 0,
+            Self::Sparse(copy) => copy.bytes_read(),
+            Self::Whole { bytes, .. } => *bytes,
+        }
+    }
+
+    /// `variable` opened by libhdf5, with the chunks in `chunks` (store indices) readable.
+    async fn dataset(
+        &mut self,
+        array: &Array<AsyncIcechunkStore>,
+        chunks: &[Vec<u64>],
+        variable: &str,
+        url: &str,
+    ) -> Result<libhdf5::Dataset, ValidationError> {
+        let copy = match self {
+            Self::Local(path) | Self::Whole { path, .. } => {
+                return open_dataset(path.clone(), variable, url).await;
+            }
+            Self::Sparse(copy) => copy,
+        };
+        let opened = match open_dataset(copy.path().to_path_buf(), variable, url).await {
+            Ok(dataset) => {
+                let starts = granule_starts(array, chunks, variable)?;
+                copy.fill_chunks(&dataset, &starts)
+                    .await
+                    .map(|()| dataset)
+                    .map_err(|e| source_error(url, variable, e))
+            }
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok(dataset) => Ok(dataset),
+            Err(e) => {
+                tracing::warn!(granule = url, variable, error = %e,
+                    "libhdf5 needs more of the granule than its metadata and chunks: downloading it whole");
+                let path = copy.path().with_extension("whole");
+                let bytes = download(copy.source(), &path)
+                    .await
+                    .map_err(|e| source_error(url, "", e))?;
+                let bytes = copy.bytes_read() + bytes;
+                *self = Self::Whole {
+                    path: path.clone(),
+                    bytes,
+                };
+                open_dataset(path, variable, url).await
+            }
+        }
+    }
+}
+
+/// Where each chunk in `chunks` starts in the one-step granule (time index 0).
+fn granule_starts(
+    array: &Array<AsyncIcechunkStore>,
+    chunks: &[Vec<u64>],
+    variable: &str,
+) -> Result<Vec<Vec<u64>>, ValidationError> {
+    chunks
+        .iter()
+        .map(|index| {
+            let subset = array
+                .chunk_subset_bounded(index)
+                .map_err(|e| StoreError::zarr(format!("{variable} chunk {index:?}"), e))?;
+            let mut start = subset.start().to_vec();
+            if let Some(t) = start.first_mut() {
+                *t = 0;
+            }
+            Ok(start)
+        })
+        .collect()
 }
 
 /// The chunks of time step `t` to compare: all of them, or in `sample` mode a seeded
@@ -124,42 +219,22 @@ fn source_error(granule: &str, variable: &str, err: impl Into<BoxError>) -> Vali
     }
 }
 
-/// A local path for libhdf5 to open (the file itself, or a download of an S3 object),
-/// and the bytes downloaded.
-async fn local_copy(
-    url: &str,
-    tmp: &Path,
-    s3: &S3Settings,
-) -> Result<(PathBuf, u64), ValidationError> {
-    let err = |e: BoxError| source_error(url, "", e);
-    if let Location::Local(path) = Location::parse(url).map_err(|e| err(e.into()))? {
-        return Ok((path, 0));
-    }
-    let reader = source::open(url, s3).await.map_err(|e| err(e.into()))?;
-    let size = reader.info().await.map_err(|e| err(e.into()))?.size;
-    let path = tmp.join(url.rsplit('/').next().unwrap_or("granule.nc"));
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(|e| err(e.into()))?;
+/// Download the whole object behind `reader` to `path`; returns its size.
+async fn download(reader: &dyn RangeRead, path: &Path) -> Result<u64, BoxError> {
+    let size = reader.info().await?.size;
+    let mut file = tokio::fs::File::create(path).await?;
     const PART: u64 = 16 << 20;
     let mut pos = 0;
     while pos < size {
         let end = (pos + PART).min(size);
-        let bytes = reader
-            .read_range(pos..end)
-            .await
-            .map_err(|e| err(e.into()))?;
-        tokio::io::AsyncWriteExt::write_all(&mut file, &bytes)
-            .await
-            .map_err(|e| err(e.into()))?;
+        let bytes = reader.read_range(pos..end).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut file, &bytes).await?;
         pos = end;
     }
     // tokio hands large writes to a background task: the file is complete only once
     // flushed, and libhdf5 must not open it before.
-    tokio::io::AsyncWriteExt::flush(&mut file)
-        .await
-        .map_err(|e| err(e.into()))?;
-    Ok((path, size))
+    tokio::io::AsyncWriteExt::flush(&mut file).await?;
+    Ok(size)
 }
 
 /// Open a variable of the source granule with libhdf5, once for all its chunks.

@@ -9,6 +9,8 @@ mod branch;
 mod compare;
 #[cfg(feature = "validate")]
 mod rules;
+#[cfg(feature = "validate")]
+mod sparse;
 
 #[cfg(feature = "validate")]
 pub use branch::{Branch, check, validate};
