@@ -58,7 +58,14 @@ fn main() {
                 .await;
         }
         let work = TempDir::new("bench-validate");
-        let local = GranuleSource::Local(paths[0].parent().expect("a directory").into());
+        // The cache keeps each granule in its own directory: link both into one.
+        let granules = work.path().join("granules");
+        std::fs::create_dir_all(&granules).expect("a granule directory");
+        for path in &paths {
+            let name = path.file_name().expect("a file name");
+            std::os::unix::fs::symlink(path, granules.join(name)).expect("link a granule");
+        }
+        let local = GranuleSource::Local(granules);
         let s3 =
             GranuleSource::parse("s3://granules/mur/", &moto.s3_settings()).expect("an S3 source");
         let mut rows = Vec::new();
