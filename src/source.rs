@@ -472,13 +472,8 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     msg
 }
 
-#[async_trait]
-impl RangeRead for S3Object {
-    fn url(&self) -> &str {
-        &self.url
-    }
-
-    async fn info(&self) -> Result<ObjectInfo, SourceError> {
+impl S3Object {
+    async fn info_once(&self) -> Result<ObjectInfo, SourceError> {
         let head = self
             .client
             .head_object()
@@ -498,9 +493,9 @@ impl RangeRead for S3Object {
         })
     }
 
-    async fn read_head(&self, len: u64) -> Result<(Bytes, ObjectInfo), SourceError> {
+    async fn read_head_once(&self, len: u64) -> Result<(Bytes, ObjectInfo), SourceError> {
         if len == 0 {
-            let info = self.info().await?;
+            let info = self.info_once().await?;
             return Ok((Bytes::new(), info));
         }
         let out = self
@@ -529,13 +524,13 @@ impl RangeRead for S3Object {
         Ok((head, info))
     }
 
-    async fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError> {
+    async fn read_range_once(&self, range: Range<u64>) -> Result<Bytes, SourceError> {
         if range.start > range.end {
             return Err(self.out_of_bounds(&range, None).await);
         }
         if range.start == range.end {
             // An empty read asks nothing of S3, but it must still lie within the object.
-            let size = self.info().await?.size;
+            let size = self.info_once().await?.size;
             check_bounds(&self.url, &range, size)?;
             return Ok(Bytes::new());
         }
@@ -562,6 +557,64 @@ impl RangeRead for S3Object {
             return Err(self.out_of_bounds(&range, total).await);
         }
         Ok(bytes)
+    }
+}
+
+/// Attempts per S3 call: the SDK retries throttles and 5xx itself, but not a connection
+/// closed before the answer or a body cut short, which S3 also does now and then.
+const S3_ATTEMPTS: u32 = 5;
+
+/// First wait between attempts, doubled each time, with full jitter.
+const S3_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl S3Object {
+    /// `call` again after a transient failure, a bounded number of times.
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, SourceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, SourceError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Err(e) if e.is_retryable() && attempt < S3_ATTEMPTS => {
+                    S3_RETRIES.fetch_add(1, Ordering::Relaxed);
+                    let cap = S3_BACKOFF.saturating_mul(1 << attempt);
+                    let wait = cap.mul_f64(rand::random::<f64>());
+                    tracing::debug!(object = %self.url, attempt, error = %e, "retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Transient S3 failures retried so far in this process, for reports.
+static S3_RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// Retries of granule reads so far in this process (a report gives the difference).
+pub fn s3_retries() -> u64 {
+    S3_RETRIES.load(Ordering::Relaxed)
+}
+
+#[async_trait]
+impl RangeRead for S3Object {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn info(&self) -> Result<ObjectInfo, SourceError> {
+        self.retrying(|| self.info_once()).await
+    }
+
+    async fn read_head(&self, len: u64) -> Result<(Bytes, ObjectInfo), SourceError> {
+        self.retrying(|| self.read_head_once(len)).await
+    }
+
+    async fn read_range(&self, range: Range<u64>) -> Result<Bytes, SourceError> {
+        self.retrying(|| self.read_range_once(range.clone())).await
     }
 }
 

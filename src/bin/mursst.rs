@@ -663,6 +663,12 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
                 report.refs, report.requests, report.bytes_read
             );
         }
+        if report.source_retries > 0 {
+            println!(
+                "granule reads retried after a transient S3 failure: {}",
+                report.source_retries
+            );
+        }
         if let Some(gap) = report.gap_at {
             println!("stopped: no granule for {gap}");
         }

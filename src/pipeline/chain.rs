@@ -29,6 +29,9 @@ pub struct Report {
     pub refs: u64,
     pub requests: u64,
     pub bytes_read: u64,
+    /// Granule reads tried again after a transient S3 failure (in this process, during
+    /// the run).
+    pub source_retries: u64,
     pub timings_s: BTreeMap<&'static str, f64>,
     pub old_snapshot: Option<String>,
     pub new_snapshot: Option<String>,
@@ -139,14 +142,46 @@ fn report_of(found: &DiscoverOutput) -> Report {
     }
 }
 
+/// Tries of one step that failed with a retryable error (I/O, throttling, 5xx), as the
+/// state machines' `Retry` does; every step is idempotent.
+const STEP_ATTEMPTS: u32 = 3;
+
+/// First wait before a step's next try, doubled each time, with full jitter.
+const STEP_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// `call` (one step) again after a retryable failure, a bounded number of times.
+async fn retried<T, F, Fut>(step: &str, mut call: F) -> Result<T, PipelineError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, PipelineError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(e) if e.kind() == super::ErrorKind::Retryable && attempt < STEP_ATTEMPTS => {
+                tracing::warn!(step, attempt, error = %e, "retrying the step");
+                let cap = STEP_BACKOFF.saturating_mul(1 << attempt);
+                tokio::time::sleep(cap.mul_f64(rand::random::<f64>())).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Times a run starts over because another run moved `main` with other days.
 pub const ATTEMPTS: usize = 3;
 
 /// The chain, started over from the new `main` when another run moved it meanwhile.
 async fn run(ctx: &Context, input: DiscoverInput) -> Result<Report, PipelineError> {
     let mut attempt = 1;
+    let retries_before = crate::source::s3_retries();
     loop {
         match Box::pin(run_once(ctx, input.clone())).await {
+            Ok(mut report) => {
+                report.source_retries = crate::source::s3_retries() - retries_before;
+                return Ok(report);
+            }
             Err(PipelineError::Store(StoreError::Conflict { branch, .. }))
                 if attempt < ATTEMPTS =>
             {
@@ -171,7 +206,7 @@ async fn run(ctx: &Context, input: DiscoverInput) -> Result<Report, PipelineErro
 
 async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, PipelineError> {
     let mut timer = Timer::new();
-    let found = Box::pin(super::discover(ctx, input)).await?;
+    let found = retried("discover", || Box::pin(super::discover(ctx, input.clone()))).await?;
     let mut report = report_of(&found);
     timer.lap("discover");
     if !found.has_work {
@@ -183,13 +218,13 @@ async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, Pipelin
     report.requests = refs.iter().map(|r| r.requests).sum();
     report.bytes_read = refs.iter().map(|r| r.bytes_read).sum();
     timer.lap("refs");
-    let write = match Box::pin(super::write_branch(
-        ctx,
-        WriteInput {
-            run: run.clone(),
-            refs: refs.clone(),
-        },
-    ))
+    let write_input = WriteInput {
+        run: run.clone(),
+        refs: refs.clone(),
+    };
+    let write = match retried("write", || {
+        Box::pin(super::write_branch(ctx, write_input.clone()))
+    })
     .await
     {
         Ok(write) => write,
@@ -206,19 +241,23 @@ async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, Pipelin
     };
     record_write(&mut report, &run.branch, &write);
     timer.lap("write");
-    report.validation = Some(
-        Box::pin(super::validate_branch(
-            ctx,
-            super::ValidateInput {
-                run: run.clone(),
-                refs,
-                write: write.clone(),
-            },
-        ))
-        .await?,
-    );
+    report.validation = Some({
+        let input = super::ValidateInput {
+            run: run.clone(),
+            refs,
+            write: write.clone(),
+        };
+        retried("validate", || {
+            Box::pin(super::validate_branch(ctx, input.clone()))
+        })
+        .await?
+    });
     timer.lap("validate");
-    let promoted = Box::pin(super::promote(ctx, PromoteInput { run, write })).await?;
+    let promote_input = PromoteInput { run, write };
+    let promoted = retried("promote", || {
+        Box::pin(super::promote(ctx, promote_input.clone()))
+    })
+    .await?;
     report.main_moved = promoted.main_moved;
     report.message = promoted.message;
     timer.lap("promote");
@@ -255,13 +294,13 @@ async fn generate_all(
         p.begin("indexing granules", granules.len() as u64);
     }
     let refs = futures::stream::iter(granules.into_iter().map(|granule| async {
-        let out = Box::pin(super::generate_refs(
-            ctx,
-            GenerateRefsInput {
-                run: run.clone(),
-                granule,
-            },
-        ))
+        let input = GenerateRefsInput {
+            run: run.clone(),
+            granule,
+        };
+        let out = retried("generate-refs", || {
+            Box::pin(super::generate_refs(ctx, input.clone()))
+        })
         .await;
         if let Some(p) = &ctx.progress {
             p.advance();

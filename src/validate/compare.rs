@@ -258,6 +258,23 @@ async fn open_dataset(
     .map_err(|e| source_error(granule, variable, e))
 }
 
+/// Tries to fetch a chunk through the branch.
+const FETCH_ATTEMPTS: u32 = 5;
+
+/// Wait before the next try, times the attempt.
+const FETCH_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether reading through the branch failed to get the bytes at all (icechunk's
+/// `FetchError`, which reaches us through zarrs as text), rather than getting bytes that
+/// are wrong: a granule changed since it was indexed, too few bytes, a failed decode.
+fn is_fetch_error(e: &zarrs::array::ArrayError) -> bool {
+    use zarrs::array::{ArrayError, CodecError};
+    matches!(
+        e,
+        ArrayError::StorageError(_) | ArrayError::CodecError(CodecError::StorageError(_))
+    ) && e.to_string().contains("error fetching virtual reference")
+}
+
 /// One chunk of one array to compare with the source.
 struct Chunk<'a> {
     array: &'a Array<AsyncIcechunkStore>,
@@ -278,26 +295,55 @@ impl Chunk<'_> {
         let subset = self.array.chunk_subset_bounded(&self.index).map_err(|e| {
             StoreError::zarr(format!("{} chunk {:?}", self.variable, self.index), e)
         })?;
-        let through_branch: Vec<T> = self
-            .array
-            .async_retrieve_array_subset(&subset)
-            .await
-            .map_err(|e| {
-                failed(
-                    Rule::DataEqualToSource,
-                    format!(
-                        "{} chunk {:?} through the branch: {}",
-                        self.variable,
-                        self.index,
-                        crate::source::error_chain(&e)
-                    ),
-                )
-            })?;
+        let through_branch: Vec<T> = self.read_through_branch(&subset).await?;
         let from_source = read_source::<T>(self.source.clone(), &subset)
             .await
             .map_err(|e| source_error(self.granule, self.variable, e))?;
         self.check_equal(&through_branch, &from_source)?;
         Ok(through_branch.len() as u64)
+    }
+
+    /// The chunk as a reader of the store gets it. Fetching the granule's bytes is
+    /// tried again after a failure (S3 drops connections now and then); what arrives must
+    /// decode, or the data rule fails.
+    async fn read_through_branch<T: Element>(
+        &self,
+        subset: &ArraySubset,
+    ) -> Result<Vec<T>, ValidationError> {
+        let mut attempt = 1;
+        loop {
+            match self.array.async_retrieve_array_subset(subset).await {
+                Ok(values) => return Ok(values),
+                Err(e) if is_fetch_error(&e) && attempt < FETCH_ATTEMPTS => {
+                    tracing::debug!(variable = self.variable, chunk = ?self.index, attempt, error = %e,
+                        "fetching through the branch failed: trying again");
+                    tokio::time::sleep(FETCH_BACKOFF * attempt).await;
+                    attempt += 1;
+                }
+                Err(e) if is_fetch_error(&e) => {
+                    return Err(source_error(
+                        self.granule,
+                        self.variable,
+                        format!(
+                            "chunk {:?} through the branch: {}",
+                            self.index,
+                            crate::source::error_chain(&e)
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    return Err(failed(
+                        Rule::DataEqualToSource,
+                        format!(
+                            "{} chunk {:?} through the branch: {}",
+                            self.variable,
+                            self.index,
+                            crate::source::error_chain(&e)
+                        ),
+                    ));
+                }
+            }
+        }
     }
 
     fn check_equal<T: Element>(&self, ours: &[T], theirs: &[T]) -> Result<(), ValidationError> {

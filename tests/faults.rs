@@ -1,0 +1,172 @@
+//! Flaky S3: `init` and `update` with the store and the granules on moto, every request
+//! through a proxy (`tests/python/s3_proxy.py`) that answers a share of them with S3's
+//! 503 SlowDown or 500 InternalError, a connection closed before the answer, or headers
+//! and half a body. At 10% and 30% the runs complete and the store equals a clean run's;
+//! when every granule read fails, the run fails naming the granule and main is unchanged.
+
+mod common;
+
+use chrono::NaiveDate;
+use common::standins;
+use common::{MotoServer, TempDir};
+use mursst::discover::GranuleSource;
+use mursst::pipeline::{self, Context, UpdateOptions};
+use mursst::source::S3Settings;
+use mursst::store::values::Values;
+use mursst::store::{RepoLocation, SessionStores, StoreRepo, StoreState};
+use mursst::synthetic::{self, ChunkLayout, GranuleSpec};
+use mursst::validate::ValidateMode;
+use zarrs::array::ArraySubset;
+
+const FAULTS: &str = "slowdown,internal,reset,truncate";
+
+fn day(d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2025, 3, d).unwrap()
+}
+
+/// Five granules on moto.
+async fn granules(moto: &MotoServer, tmp: &TempDir) {
+    moto.create_bucket("granules").await;
+    moto.create_bucket("stores").await;
+    for d in 1..=5 {
+        let mut spec = GranuleSpec::small(day(d), 40, 90);
+        spec.chunks = ChunkLayout::uniform([16, 32]);
+        let path = synthetic::write_granule(&tmp.path().join("granules"), &spec).unwrap();
+        moto.put_file("granules", &format!("mur/{}", spec.file_name()), &path)
+            .await;
+    }
+}
+
+/// Everything through `endpoint` (moto itself, or the proxy).
+fn context(moto: &MotoServer, endpoint: &str, store: &str, tmp: &TempDir) -> Context {
+    let s3 = S3Settings {
+        endpoint: Some(endpoint.to_string()),
+        ..moto.s3_settings()
+    };
+    Context {
+        store: RepoLocation::parse(store).unwrap(),
+        store_s3: s3.clone(),
+        source: GranuleSource::parse("s3://granules/mur/", &s3).unwrap(),
+        source_s3: s3.clone(),
+        artifacts: tmp
+            .path()
+            .join(store.replace('/', "_"))
+            .display()
+            .to_string(),
+        artifacts_s3: s3,
+        read_options: Default::default(),
+        concurrency: 2,
+        progress: None,
+    }
+}
+
+fn options() -> UpdateOptions {
+    UpdateOptions {
+        lag_days: 0,
+        validate: ValidateMode::Full,
+        ..Default::default()
+    }
+}
+
+/// `init` with days 1–3, then `update` adding 4 and 5.
+async fn init_and_update(ctx: &Context) -> Result<(), pipeline::PipelineError> {
+    let vars: Vec<String> = vec!["analysed_sst".into(), "mask".into()];
+    pipeline::init(ctx, &options(), day(1), day(3), &vars).await?;
+    let report = pipeline::update(ctx, &options()).await?;
+    assert_eq!(report.days_added, [day(4), day(5)]);
+    Ok(())
+}
+
+/// Main's state, its branches, and every value of its arrays, read through moto.
+async fn contents(moto: &MotoServer, store: &str) -> (StoreState, Vec<String>, Vec<Values>) {
+    let s3 = moto.s3_settings();
+    let repo = StoreRepo::open(&RepoLocation::parse(store).unwrap(), &s3, &s3)
+        .await
+        .unwrap();
+    let tip = repo.branch_tip("main").await.unwrap();
+    let state = repo.state_at(&tip).await.unwrap().expect("main holds days");
+    let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
+    let mut values = Vec::new();
+    for (name, meta) in &state.schema.arrays {
+        let array = stores.array(name).await.unwrap();
+        let all = ArraySubset::new_with_shape(meta.shape.clone());
+        values.push(Values::read(&array, meta.data_type, &all).await.unwrap());
+    }
+    let mut branches = repo.list_branches().await.unwrap();
+    branches.sort();
+    (state, branches, values)
+}
+
+#[tokio::test]
+async fn runs_survive_a_flaky_s3_and_fail_cleanly_when_it_is_down() {
+    let moto = MotoServer::start();
+    let tmp = TempDir::new("faults");
+    granules(&moto, &tmp).await;
+    let clean_store = "s3://stores/clean";
+    init_and_update(&context(&moto, &moto.endpoint(), clean_store, &tmp))
+        .await
+        .expect("a clean run");
+    let clean = contents(&moto, clean_store).await;
+    assert_eq!(clean.0.days, 5);
+
+    for rate in [0.1, 0.3] {
+        let proxy = standins::s3_proxy(&moto.endpoint(), rate, FAULTS, None);
+        let store = format!("s3://stores/flaky-{}", (rate * 100.0) as u32);
+        init_and_update(&context(&moto, &proxy.url(), &store, &tmp))
+            .await
+            .unwrap_or_else(|e| panic!("at {rate}: {e}"));
+        let entries = proxy.entries();
+        let faulted = |on: &str| {
+            entries
+                .iter()
+                .filter(|e| {
+                    !e["fault"].is_null() && e["path"].as_str().unwrap_or("").starts_with(on)
+                })
+                .count()
+        };
+        assert!(
+            faulted("/granules/") > 0 && faulted("/stores/") > 0,
+            "at {rate}: faults on granules {}, on the store {}",
+            faulted("/granules/"),
+            faulted("/stores/")
+        );
+        // The store's virtual chunk container points at the proxy it was made through:
+        // read it back without faults.
+        reqwest::Client::new()
+            .post(format!("{}/__proxy/fault-rate", proxy.url()))
+            .body("0")
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("turn the faults off");
+        let flaky = contents(&moto, &store).await;
+        assert_eq!(flaky.0.days, clean.0.days, "at {rate}");
+        assert_eq!(flaky.0.last_day, clean.0.last_day, "at {rate}");
+        assert_eq!(flaky.1, ["main"], "at {rate}: no branch left behind");
+        assert_eq!(flaky.2, clean.2, "at {rate}: the values differ");
+    }
+
+    // Every request for a granule fails: the update stops, naming what it could not
+    // read, and main stays.
+    let store = "s3://stores/down";
+    let direct = context(&moto, &moto.endpoint(), store, &tmp);
+    let vars: Vec<String> = vec!["analysed_sst".into()];
+    pipeline::init(&direct, &options(), day(1), day(3), &vars)
+        .await
+        .expect("init");
+    let before = contents(&moto, store).await;
+    let proxy = standins::s3_proxy(&moto.endpoint(), 1.0, "slowdown,reset", Some("/granules/"));
+    let err = pipeline::update(&context(&moto, &proxy.url(), store, &tmp), &options())
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    // The first request to fail for good is the listing of the granules.
+    assert!(text.contains("s3://granules/mur/"), "{text}");
+    assert!(
+        text.contains("SlowDown") || text.contains("dispatch failure"),
+        "{text}"
+    );
+    let after = contents(&moto, store).await;
+    assert_eq!(after.0.days, before.0.days, "main unchanged");
+    assert_eq!(after.2, before.2, "main unchanged");
+}
