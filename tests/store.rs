@@ -431,6 +431,36 @@ async fn a_corrupt_granule_fails_naming_it_and_main_stays() {
     assert_eq!(fx.main_state().await.0, before);
 }
 
+/// Files that are not granules where a granule should be: each stops the run with an
+/// error naming the file, and main stays where it was.
+#[tokio::test]
+async fn a_corpus_of_broken_files_fails_naming_each_and_main_stays() {
+    let html = b"<!DOCTYPE html><html><head><title>Earthdata Login</title></head>\
+        <body>Please log in</body></html>"
+        .to_vec();
+    let fx = Fixture::new("broken", 1..=2);
+    fx.init(1, 1).await.expect("init");
+    let before = fx.main_state().await.0;
+    let path = fx.granules.join(synthetic::granule_file_name(day(2)));
+    let good = std::fs::read(&path).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("zero-length object", Vec::new()),
+        ("an HTML page instead of the file", html),
+        ("the superblock only", good[..64].to_vec()),
+        ("the first 4 KiB", good[..4096].to_vec()),
+        ("all but the last byte", good[..good.len() - 1].to_vec()),
+    ];
+    for (what, bytes) in cases {
+        std::fs::write(&path, &bytes).unwrap();
+        let err = fx.update().await.expect_err(what).to_string();
+        assert!(
+            err.contains(&synthetic::granule_file_name(day(2))),
+            "{what}: {err}"
+        );
+        assert_eq!(fx.main_state().await.0, before, "{what}: main moved");
+    }
+}
+
 fn mursst() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mursst"));
     cmd.stdin(Stdio::null())
