@@ -207,6 +207,7 @@ async fn run(ctx: &Context, input: DiscoverInput) -> Result<Report, PipelineErro
 async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, PipelineError> {
     let mut timer = Timer::new();
     let found = retried("discover", || Box::pin(super::discover(ctx, input.clone()))).await?;
+    super::crash_point("discover");
     let mut report = report_of(&found);
     timer.lap("discover");
     if !found.has_work {
@@ -239,6 +240,7 @@ async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, Pipelin
         }
         Err(e) => return Err(e),
     };
+    super::crash_point("write");
     record_write(&mut report, &run.branch, &write);
     timer.lap("write");
     report.validation = Some({
@@ -252,6 +254,7 @@ async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, Pipelin
         })
         .await?
     });
+    super::crash_point("validate");
     timer.lap("validate");
     let promote_input = PromoteInput { run, write };
     let promoted = retried("promote", || {
@@ -302,6 +305,7 @@ async fn generate_all(
             Box::pin(super::generate_refs(ctx, input.clone()))
         })
         .await;
+        super::crash_point("refs");
         if let Some(p) = &ctx.progress {
             p.advance();
         }

@@ -75,6 +75,7 @@ pub async fn generate_refs(
                 prepare_granule(&granule, &ctx.source_s3, &ctx.read_options).await?;
             let artifact = artifacts::refs_key(&run.id, granule.date, &prepared.refs.object);
             store.put_json(&artifact, &prepared).await?;
+            super::crash_point("refs-artifact");
             GenerateRefsOutput {
                 date: granule.date,
                 url: granule.url,

@@ -136,3 +136,30 @@ pub fn default_artifacts() -> String {
         .display()
         .to_string()
 }
+
+/// Where a test may kill the run: `MURSST_CRASH_AT=NAME` aborts the process at the point
+/// of that name, as a SIGKILL or a Lambda timeout would there, so the tests can prove
+/// that a rerun finishes the job and main never holds a half-done one.
+pub const CRASH_POINTS: [&str; 9] = [
+    "discover",
+    "refs-artifact",
+    "refs",
+    "write-before-commit",
+    "write",
+    "validate",
+    "promote-before-move",
+    "promote-moved",
+    "promote-branch-deleted",
+];
+
+/// Abort here if `MURSST_CRASH_AT` names this point (see [`CRASH_POINTS`]).
+pub(crate) fn crash_point(name: &'static str) {
+    debug_assert!(
+        CRASH_POINTS.contains(&name),
+        "{name} is not in CRASH_POINTS"
+    );
+    if std::env::var("MURSST_CRASH_AT").is_ok_and(|v| v == name) {
+        eprintln!("MURSST_CRASH_AT={name}: aborting");
+        std::process::abort();
+    }
+}

@@ -49,8 +49,9 @@ pub async fn promote(ctx: &Context, input: PromoteInput) -> Result<PromoteOutput
         });
     }
     if repo.branch_tip("main").await? != tip {
+        super::crash_point("promote-before-move");
         match repo.promote(&tip, &base, &run.branch).await {
-            Ok(()) => {}
+            Ok(()) => super::crash_point("promote-moved"),
             Err(StoreError::Conflict { actual, .. }) if main_holds(&repo, &write).await? => {
                 // Another run added exactly these days first: nothing is left to do.
                 finish(ctx, &repo, &run).await?;
@@ -93,6 +94,7 @@ async fn finish(ctx: &Context, repo: &StoreRepo, run: &Run) -> Result<(), Pipeli
     if repo.has_branch(&run.branch).await? {
         repo.delete_branch(&run.branch).await?;
     }
+    super::crash_point("promote-branch-deleted");
     ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3)
         .await?
         .remove_prefix(&artifacts::run_prefix(&run.id))

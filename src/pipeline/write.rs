@@ -99,6 +99,7 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
     record.insert("store_first_day".into(), json!(store_first_day));
     record.insert("rejected".into(), json!(rejected));
     let stores = SessionStores::new(repo.branch_session(&run.branch, &base).await?).await;
+    super::crash_point("write-before-commit");
     let last = accepted[accepted.len() - 1].granule.date;
     let summary = writer::append_days(
         &stores,

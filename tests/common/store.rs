@@ -49,3 +49,24 @@ pub async fn all_refs(
     }
     out
 }
+
+/// What main holds, its branches (sorted) and every reference: what a clean run and a
+/// disturbed run of the same days must share.
+pub struct MainContents {
+    pub state: StoreState,
+    pub branches: Vec<String>,
+    pub refs: Vec<(String, Vec<u32>, String)>,
+}
+
+pub async fn main_contents(repo: &StoreRepo) -> MainContents {
+    let tip = repo.branch_tip("main").await.unwrap();
+    let state = repo.state_at(&tip).await.unwrap().expect("main holds days");
+    let refs = all_refs(repo, &tip, &state).await;
+    let mut branches = repo.list_branches().await.unwrap();
+    branches.sort();
+    MainContents {
+        state,
+        branches,
+        refs,
+    }
+}
