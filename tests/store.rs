@@ -255,6 +255,31 @@ async fn schema_check_rejects_chunk_shape_grid_and_missing_variables() {
     }
 }
 
+/// `init` over days whose chunk layout changes mid-way (as on 2023-09-04): the days
+/// after the change are refused before anything is written, naming the day and field,
+/// and the store holds the days before it.
+#[tokio::test]
+async fn init_checks_its_days_against_the_first() {
+    let fx = Fixture::new("init-mixed", 1..=2);
+    let mut changed = spec(day(3));
+    changed.chunks = changed.chunks.with(DataVar::AnalysedSst, [20, 50]);
+    write(&fx.granules, [changed, spec(day(4))]);
+    let report = fx.init(1, 4).await.expect("init");
+    assert_eq!(report.days_added, [day(1), day(2)], "{report:?}");
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    let r = &report.rejected[0];
+    assert!(
+        r.granule.ends_with(&synthetic::granule_file_name(day(3))),
+        "{r:?}"
+    );
+    assert!(
+        r.reason.contains("analysed_sst") && r.reason.contains("chunk_shape"),
+        "{r:?}"
+    );
+    let (_, state) = fx.main_state().await;
+    assert_eq!((state.days, state.last_day), (2, Some(day(2))));
+}
+
 #[tokio::test]
 async fn dry_run_writes_the_branch_but_leaves_main() {
     let fx = Fixture::new("dry", 1..=3);

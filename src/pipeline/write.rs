@@ -72,7 +72,7 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
     let before = repo.state_at(&base).await?;
     let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
     let prepared = load_prepared(&store, &refs).await?;
-    let (accepted, rejected) = split_by_schema(before.as_ref(), prepared);
+    let (accepted, rejected) = split_by_schema(before.as_ref(), prepared, &run);
     let Some(first) = accepted.first() else {
         let count = rejected.len();
         let first = rejected
@@ -141,13 +141,19 @@ pub(super) async fn load_prepared(
 fn split_by_schema(
     before: Option<&StoreState>,
     prepared: Vec<PreparedGranule>,
+    run: &Run,
 ) -> (Vec<PreparedGranule>, Vec<(String, StoreError)>) {
     let mut accepted = Vec::new();
     let mut rejected = Vec::new();
+    // A new store takes its layout from its first day, which the days after must fit.
+    let mut created = None;
     for day in prepared {
-        let fits = match before {
-            Some(state) => schema::check(&day.refs, &day.coordinates, &state.schema),
-            None => Ok(()),
+        let fits = match (before, &created) {
+            (Some(state), _) => schema::check(&day.refs, &day.coordinates, &state.schema),
+            (None, Some(schema)) => schema::check(&day.refs, &day.coordinates, schema),
+            (None, None) => writer::new_schema(&day, &variables_to_keep(run, &day)).map(|schema| {
+                created = Some(schema);
+            }),
         };
         match fits {
             Ok(()) => accepted.push(day),
@@ -335,7 +341,7 @@ async fn commit_batch(
         .into());
     }
     let prepared = Batch::load(store, run, granules).await?;
-    let (accepted, rejected) = split_by_schema(state, prepared);
+    let (accepted, rejected) = split_by_schema(state, prepared, run);
     if let Some((_, first)) = rejected.into_iter().next() {
         // A backfill adds every day or none: a misfit stops it, naming the day.
         return Err(PipelineError::Rejected { count: 1, first });

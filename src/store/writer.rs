@@ -17,7 +17,7 @@ use zarrs::array::ArraySubset;
 
 use super::StoreError;
 use super::attributes;
-use super::layout::{self, ArrayMeta, Role, TIME};
+use super::layout::{self, Role, TIME};
 use super::schema::StoreSchema;
 use super::session::SessionStores;
 use super::state::StoreState;
@@ -135,12 +135,12 @@ pub(crate) fn chunk_refs<'a>(
         .collect()
 }
 
-/// Create the group and arrays of a new store from its first granule.
-async fn create_layout(
-    stores: &SessionStores,
+/// The layout a new store takes from its first granule, keeping `variables`: what
+/// every later day of the same `init` must fit, checked before anything is written.
+pub fn new_schema(
     first: &PreparedGranule,
     variables: &[String],
-) -> Result<StoreState, StoreError> {
+) -> Result<StoreSchema, StoreError> {
     let refs = &first.refs;
     let g = refs.object.url.as_str();
     let mut arrays = std::collections::BTreeMap::new();
@@ -174,61 +174,64 @@ async fn create_layout(
             }
         }
     }
-    stores.set_group(Map::new()).await?;
-    for (name, meta) in &arrays {
-        stores.set_array(name, meta).await?;
-    }
-    let coordinates = write_coordinates(stores, first, &coordinate_names, &mut arrays).await?;
-    Ok(StoreState {
-        snapshot: SnapshotId::random(),
-        group_attributes: Map::new(),
-        schema: StoreSchema {
-            arrays,
-            coordinates,
-        },
-        days: 0,
-        first_day: None,
-        last_day: None,
-        time_epoch: first.time_epoch,
-    })
-}
-
-/// Write the static coordinates of a new store as real chunks, from its first granule.
-async fn write_coordinates(
-    stores: &SessionStores,
-    first: &PreparedGranule,
-    names: &[String],
-    arrays: &mut std::collections::BTreeMap<String, ArrayMeta>,
-) -> Result<HashMap<String, Vec<u8>>, StoreError> {
     let mut coordinates = HashMap::new();
-    for name in names {
-        let var = first
-            .refs
-            .variable(name)
-            .ok_or_else(|| StoreError::metadata(name, "missing"))?;
+    for name in coordinate_names {
+        let var = refs
+            .variable(&name)
+            .ok_or_else(|| StoreError::metadata(&name, "missing"))?;
         let meta = layout::coordinate_array(var);
-        stores.set_array(name, &meta).await?;
-        let bytes = first.coordinates.get(name).ok_or_else(|| {
-            StoreError::metadata(name, "coordinate values were not read from the granule")
+        let bytes = first.coordinates.get(&name).ok_or_else(|| {
+            StoreError::metadata(&name, "coordinate values were not read from the granule")
         })?;
-        let values = Values::from_le_bytes(meta.data_type, bytes.clone()).ok_or_else(|| {
-            StoreError::metadata(
-                name,
+        if Values::from_le_bytes(meta.data_type, bytes.clone()).is_none() {
+            return Err(StoreError::metadata(
+                &name,
                 format!(
                     "{} bytes are not {} values",
                     bytes.len(),
                     meta.data_type.zarr_v3_name()
                 ),
-            )
-        })?;
+            ));
+        }
+        coordinates.insert(name.clone(), bytes.clone());
+        arrays.insert(name, meta);
+    }
+    Ok(StoreSchema {
+        arrays,
+        coordinates,
+    })
+}
+
+/// Create the group and arrays of a new store from its first granule, with the static
+/// coordinates written as real chunks.
+async fn create_layout(
+    stores: &SessionStores,
+    first: &PreparedGranule,
+    variables: &[String],
+) -> Result<StoreState, StoreError> {
+    let schema = new_schema(first, variables)?;
+    stores.set_group(Map::new()).await?;
+    for (name, meta) in &schema.arrays {
+        stores.set_array(name, meta).await?;
+    }
+    for (name, bytes) in &schema.coordinates {
+        let meta = &schema.arrays[name];
+        let values = Values::from_le_bytes(meta.data_type, bytes.clone())
+            .ok_or_else(|| StoreError::metadata(name, "coordinate values"))?;
         let array = stores.array(name).await?;
         values
             .write(&array, &ArraySubset::new_with_shape(meta.shape.clone()))
             .await?;
-        coordinates.insert(name.clone(), bytes.clone());
-        arrays.insert(name.clone(), meta);
     }
-    Ok(coordinates)
+    Ok(StoreState {
+        snapshot: SnapshotId::random(),
+        group_attributes: Map::new(),
+        schema,
+        days: 0,
+        first_day: None,
+        last_day: None,
+        time_epoch: first.time_epoch,
+    })
 }
 
 /// Append `days` (consecutive, after the store's last day) to the session and commit.
