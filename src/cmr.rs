@@ -259,6 +259,23 @@ fn parse_item(item: &Value) -> Result<Result<CmrGranule, Unusable>, CmrError> {
             format!("its temporal extent says {day}, but the file name {s3_url} does not"),
         )));
     }
+    let (size, md5) = archive_info(item, s3_url);
+    Ok(Ok(CmrGranule {
+        concept_id: concept_id.into(),
+        revision_id,
+        revision_date,
+        granule_ur,
+        begin,
+        end,
+        day,
+        s3_url: s3_url.into(),
+        size,
+        md5,
+    }))
+}
+
+/// The size and MD5 CMR lists for the file behind `s3_url`, where it lists them.
+fn archive_info(item: &Value, s3_url: &str) -> (Option<u64>, Option<String>) {
     let file = item
         .pointer("/umm/DataGranule/ArchiveAndDistributionInformation")
         .and_then(Value::as_array)
@@ -269,23 +286,14 @@ fn parse_item(item: &Value) -> Result<Result<CmrGranule, Unusable>, CmrError> {
                     .is_some_and(|n| s3_url.ends_with(n))
             })
         });
-    Ok(Ok(CmrGranule {
-        concept_id: concept_id.into(),
-        revision_id,
-        revision_date,
-        granule_ur,
-        begin,
-        end,
-        day,
-        s3_url: s3_url.into(),
-        size: file
-            .and_then(|f| f.get("SizeInBytes"))
-            .and_then(Value::as_u64),
-        md5: file
-            .and_then(|f| f.pointer("/Checksum/Value"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-    }))
+    let size = file
+        .and_then(|f| f.get("SizeInBytes"))
+        .and_then(Value::as_u64);
+    let md5 = file
+        .and_then(|f| f.pointer("/Checksum/Value"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    (size, md5)
 }
 
 /// Parse a `granules.umm_json` page.
