@@ -187,7 +187,7 @@ async fn crashes_on_s3() {
         env: moto
             .env()
             .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
+            .map(|(k, v)| (k.to_string(), v))
             .collect(),
     })
     .await;

@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use common::sfn::{ARTIFACTS, FaultProxy, RunSpec, SfnEnv, SfnResult, runtime};
