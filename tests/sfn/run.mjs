@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs one execution of a real state-machine definition with aws-local-stepfunctions,
 // every Lambda Task served by the real handler binary through a Lambda Runtime API
-// emulator, SNS publishes sent to a real (moto) SNS endpoint. See README.md beside this.
+// emulator, SNS publishes sent to a real (moto) SNS endpoint; what is emulated, and how,
+// is below.
 //
 //   node tests/sfn/run.mjs --definition FILE --substitutions JSON --lambdas JSON
 //        --input JSON --out RESULT [--sns-endpoint URL] [--s3-endpoint URL]
