@@ -397,7 +397,18 @@ async fn read_source<T: Element + libhdf5::H5Type>(
         }
         let sel = libhdf5::Selection::from(libhdf5::Hyperslab::from(slices));
         let data = dataset.read_slice::<T, _, ndarray::IxDyn>(sel)?;
-        Ok(data.into_iter().collect())
+        // A fresh read is in C order: take its buffer (iterating an `IxDyn` array
+        // element by element took most of a full validation's time).
+        let len = data.len();
+        if !data.is_standard_layout() {
+            return Ok(data.iter().cloned().collect());
+        }
+        let (mut values, offset) = data.into_raw_vec_and_offset();
+        let start = offset.unwrap_or(0);
+        if start != 0 || values.len() != len {
+            values = values[start..start + len].to_vec();
+        }
+        Ok(values)
     })
     .await?
 }
