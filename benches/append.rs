@@ -12,7 +12,7 @@
 //! full 17999 × 36000 grid in the Zarr metadata). The references are those of one real
 //! indexed full-size synthetic granule, re-dated and pointed at a made-up file per day
 //! under the store's virtual chunk container, with shifted offsets; they are never read.
-//! Setup appends them with [`writer::append_days`] straight on `main` (up to
+//! Setup appends them with [`writer::write_days`] straight on `main` (up to
 //! `MURSST_BENCH_SETUP_DAYS`, default 365, days per commit). Then, several times per size,
 //! one more day goes in as the pipeline does it (reopen the repository, read the state,
 //! branch, write the references and commit, move `main`); timed are the write + commit
@@ -270,7 +270,7 @@ async fn build_store(
             .await
             .expect("session on main");
         let stores = SessionStores::new(session).await;
-        writer::append_days(
+        writer::write_days(
             &stores,
             state.as_ref(),
             &batch_days,
@@ -286,7 +286,7 @@ async fn build_store(
 
 /// One timed append of the next day, the way the pipeline does it.
 struct Append {
-    /// Writing the references and committing (`writer::append_days`).
+    /// Writing the references and committing (`writer::write_days`).
     commit_s: f64,
     /// Open, read the state, branch, write + commit, move main, delete the branch.
     cycle_s: f64,
@@ -313,7 +313,7 @@ async fn append_one(
     let branch = format!("add_time_bench_{index}");
     let stores = SessionStores::new(repo.start_branch(&branch, &base).await.expect("branch")).await;
     let t = Instant::now();
-    let summary = writer::append_days(
+    let summary = writer::write_days(
         &stores,
         Some(&state),
         std::slice::from_ref(&day),

@@ -194,7 +194,7 @@ async fn validation_reads_only_what_it_compares_and_still_catches_a_wrong_refere
     var.chunks[7].1 = first;
     let prepared = vec![prepared];
     let stores = SessionStores::new(repo.start_branch("swapped", &base).await.unwrap()).await;
-    let summary = writer::append_days(
+    let summary = writer::write_days(
         &stores,
         Some(&before),
         &prepared,

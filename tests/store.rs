@@ -343,7 +343,7 @@ async fn write_branch(
     tamper(&mut prepared);
     let branch = format!("add_time_test_{}", days[0]);
     let stores = SessionStores::new(repo.start_branch(&branch, &base).await.unwrap()).await;
-    let summary = writer::append_days(
+    let summary = writer::write_days(
         &stores,
         Some(&before),
         &prepared,

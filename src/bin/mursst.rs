@@ -95,6 +95,13 @@ enum Command {
         /// Add at most N days.
         #[arg(long)]
         limit: Option<usize>,
+        /// Also re-point stored days at their current granule: `changed` (sources
+        /// replaced since ingest) or dates and ranges (`2025-01-02,2025-01-05..2025-01-07`).
+        #[arg(long)]
+        reprocess: Option<pipeline::Reprocess>,
+        /// Days back from the store's last day that `--reprocess changed` checks.
+        #[arg(long, default_value_t = pipeline::DEFAULT_WINDOW_DAYS)]
+        reprocess_window: u32,
     },
     /// Look after the store: leftover branches, history, rollback, expiry.
     Store {
@@ -374,8 +381,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             grid,
             json,
         } => demo(dir, days, init_days, &grid, json).await,
-        Command::Update { common, limit } => {
-            let report = pipeline::update(&common.context()?, &common.options(limit)).await?;
+        Command::Update {
+            common,
+            limit,
+            reprocess,
+            reprocess_window,
+        } => {
+            let options = UpdateOptions {
+                reprocess,
+                reprocess_window_days: Some(reprocess_window),
+                ..common.options(limit)
+            };
+            let report = pipeline::update(&common.context()?, &options).await?;
             print_report(&report, common.json)
         }
         Command::Store {
@@ -657,7 +674,10 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
         if let (Some(first), Some(last)) = (report.store_first_day, report.store_last_day) {
             println!("store: {} day(s), {first}..{last}", report.store_days);
         }
-        if !report.days_added.is_empty() {
+        for r in &report.days_reprocessed {
+            println!("re-pointed {}: {}", r.date, r.reason);
+        }
+        if !report.days_added.is_empty() || !report.days_reprocessed.is_empty() {
             println!(
                 "refs: {}  requests: {}  bytes read: {}",
                 report.refs, report.requests, report.bytes_read

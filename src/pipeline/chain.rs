@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::write::Rejection;
 use super::{
     Context, CreateSpec, DEFAULT_LAG_DAYS, DiscoverInput, DiscoverOutput, GenerateRefsInput,
-    GenerateRefsOutput, PipelineError, PromoteInput, WriteInput, WriteOutput,
+    GenerateRefsOutput, PipelineError, PromoteInput, Repoint, Reprocess, WriteInput, WriteOutput,
 };
 use crate::store::{StoreError, StoreRepo};
 use crate::validate::{ValidateMode, ValidationReport};
@@ -23,6 +23,9 @@ pub struct Report {
     pub store: String,
     pub source: String,
     pub days_added: Vec<NaiveDate>,
+    /// Stored days re-pointed at their current granule, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub days_reprocessed: Vec<Repoint>,
     pub store_first_day: Option<NaiveDate>,
     pub store_last_day: Option<NaiveDate>,
     pub store_days: u64,
@@ -57,6 +60,9 @@ pub struct UpdateOptions {
     pub seed: u64,
     /// Only these days.
     pub dates: Option<Vec<NaiveDate>>,
+    /// Stored days to re-point as well (`--reprocess`).
+    pub reprocess: Option<Reprocess>,
+    pub reprocess_window_days: Option<u32>,
 }
 
 impl Default for UpdateOptions {
@@ -69,6 +75,8 @@ impl Default for UpdateOptions {
             today: Utc::now().date_naive(),
             seed: 0,
             dates: None,
+            reprocess: None,
+            reprocess_window_days: None,
         }
     }
 }
@@ -83,6 +91,8 @@ impl UpdateOptions {
             dates: self.dates.clone(),
             today: Some(self.today),
             seed: Some(self.seed),
+            reprocess: self.reprocess.clone(),
+            reprocess_window_days: self.reprocess_window_days,
             create,
             ..Default::default()
         }
@@ -214,6 +224,7 @@ async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, Pipelin
         report.timings_s = timer.0;
         return Ok(report);
     }
+    report.days_reprocessed = found.reprocess.clone();
     let run = found.run;
     let refs = Box::pin(generate_all(ctx, &run, found.granules)).await?;
     report.requests = refs.iter().map(|r| r.requests).sum();
@@ -280,11 +291,17 @@ fn record_write(report: &mut Report, branch: &str, write: &WriteOutput) {
     report.branch = Some(branch.to_string());
     report.refs = write.refs_written;
     report.new_snapshot = Some(write.snapshot.clone());
-    report.days_added = write.days.clone();
+    report.days_added = (write.days.iter())
+        .filter(|d| !write.reprocessed.contains(d))
+        .copied()
+        .collect();
+    report
+        .days_reprocessed
+        .retain(|r| write.reprocessed.contains(&r.date));
     report.rejected = write.rejected.clone();
     report.store_days = write.days_after;
     report.store_first_day = write.store_first_day;
-    report.store_last_day = write.days.last().copied();
+    report.store_last_day = report.days_added.last().copied().or(report.store_last_day);
 }
 
 /// The Map state in one process: every granule's generate-refs step, concurrently.

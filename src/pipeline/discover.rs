@@ -3,6 +3,7 @@
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::reprocess::{self, Repoint, Reprocess};
 use super::run::identity;
 use super::{Context, CreateSpec, DEFAULT_LAG_DAYS, DEFAULT_MAP_CONCURRENCY, PipelineError};
 use super::{Run, RunOptions};
@@ -10,7 +11,7 @@ use crate::artifacts::{self, ArtifactStore};
 use crate::cmr::{ResolvedDuplicate, Unusable};
 use crate::discover::{self, Selection};
 use crate::granule::Granule;
-use crate::store::{StoreError, StoreRepo, StoreState};
+use crate::store::{SessionStores, StoreError, StoreRepo, StoreState};
 use crate::validate::ValidateMode;
 
 /// The execution input: every field optional, production defaults otherwise.
@@ -45,6 +46,13 @@ pub struct DiscoverInput {
     /// thousands of days do not fit a state payload).
     #[serde(default)]
     pub manifest: bool,
+    /// Stored days to re-point at their current granule, besides the new days:
+    /// `"changed"` (sources replaced since ingest) or a list of dates.
+    #[serde(default)]
+    pub reprocess: Option<Reprocess>,
+    /// How many days back from the store's last day `"changed"` looks.
+    #[serde(default)]
+    pub reprocess_window_days: Option<u32>,
 }
 
 /// Where a backfill's granule list is, and how its commits are batched.
@@ -70,8 +78,11 @@ pub struct DiscoverOutput {
     pub run: Run,
     /// Whether there is anything to add (a Choice state reads it).
     pub has_work: bool,
-    /// The granules to add, in date order.
+    /// The granules to write (stored days to re-point, then new days), in date order.
     pub granules: Vec<Granule>,
+    /// The stored days among `granules`, and why each is re-pointed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reprocess: Vec<Repoint>,
     pub store_days: u64,
     pub store_first_day: Option<NaiveDate>,
     pub store_last_day: Option<NaiveDate>,
@@ -185,11 +196,101 @@ pub async fn discover(
     let mut out = output(run, state.as_ref(), selection);
     out.duplicates = listing.duplicates;
     out.unusable = listing.unusable;
+    if let (Some(wanted), Some(state)) = (&input.reprocess, &state) {
+        let window = input
+            .reprocess_window_days
+            .unwrap_or(reprocess::DEFAULT_WINDOW_DAYS);
+        let repoints = to_reprocess(ctx, &repo, state, wanted, window).await?;
+        add_repoints(&mut out, repoints);
+    }
     if input.manifest {
         out.manifest = Some(write_manifest(ctx, &out.run, &out.granules).await?);
         out.granules.clear();
     }
     Ok(out)
+}
+
+/// The stored days to re-point and their current granules.
+async fn to_reprocess(
+    ctx: &Context,
+    repo: &StoreRepo,
+    state: &StoreState,
+    wanted: &Reprocess,
+    window_days: u32,
+) -> Result<Vec<(Granule, Repoint)>, PipelineError> {
+    let (Some(first), Some(last)) = (state.first_day, state.last_day) else {
+        return Ok(Vec::new());
+    };
+    let (from, to) = match wanted {
+        Reprocess::Dates(dates) => {
+            if let Some(d) = dates.iter().find(|d| !state.holds(**d)) {
+                return Err(PipelineError::NotInStore {
+                    date: *d,
+                    first,
+                    last,
+                });
+            }
+            let from = dates.iter().min().copied().unwrap_or(first);
+            (from, dates.iter().max().copied().unwrap_or(last))
+        }
+        Reprocess::Changed(_) => {
+            let back = chrono::Days::new(u64::from(window_days.saturating_sub(1)));
+            (
+                last.checked_sub_days(back).unwrap_or(first).max(first),
+                last,
+            )
+        }
+    };
+    let listed = ctx.source.list_between(from, to).await?.granules;
+    match wanted {
+        Reprocess::Dates(dates) => {
+            let mut out = Vec::new();
+            for d in dates {
+                let g = listed.iter().find(|g| g.date == *d).ok_or_else(|| {
+                    PipelineError::NoGranuleToReprocess {
+                        date: *d,
+                        source_prefix: ctx.source.url_prefix(),
+                    }
+                })?;
+                let reason = "asked for".to_string();
+                let repoint = Repoint {
+                    date: *d,
+                    url: g.url.clone(),
+                    reason,
+                };
+                out.push((g.clone(), repoint));
+            }
+            out.sort_by_key(|(g, _)| g.date);
+            out.dedup_by_key(|(g, _)| g.date);
+            Ok(out)
+        }
+        Reprocess::Changed(_) => {
+            let stores = SessionStores::new(repo.readonly_at(&state.snapshot).await?).await;
+            reprocess::changed(&stores, state, &listed, &ctx.source_s3).await
+        }
+    }
+}
+
+/// Put the re-pointed days before the new ones, and say so.
+fn add_repoints(out: &mut DiscoverOutput, repoints: Vec<(Granule, Repoint)>) {
+    if repoints.is_empty() {
+        return;
+    }
+    let (granules, reasons): (Vec<Granule>, Vec<Repoint>) = repoints.into_iter().unzip();
+    let dates: Vec<String> = reasons.iter().map(|r| r.date.to_string()).collect();
+    let repointed = format!(
+        "{} stored day(s) to re-point: {}",
+        dates.len(),
+        dates.join(", ")
+    );
+    out.message = if out.has_work {
+        format!("{repointed}; {}", out.message)
+    } else {
+        repointed
+    };
+    out.granules.splice(0..0, granules);
+    out.reprocess = reasons;
+    out.has_work = true;
 }
 
 /// Write the granule list where the backfill's Distributed Map reads it.
@@ -229,6 +330,7 @@ fn output(run: Run, state: Option<&StoreState>, selection: Selection) -> Discove
         run,
         has_work: !selection.granules.is_empty(),
         granules: selection.granules,
+        reprocess: Vec::new(),
         store_days: state.map_or(0, |s| s.days),
         store_first_day: state.and_then(|s| s.first_day),
         store_last_day: state.and_then(|s| s.last_day),

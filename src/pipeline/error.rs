@@ -45,6 +45,17 @@ pub enum PipelineError {
         start: NaiveDate,
         source_prefix: String,
     },
+    #[error("{date} is not in the store ({first}..{last}): only stored days can be reprocessed")]
+    NotInStore {
+        date: NaiveDate,
+        first: NaiveDate,
+        last: NaiveDate,
+    },
+    #[error("no granule for {date} in {source_prefix}: nothing to re-point it at")]
+    NoGranuleToReprocess {
+        date: NaiveDate,
+        source_prefix: String,
+    },
     #[error("--end {end} is before --start {start}")]
     EndBeforeStart { start: NaiveDate, end: NaiveDate },
     #[error("the {step} event is not valid: {source}")]
@@ -165,6 +176,8 @@ impl PipelineError {
             PipelineError::Io { .. } => ErrorKind::Retryable,
             PipelineError::EmptyStore { .. }
             | PipelineError::NoGranuleForStart { .. }
+            | PipelineError::NotInStore { .. }
+            | PipelineError::NoGranuleToReprocess { .. }
             | PipelineError::EndBeforeStart { .. }
             | PipelineError::InvalidEvent { .. }
             | PipelineError::WrongStore { .. }

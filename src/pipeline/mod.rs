@@ -15,6 +15,7 @@ mod error;
 mod generate;
 mod maintain;
 mod promote;
+mod reprocess;
 mod run;
 mod step;
 #[cfg(feature = "validate")]
@@ -33,6 +34,7 @@ pub use generate::{
 };
 pub use maintain::{MaintainInput, MaintainOutput, maintain};
 pub use promote::{PromoteInput, PromoteOutput, promote};
+pub use reprocess::{Changed, DEFAULT_WINDOW_DAYS, Recorded, Repoint, Reprocess, recorded};
 pub use run::{CreateSpec, Run, RunOptions};
 pub use step::{CommitEvent, GenerateRefsEvent, Step, run_step};
 #[cfg(feature = "validate")]

@@ -37,6 +37,10 @@ pub async fn promote(ctx: &Context, input: PromoteInput) -> Result<PromoteOutput
         (Some(first), Some(last)) => format!(" {first}..{last}"),
         _ => String::new(),
     };
+    let did = match write.reprocessed.len() {
+        0 => format!("added {added} day(s){span}"),
+        n => format!("re-pointed {n} and added {added} day(s){span}"),
+    };
     if run.options.dry_run {
         return Ok(PromoteOutput {
             main_moved: false,
@@ -73,12 +77,16 @@ pub async fn promote(ctx: &Context, input: PromoteInput) -> Result<PromoteOutput
         main_moved: true,
         old_snapshot: base.to_string(),
         new_snapshot: tip.to_string(),
-        message: format!("added {added} day(s){span}; main moved {base} -> {tip}"),
+        message: format!("{did}; main moved {base} -> {tip}"),
     })
 }
 
-/// Whether `main` now holds every day the run wrote (another run got there first).
+/// Whether `main` now holds every day the run wrote (another run got there first). A
+/// run that re-points stored days never finds them done by another: it starts over.
 async fn main_holds(repo: &StoreRepo, write: &WriteOutput) -> Result<bool, PipelineError> {
+    if !write.reprocessed.is_empty() {
+        return Ok(false);
+    }
     let tip = repo.branch_tip("main").await?;
     let Some(state) = repo.state_at(&tip).await? else {
         return Ok(false);

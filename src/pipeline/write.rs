@@ -32,8 +32,11 @@ pub struct Rejection {
 pub struct WriteOutput {
     /// The branch tip validation reads and promote moves `main` to.
     pub snapshot: String,
-    /// The days added, in order.
+    /// The days written (re-pointed and added), in order.
     pub days: Vec<NaiveDate>,
+    /// Those of `days` the store already held, now pointing at their current granule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reprocessed: Vec<NaiveDate>,
     pub refs_written: u64,
     pub days_before: u64,
     pub days_after: u64,
@@ -50,6 +53,8 @@ struct CommitRecord {
     #[serde(default)]
     run_id: Option<String>,
     days: Vec<NaiveDate>,
+    #[serde(default)]
+    reprocessed: Vec<NaiveDate>,
     refs_written: u64,
     days_before: u64,
     days_after: u64,
@@ -100,19 +105,24 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
     record.insert("rejected".into(), json!(rejected));
     let stores = SessionStores::new(repo.branch_session(&run.branch, &base).await?).await;
     super::crash_point("write-before-commit");
-    let last = accepted[accepted.len() - 1].granule.date;
-    let summary = writer::append_days(
+    let reprocessed: Vec<NaiveDate> = accepted
+        .iter()
+        .map(|d| d.granule.date)
+        .filter(|d| before.as_ref().is_some_and(|s| s.holds(*d)))
+        .collect();
+    let summary = writer::write_days(
         &stores,
         before.as_ref(),
         &accepted,
         &variables,
-        &format!("add {}..{last}", first.granule.date),
+        &commit_message(&accepted, &reprocessed),
         record,
     )
     .await?;
     Ok(WriteOutput {
         snapshot: summary.snapshot,
         days: accepted.iter().map(|d| d.granule.date).collect(),
+        reprocessed,
         refs_written: summary.refs_written,
         days_before: summary.days_before,
         days_after: summary.days_after,
@@ -120,6 +130,24 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
         rejected,
         reused: false,
     })
+}
+
+/// "re-point D, D; add A..B": what a run's commit did, for the store's log.
+fn commit_message(accepted: &[PreparedGranule], reprocessed: &[NaiveDate]) -> String {
+    let added: Vec<NaiveDate> = accepted
+        .iter()
+        .map(|d| d.granule.date)
+        .filter(|d| !reprocessed.contains(d))
+        .collect();
+    let mut parts = Vec::new();
+    if !reprocessed.is_empty() {
+        let dates: Vec<String> = reprocessed.iter().map(|d| d.to_string()).collect();
+        parts.push(format!("re-point {}", dates.join(", ")));
+    }
+    if let (Some(a), Some(b)) = (added.first(), added.last()) {
+        parts.push(format!("add {a}..{b}"));
+    }
+    parts.join("; ")
 }
 
 /// The days' artifacts, in date order.
@@ -136,8 +164,9 @@ pub(super) async fn load_prepared(
     Ok(out)
 }
 
-/// Days that fit the store, up to the first misfit (returned with its error); the days
-/// after it stay out too, so a gap never enters the time axis.
+/// Days that fit the store, with the misfits and their errors. A new day that does not
+/// fit ends the appends (a gap never enters the time axis); a stored day that does not
+/// fit keeps its old references, and the other days go on.
 fn split_by_schema(
     before: Option<&StoreState>,
     prepared: Vec<PreparedGranule>,
@@ -155,11 +184,14 @@ fn split_by_schema(
                 created = Some(schema);
             }),
         };
+        let repoint = before.is_some_and(|s| s.holds(day.granule.date));
         match fits {
             Ok(()) => accepted.push(day),
             Err(e) => {
                 rejected.push((day.granule.url.clone(), e));
-                break;
+                if !repoint {
+                    break;
+                }
             }
         }
     }
@@ -205,6 +237,7 @@ async fn already_written(
         Some(r) if r.run_id.as_deref() == Some(run.id.as_str()) => Ok(Some(WriteOutput {
             snapshot: tip.to_string(),
             days: r.days,
+            reprocessed: r.reprocessed,
             refs_written: r.refs_written,
             days_before: r.days_before,
             days_after: r.days_after,
@@ -308,6 +341,7 @@ fn summary_of(
     WriteOutput {
         snapshot: tip.to_string(),
         days: Vec::new(),
+        reprocessed: Vec::new(),
         refs_written: 0,
         days_before,
         days_after: state.as_ref().map_or(0, |s| s.days),
@@ -352,7 +386,7 @@ async fn commit_batch(
     record.insert("run_id".into(), run.id.clone().into());
     let stores = SessionStores::new(repo.branch_session(&run.branch, base).await?).await;
     let last = accepted[accepted.len() - 1].granule.date;
-    let summary = writer::append_days(
+    let summary = writer::write_days(
         &stores,
         state,
         &accepted,
@@ -364,6 +398,7 @@ async fn commit_batch(
     Ok(WriteOutput {
         snapshot: summary.snapshot,
         days: Vec::new(),
+        reprocessed: Vec::new(),
         refs_written: summary.refs_written,
         days_before,
         days_after: summary.days_after,

@@ -40,6 +40,17 @@ impl StoreState {
             .collect()
     }
 
+    /// The time index of `date`, if the store holds it (the axis is daily, gap-free).
+    pub fn index_of(&self, date: NaiveDate) -> Option<u64> {
+        let t = u64::try_from((date - self.first_day?).num_days()).ok()?;
+        (t < self.days).then_some(t)
+    }
+
+    /// Whether `date` is one of the store's days (a re-point, not an append).
+    pub fn holds(&self, date: NaiveDate) -> bool {
+        self.index_of(date).is_some()
+    }
+
     /// The `time` array's metadata (every store has one).
     pub fn time_meta(&self) -> Result<&ArrayMeta, StoreError> {
         self.schema

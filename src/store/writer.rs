@@ -1,6 +1,6 @@
-//! Appending prepared days to a session: create the layout of a new store, grow `time`,
-//! write the new time values, set the virtual references, combine global attributes,
-//! and commit with the days recorded in the snapshot properties.
+//! Writing prepared days to a session: create the layout of a new store, grow `time`,
+//! write the new time values, set (or re-point) the virtual references, combine global
+//! attributes, and commit with the days recorded in the snapshot properties.
 
 use std::collections::HashMap;
 
@@ -82,7 +82,7 @@ pub struct WriteSummary {
 }
 
 /// The version a reference pins: the ETag, else the last-modified time.
-fn checksum(object: &ObjectInfo) -> Option<Checksum> {
+pub(crate) fn checksum(object: &ObjectInfo) -> Option<Checksum> {
     if let Some(etag) = &object.etag {
         return Some(Checksum::ETag(ETag(etag.clone())));
     }
@@ -234,13 +234,15 @@ async fn create_layout(
     })
 }
 
-/// Append `days` (consecutive, after the store's last day) to the session and commit.
+/// Write `days` to the session and commit: a day the store already holds is re-pointed
+/// at its granule (a source replaced since ingest), the others (consecutive, after the
+/// store's last day) are appended.
 ///
 /// With `state` `None` the store is empty and its layout is created from the first day,
 /// keeping `variables`. Every day must already have passed the schema check. `record`
 /// is added to what the commit records about the days (e.g. the run id, so a retried
 /// step can find its own commit).
-pub async fn append_days(
+pub async fn write_days(
     stores: &SessionStores,
     state: Option<&StoreState>,
     days: &[PreparedGranule],
@@ -249,7 +251,7 @@ pub async fn append_days(
     record: Map<String, Value>,
 ) -> Result<WriteSummary, StoreError> {
     let Some(first) = days.first() else {
-        return Err(StoreError::metadata("/", "no days to append"));
+        return Err(StoreError::metadata("/", "no days to write"));
     };
     let created;
     let (state, existing) = match state {
@@ -267,20 +269,39 @@ pub async fn append_days(
     stores
         .set_group(attributes::combine(existing, &named)?)
         .await?;
+    let (repointed, appended): (Vec<&PreparedGranule>, Vec<&PreparedGranule>) =
+        days.iter().partition(|d| state.holds(d.granule.date));
     let n0 = state.days;
-    let n1 = n0 + days.len() as u64;
-    grow_time_arrays(stores, state, n1).await?;
-    write_times(stores, state, days, n0).await?;
+    let n1 = n0 + appended.len() as u64;
+    if !appended.is_empty() {
+        grow_time_arrays(stores, state, n1).await?;
+        write_times(stores, state, &appended, n0).await?;
+    }
+    let placed = repointed
+        .iter()
+        .map(|d| (state.index_of(d.granule.date).unwrap_or(0), *d, true))
+        .chain((n0..).zip(&appended).map(|(t, d)| (t, *d, false)));
+    let placed: Vec<(u64, &PreparedGranule, bool)> = placed.collect();
     let mut refs_written = 0;
     for name in state.data_arrays() {
-        for (i, day) in days.iter().enumerate() {
-            refs_written += set_references(stores, &name, day, n0 + i as u64).await?;
+        for &(t, day, replaces) in &placed {
+            if replaces {
+                clear_time_step(stores, state, &name, t).await?;
+            }
+            refs_written += set_references(stores, &name, day, t).await?;
         }
     }
     let mut record = record;
     record.insert("refs_written".into(), refs_written.into());
     record.insert("days_before".into(), n0.into());
     record.insert("days_after".into(), n1.into());
+    if !repointed.is_empty() {
+        let dates: Vec<String> = repointed
+            .iter()
+            .map(|d| d.granule.date.to_string())
+            .collect();
+        record.insert("reprocessed".into(), json!(dates));
+    }
     let snapshot = stores
         .commit(message, commit_properties(days, record))
         .await?;
@@ -290,6 +311,49 @@ pub async fn append_days(
         days_before: n0,
         days_after: n1,
     })
+}
+
+/// Delete every chunk of time step `t` of array `name`, so a re-pointed day keeps none
+/// of its old granule's chunks (the new one may leave some unallocated).
+async fn clear_time_step(
+    stores: &SessionStores,
+    state: &StoreState,
+    name: &str,
+    t: u64,
+) -> Result<(), StoreError> {
+    let meta = &state.schema.arrays[name];
+    let grid: Vec<u64> = meta
+        .shape
+        .iter()
+        .zip(meta.chunk_shape())
+        .skip(1)
+        .map(|(n, c)| n.div_ceil((*c).max(1)))
+        .collect();
+    let mut coords = Vec::with_capacity(grid.iter().product::<u64>() as usize);
+    let mut index = vec![0u64; grid.len()];
+    'grid: loop {
+        coords.push(store_chunk_index(
+            name,
+            t,
+            &[&[0], index.as_slice()].concat(),
+        )?);
+        for axis in (0..grid.len()).rev() {
+            index[axis] += 1;
+            if index[axis] < grid[axis] {
+                continue 'grid;
+            }
+            index[axis] = 0;
+        }
+        break;
+    }
+    let path = Path::new(&format!("/{name}"))
+        .map_err(|e| StoreError::metadata(name, format!("bad path: {e}")))?;
+    let session = stores.icechunk.session();
+    let mut session = session.write().await;
+    session
+        .delete_chunks(&path, coords)
+        .await
+        .map_err(|e| StoreError::icechunk(format!("clearing {name} time step {t}"), e))
 }
 
 /// What a commit records about the days it added (read back by `store log` and by a
@@ -338,7 +402,7 @@ async fn grow_time_arrays(
 async fn write_times(
     stores: &SessionStores,
     state: &StoreState,
-    days: &[PreparedGranule],
+    days: &[&PreparedGranule],
     n0: u64,
 ) -> Result<(), StoreError> {
     let times: Vec<i64> = days

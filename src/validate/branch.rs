@@ -6,19 +6,43 @@ use crate::store::writer::PreparedGranule;
 use crate::store::{SessionStores, StoreState};
 
 /// A committed branch and what it should hold: the state it started from (`None` when
-/// the store was empty), its own state, and days it added, from time index `first`.
+/// the store was empty), its own state, and the days it wrote: stored days it
+/// re-pointed, and days it added from time index `first`.
 pub struct Branch<'a> {
     pub stores: &'a SessionStores,
     pub before: Option<&'a StoreState>,
     pub after: &'a StoreState,
     pub days: &'a [PreparedGranule],
-    /// Time index of `days[0]`.
+    /// Time index of the first added day (the length of the axis before them).
     pub first: u64,
     /// Whether `days` are everything the branch added (else one batch of a backfill).
     pub whole: bool,
 }
 
 impl Branch<'_> {
+    /// Where `day` is on the branch's time axis.
+    pub(super) fn index(&self, day: &PreparedGranule) -> Result<u64, ValidationError> {
+        self.after.index_of(day.granule.date).ok_or_else(|| {
+            super::failed(
+                Rule::NewStepsEqualGranules,
+                format!("{} is not on the branch's time axis", day.granule.date),
+            )
+        })
+    }
+
+    /// How many of `days` were added (the rest were re-pointed).
+    pub(super) fn added(&self) -> u64 {
+        let first = self.first;
+        self.days
+            .iter()
+            .filter(|d| {
+                self.after
+                    .index_of(d.granule.date)
+                    .is_none_or(|t| t >= first)
+            })
+            .count() as u64
+    }
+
     /// The state the branch grew from, if it held any days.
     pub(super) fn nonempty_before(&self) -> Option<&StoreState> {
         self.before.filter(|b| b.days > 0)

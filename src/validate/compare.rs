@@ -33,8 +33,8 @@ pub(super) async fn compare_data(
     s3: &S3Settings,
 ) -> Result<Compared, ValidationError> {
     let mut compared = Compared::default();
-    for (i, day) in branch.days.iter().enumerate() {
-        let t = branch.first + i as u64;
+    for day in branch.days {
+        let t = branch.index(day)?;
         let url = day.granule.url.as_str();
         let tmp = tempfile::tempdir().map_err(|e| source_error(url, "", e))?;
         let mut oracle = OracleFile::open(url, tmp.path(), s3).await?;
