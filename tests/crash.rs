@@ -45,6 +45,7 @@ impl Place {
             read_options: Default::default(),
             concurrency: 2,
             progress: None,
+            defaults: Default::default(),
         }
     }
 

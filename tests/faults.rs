@@ -56,6 +56,7 @@ fn context(moto: &MotoServer, endpoint: &str, store: &str, tmp: &TempDir) -> Con
         read_options: Default::default(),
         concurrency: 2,
         progress: None,
+        defaults: Default::default(),
     }
 }
 

@@ -95,6 +95,7 @@ impl Place for OnS3 {
             read_options: Default::default(),
             concurrency: 2,
             progress: None,
+            defaults: Default::default(),
         }
     }
 

@@ -44,6 +44,7 @@ async fn store_and_granules_on_s3() {
         read_options: Default::default(),
         concurrency: 2,
         progress: None,
+        defaults: Default::default(),
     };
     let options = UpdateOptions {
         lag_days: 0,

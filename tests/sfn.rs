@@ -260,6 +260,26 @@ fn new_days_reach_main_validated_and_the_same_input_again_adds_nothing() {
         "nothing new leaves main where it was"
     );
     assert_eq!(unchanged.branches, ["main"]);
+
+    // PO.DAAC replaces day 4 in place (a new ETag). The stage's MURSST_REPROCESS=changed
+    // makes the next execution, with the same input, re-point it: same states, same
+    // validation before main moves.
+    let mut replaced = spec(4);
+    replaced.seed = 7;
+    w.upload(&replaced);
+    let repointed = w.run("replaced", input());
+    assert_eq!(repointed.status(), "SUCCEEDED", "{}", repointed.summary());
+    assert_path(&repointed, &UPDATE);
+    let found = repointed.state_output("Discover").unwrap();
+    assert_eq!(found["reprocess"][0]["date"], day(4).to_string(), "{found}");
+    assert_eq!(found["granules"].as_array().unwrap().len(), 1, "{found}");
+    let out = repointed.output();
+    assert_eq!(out["write"]["reprocessed"], json!(dates(&[4])), "{out}");
+    assert_eq!(out["validation"]["values_compared"], all_values(1));
+    let now = w.main();
+    assert_eq!(now.tip, out["write"]["snapshot"].as_str().unwrap());
+    assert_eq!(now.state.days, 5, "re-pointing adds no day");
+    assert_eq!(now.branches, ["main"]);
 }
 
 #[test]

@@ -60,6 +60,12 @@ export interface StageConfig {
 
   readonly variables: readonly string[];
   readonly lagDays: number;
+  /**
+   * Stored days every run re-points at their current granule: `changed` finds those
+   * PO.DAAC replaced since ingest (one HEAD per day of the last 30), so a short
+   * `lagDays` stays correct; `off` never re-points.
+   */
+  readonly reprocess: 'changed' | 'off';
   readonly validate: ValidateMode;
   /** Parallel generate-refs invocations; passed in each execution's input as `map_concurrency`. */
   readonly mapConcurrency: number;
@@ -128,6 +134,7 @@ export function defaults(stage: StageName): StageConfig {
     s3CredentialsUrl: 'https://archive.podaac.earthdata.nasa.gov/s3credentials',
     variables: ['analysed_sst', 'analysis_error', 'mask', 'sea_ice_fraction'],
     lagDays: 10,
+    reprocess: 'changed',
     validate: 'sample',
     mapConcurrency: 10,
     schedule: {
@@ -224,6 +231,7 @@ export function checkConfig(c: StageConfig): void {
   int('stateMachineTimeoutMinutes.update', c.stateMachineTimeoutMinutes.update, 5, 7 * 24 * 60);
   int('stateMachineTimeoutMinutes.backfill', c.stateMachineTimeoutMinutes.backfill, 5, 365 * 24 * 60);
   if (!['off', 'metadata', 'sample', 'full'].includes(c.validate)) fail('validate', 'off, metadata, sample or full');
+  if (!['changed', 'off'].includes(c.reprocess)) fail('reprocess', 'changed or off');
   for (const [key, s] of Object.entries(c.functions) as [FunctionKey, FunctionSizing][]) {
     int(`functions.${key}.memoryMiB`, s.memoryMiB, 128, 10240);
     int(`functions.${key}.timeoutSeconds`, s.timeoutSeconds, 1, 900);

@@ -169,6 +169,7 @@ export class MursstStack extends Stack {
       MURSST_ARTIFACTS: s3Uri(this.artifactsBucket.bucketName, cfg.artifacts.prefix),
       MURSST_VARIABLES: cfg.variables.join(','),
       MURSST_LAG_DAYS: String(cfg.lagDays),
+      MURSST_REPROCESS: cfg.reprocess,
       MURSST_VALIDATE: cfg.validate,
       MURSST_CMR_URL: cfg.cmrUrl,
       MURSST_COLLECTION: cfg.collection,

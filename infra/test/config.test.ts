@@ -81,6 +81,7 @@ describe('checkConfig refuses', () => {
     ['a schedule that is not an expression', { schedule: { update: '0 9 * * *' } }, /schedule\.update/],
     ['no variables', { variables: [] }, /variables/],
     ['an unknown validate mode', { validate: 'most' as never }, /validate/],
+    ['an unknown reprocess mode', { reprocess: 'always' as never }, /reprocess: changed or off/],
     ['an operator that is not a principal ARN', { operatorPrincipalArns: ['bob'] }, /operatorPrincipalArns/],
   ];
   for (const [what, overrides, error] of cases) {

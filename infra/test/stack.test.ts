@@ -111,6 +111,7 @@ for (const stage of STAGE_NAMES) {
         MURSST_ARTIFACTS: `s3://${buckets.artifacts.name}/${cfg.artifacts.prefix}`,
         MURSST_VARIABLES: 'analysed_sst,analysis_error,mask,sea_ice_fraction',
         MURSST_LAG_DAYS: '10',
+        MURSST_REPROCESS: 'changed',
         MURSST_VALIDATE: 'sample',
         MURSST_CMR_URL: 'https://cmr.earthdata.nasa.gov',
         MURSST_COLLECTION: 'MUR-JPL-L4-GLOB-v4.1',

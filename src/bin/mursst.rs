@@ -267,6 +267,7 @@ impl Locations {
             read_options: Default::default(),
             concurrency: self.concurrency,
             progress: progress.then(|| Arc::new(Bar::default()) as Arc<dyn Progress>),
+            defaults: Default::default(),
         })
     }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::reprocess::{self, Repoint, Reprocess};
 use super::run::identity;
-use super::{Context, CreateSpec, DEFAULT_LAG_DAYS, DEFAULT_MAP_CONCURRENCY, PipelineError};
+use super::{Context, CreateSpec, DEFAULT_MAP_CONCURRENCY, PipelineError};
 use super::{Run, RunOptions};
 use crate::artifacts::{self, ArtifactStore};
 use crate::cmr::{ResolvedDuplicate, Unusable};
@@ -164,7 +164,7 @@ pub async fn discover(
     if let Some(dates) = &input.dates {
         available.retain(|g| dates.contains(&g.date));
     }
-    let lag_days = input.lag_days.unwrap_or(DEFAULT_LAG_DAYS);
+    let lag_days = input.lag_days.unwrap_or(ctx.defaults.lag_days);
     let selection = discover::select_new(&available, after, today, lag_days, input.limit);
     if let Some(c) = &input.create
         && selection.granules.first().map(|g| g.date) != Some(c.start)
@@ -185,18 +185,24 @@ pub async fn discover(
         artifacts: ctx.artifacts.clone(),
         options: RunOptions {
             dry_run: input.dry_run,
-            validate: input.validate.unwrap_or_default(),
+            validate: input.validate.unwrap_or(ctx.defaults.validate),
             lag_days,
             limit: input.limit,
             seed: input.seed.unwrap_or(0),
             map_concurrency: input.map_concurrency.unwrap_or(DEFAULT_MAP_CONCURRENCY),
         },
-        create: input.create,
+        create: input.create.map(|mut c| {
+            if c.variables.is_empty() {
+                c.variables = ctx.defaults.variables.clone();
+            }
+            c
+        }),
     };
     let mut out = output(run, state.as_ref(), selection);
     out.duplicates = listing.duplicates;
     out.unusable = listing.unusable;
-    if let (Some(wanted), Some(state)) = (&input.reprocess, &state) {
+    let reprocess = input.reprocess.as_ref().or(ctx.defaults.reprocess.as_ref());
+    if let (Some(wanted), Some(state)) = (reprocess, &state) {
         let window = input
             .reprocess_window_days
             .unwrap_or(reprocess::DEFAULT_WINDOW_DAYS);

@@ -81,6 +81,12 @@ pub enum PipelineError {
         step: &'static str,
         feature: &'static str,
     },
+    #[error("{name}={value:?} is not valid: expected {expected}")]
+    BadSetting {
+        name: &'static str,
+        value: String,
+        expected: String,
+    },
     #[error("{name} is not set: it names a location this process needs")]
     MissingSetting { name: &'static str },
     #[error("{path}: {source}")]
@@ -182,7 +188,8 @@ impl PipelineError {
             | PipelineError::InvalidEvent { .. }
             | PipelineError::WrongStore { .. }
             | PipelineError::NotBuilt { .. }
-            | PipelineError::MissingSetting { .. } => ErrorKind::InvalidInput,
+            | PipelineError::MissingSetting { .. }
+            | PipelineError::BadSetting { .. } => ErrorKind::InvalidInput,
             PipelineError::BranchTaken { .. } | PipelineError::KeptMoving { .. } => {
                 ErrorKind::Conflict
             }

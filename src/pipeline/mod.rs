@@ -35,7 +35,7 @@ pub use generate::{
 pub use maintain::{MaintainInput, MaintainOutput, maintain};
 pub use promote::{PromoteInput, PromoteOutput, promote};
 pub use reprocess::{Changed, DEFAULT_WINDOW_DAYS, Recorded, Repoint, Reprocess, recorded};
-pub use run::{CreateSpec, Run, RunOptions};
+pub use run::{CreateSpec, Run, RunDefaults, RunOptions};
 pub use step::{CommitEvent, GenerateRefsEvent, Step, run_step};
 #[cfg(feature = "validate")]
 pub use validate::{ValidateBatchInput, ValidateInput, validate_batch, validate_branch};
@@ -82,6 +82,8 @@ pub struct Context {
     /// Granules indexed at once when steps are chained in one process.
     pub concurrency: usize,
     pub progress: Option<Arc<dyn Progress>>,
+    /// What a run does where its input is silent.
+    pub defaults: RunDefaults,
 }
 
 impl Context {
@@ -101,6 +103,7 @@ impl Context {
             read_options: ReadOptions::default(),
             concurrency: 4,
             progress: None,
+            defaults: RunDefaults::default(),
         }
     }
 }
@@ -127,6 +130,7 @@ impl Context {
             read_options: ReadOptions::default(),
             concurrency: 4,
             progress: None,
+            defaults: RunDefaults::from_env()?,
         })
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use icechunk::format::SnapshotId;
 use serde::{Deserialize, Serialize};
 
-use super::{Context, PipelineError};
+use super::{Context, PipelineError, Reprocess};
 use crate::store::StoreError;
 use crate::validate::ValidateMode;
 
@@ -47,12 +47,87 @@ pub struct RunOptions {
     pub map_concurrency: u32,
 }
 
+/// What a run does where its input is silent: the crate's defaults on the command line,
+/// a stage's configuration in a Lambda (`MURSST_LAG_DAYS`, `MURSST_VALIDATE`,
+/// `MURSST_VARIABLES`, `MURSST_REPROCESS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDefaults {
+    pub lag_days: u32,
+    pub validate: ValidateMode,
+    /// Variables a new store keeps when its create spec names none.
+    pub variables: Vec<String>,
+    /// Stored days every run re-points (a stage sets `changed`).
+    pub reprocess: Option<Reprocess>,
+}
+
+impl Default for RunDefaults {
+    fn default() -> Self {
+        Self {
+            lag_days: super::DEFAULT_LAG_DAYS,
+            validate: ValidateMode::default(),
+            variables: super::DEFAULT_VARIABLES
+                .iter()
+                .map(|v| v.to_string())
+                .collect(),
+            reprocess: None,
+        }
+    }
+}
+
+impl RunDefaults {
+    /// The crate's defaults with the stage's `MURSST_*` settings applied; a value that
+    /// does not parse is an error naming the variable.
+    pub fn from_env() -> Result<Self, PipelineError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`Self::from_env`] over any source of variables.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, PipelineError> {
+        let mut d = Self::default();
+        let var = |name: &'static str| get(name).filter(|v| !v.trim().is_empty());
+        let bad = |name: &'static str, value: &str, expected: &str| PipelineError::BadSetting {
+            name,
+            value: value.to_string(),
+            expected: expected.to_string(),
+        };
+        if let Some(v) = var("MURSST_LAG_DAYS") {
+            d.lag_days = v
+                .trim()
+                .parse()
+                .map_err(|_| bad("MURSST_LAG_DAYS", &v, "a number of days"))?;
+        }
+        if let Some(v) = var("MURSST_VALIDATE") {
+            d.validate = serde_json::from_value(serde_json::Value::String(v.trim().into()))
+                .map_err(|_| bad("MURSST_VALIDATE", &v, "off, metadata, sample or full"))?;
+        }
+        if let Some(v) = var("MURSST_VARIABLES") {
+            d.variables = v
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(v) = var("MURSST_REPROCESS") {
+            d.reprocess = match v.trim() {
+                "off" | "none" => None,
+                other => Some(
+                    other
+                        .parse()
+                        .map_err(|e: String| bad("MURSST_REPROCESS", &v, &e))?,
+                ),
+            };
+        }
+        Ok(d)
+    }
+}
+
 /// The days and variables a new store is created from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateSpec {
     pub start: NaiveDate,
     pub end: NaiveDate,
-    /// Data variables to keep, or `["all"]`.
+    /// Data variables to keep, or `["all"]`; none: the process's defaults.
+    #[serde(default)]
     pub variables: Vec<String>,
 }
 
@@ -96,6 +171,44 @@ pub(crate) fn identity(now: DateTime<Utc>, given: Option<&str>) -> (String, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stage_configures_what_the_input_leaves_out() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            RunDefaults::from_vars(vars(&[])).unwrap(),
+            RunDefaults::default()
+        );
+        let d = RunDefaults::from_vars(vars(&[
+            ("MURSST_LAG_DAYS", "2"),
+            ("MURSST_VALIDATE", "full"),
+            ("MURSST_VARIABLES", "analysed_sst, mask"),
+            ("MURSST_REPROCESS", "changed"),
+        ]))
+        .unwrap();
+        assert_eq!(d.lag_days, 2);
+        assert_eq!(d.validate, ValidateMode::Full);
+        assert_eq!(d.variables, ["analysed_sst", "mask"]);
+        assert_eq!(d.reprocess, Some("changed".parse().unwrap()));
+        let off = RunDefaults::from_vars(vars(&[("MURSST_REPROCESS", "off")])).unwrap();
+        assert_eq!(off.reprocess, None);
+        for (name, value) in [
+            ("MURSST_LAG_DAYS", "ten"),
+            ("MURSST_VALIDATE", "most"),
+            ("MURSST_REPROCESS", "sometimes"),
+        ] {
+            let pairs: &'static [(&str, &str)] = Box::leak(vec![(name, value)].into_boxed_slice());
+            let err = RunDefaults::from_vars(vars(pairs)).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(value), "{err}");
+        }
+    }
 
     #[test]
     fn identity_is_a_timestamp_or_the_resumed_run() {

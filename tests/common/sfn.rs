@@ -351,6 +351,7 @@ impl SfnEnv {
             read_options: Default::default(),
             concurrency: 2,
             progress: None,
+            defaults: Default::default(),
         }
     }
 
@@ -361,6 +362,8 @@ impl SfnEnv {
             ("MURSST_STORE", STORE.to_string()),
             ("MURSST_SOURCE", SOURCE.to_string()),
             ("MURSST_ARTIFACTS", ARTIFACTS.to_string()),
+            // The infra's default: every run re-points days replaced since ingest.
+            ("MURSST_REPROCESS", "changed".to_string()),
             ("AWS_ENDPOINT_URL", self.moto.endpoint()),
             ("AWS_ACCESS_KEY_ID", "testing".into()),
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
