@@ -177,6 +177,9 @@ enum OpsCommand {
         dry_run: bool,
         #[arg(long, value_enum)]
         validate: Option<ValidateMode>,
+        /// Re-point stored days: `changed`, or dates and ranges.
+        #[arg(long)]
+        reprocess: Option<pipeline::Reprocess>,
     },
     /// Recent executions and their outcome, and the store's head.
     Status {
@@ -566,8 +569,12 @@ async fn ops_command(action: OpsCommand) -> anyhow::Result<()> {
             dates,
             dry_run,
             validate,
+            reprocess,
         } => {
             let mut input = serde_json::json!({"dry_run": dry_run});
+            if let Some(r) = reprocess {
+                input["reprocess"] = serde_json::json!(r);
+            }
             if !dates.is_empty() {
                 input["dates"] = serde_json::json!(dates);
             }
