@@ -603,3 +603,70 @@ async fn a_granule_changed_after_indexing_is_detected_on_read() {
         "{err}"
     );
 }
+
+/// What the reader found in a granule, altered where no synthetic granule goes (its
+/// storage type, its fill value): the schema check refuses it naming the field, before
+/// anything is written. Variables beyond the store's are ignored: real granules carry
+/// six data variables and the store keeps the ones it was created with.
+#[tokio::test]
+async fn a_wrong_dtype_or_fill_value_is_refused_and_extra_variables_are_ignored() {
+    let fx = Fixture::new("dtype", 1..=2);
+    fx.init(1, 1).await.expect("init");
+    let (_, state) = fx.main_state().await;
+    let granule = fx
+        .ctx()
+        .source
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|g| g.date == day(2))
+        .unwrap();
+    let (prepared, _, _) =
+        pipeline::prepare_granule(&granule, &S3Settings::default(), &Default::default())
+            .await
+            .unwrap();
+    let extra: Vec<&str> = prepared
+        .refs
+        .variables
+        .iter()
+        .map(|v| v.name.as_str())
+        .filter(|n| ["dt_1km_data", "sst_anomaly"].contains(n))
+        .collect();
+    assert_eq!(extra.len(), 2, "the granule has variables the store lacks");
+    mursst::store::schema::check(&prepared.refs, &prepared.coordinates, &state.schema)
+        .expect("extra variables are not a misfit");
+    assert!(!state.schema.arrays.contains_key("sst_anomaly"));
+
+    type Tweak = fn(&mut mursst::refs::Variable);
+    let cases: [(&str, &str, Tweak); 3] = [
+        ("analysed_sst", "data_type", |v| {
+            v.dtype = mursst::refs::DataType::Int32
+        }),
+        ("mask", "data_type", |v| {
+            v.dtype = mursst::refs::DataType::Float32
+        }),
+        ("analysis_error", "fill_value", |v| {
+            v.fill_value = Some(serde_json::json!(0))
+        }),
+    ];
+    for (name, field, tweak) in cases {
+        let mut bad = prepared.clone();
+        let var = bad
+            .refs
+            .variables
+            .iter_mut()
+            .find(|v| v.name == name)
+            .unwrap();
+        tweak(var);
+        let err = mursst::store::schema::check(&bad.refs, &bad.coordinates, &state.schema)
+            .expect_err(field)
+            .to_string();
+        assert!(
+            err.contains(field)
+                && err.contains(name)
+                && err.contains(&synthetic::granule_file_name(day(2))),
+            "{name} {field}: {err}"
+        );
+    }
+}
