@@ -95,6 +95,13 @@ fn variables() -> Vec<String> {
     DEFAULT_VARIABLES.iter().map(|s| s.to_string()).collect()
 }
 
+fn new_store() -> writer::NewStore {
+    writer::NewStore {
+        variables: variables(),
+        chunks: None,
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Synthetic days
 
@@ -174,6 +181,7 @@ impl Template {
             } else {
                 HashMap::new()
             },
+            route: Default::default(),
         }
     }
 }
@@ -274,7 +282,8 @@ async fn build_store(
             &stores,
             state.as_ref(),
             &batch_days,
-            &variables(),
+            &new_store(),
+            &S3Settings::default(),
             &format!("setup: days {done}..{}", done + n),
             Default::default(),
         )
@@ -317,7 +326,8 @@ async fn append_one(
         &stores,
         Some(&state),
         std::slice::from_ref(&day),
-        &variables(),
+        &new_store(),
+        &S3Settings::default(),
         &format!("add {}", day.granule.date),
         Default::default(),
     )

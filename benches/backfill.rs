@@ -113,6 +113,7 @@ async fn backfill(days: u64) -> Figures {
                     .iter()
                     .map(|s| s.to_string())
                     .collect(),
+                chunks: None,
             }),
             ..Default::default()
         },

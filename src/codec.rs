@@ -1,5 +1,6 @@
-//! Decoding of granule chunks (shuffle, deflate) for the few values the pipeline reads
-//! itself: the time value and the lat/lon coordinates of each new granule.
+//! Decoding of granule chunks (shuffle, deflate) for the values the pipeline reads
+//! itself: the time value and the lat/lon coordinates of each new granule, and every
+//! chunk of a variable that is materialized onto the store's grid.
 
 use std::io::Read;
 
@@ -79,6 +80,39 @@ pub fn unshuffle(data: &[u8], element_size: usize) -> Vec<u8> {
     out
 }
 
+/// One whole chunk of `var` (edge chunks included: HDF5 stores them full size), read
+/// and decoded to little-endian elements.
+pub(crate) async fn read_chunk(
+    reader: &dyn RangeRead,
+    var: &Variable,
+    index: &[u64],
+    data: &ChunkData,
+) -> Result<Vec<u8>, DecodeError> {
+    let elem = var.dtype.size();
+    let chunk_len: u64 = var.chunk_shape.iter().product();
+    let raw = match data {
+        ChunkData::Inline(b) => b.clone(),
+        ChunkData::Ref(r) => reader
+            .read_range(r.offset..r.offset + r.length)
+            .await?
+            .to_vec(),
+    };
+    let mut bytes = decode(&var.codecs, raw, chunk_len as usize * elem).map_err(|source| {
+        DecodeError::Corrupt {
+            granule: reader.url().to_string(),
+            variable: var.name.clone(),
+            chunk: index.to_vec(),
+            source,
+        }
+    })?;
+    if var.endian == Endian::Big {
+        for e in bytes.chunks_exact_mut(elem) {
+            e.reverse();
+        }
+    }
+    Ok(bytes)
+}
+
 /// Read and decode the whole of a one-dimensional variable, as little-endian bytes.
 pub(crate) async fn read_1d(
     reader: &dyn RangeRead,
@@ -98,25 +132,7 @@ pub(crate) async fn read_1d(
     let mut chunks: Vec<_> = var.chunks.iter().collect();
     chunks.sort_by_key(|(i, _)| i.clone());
     for (index, data) in chunks {
-        let raw = match data {
-            ChunkData::Inline(b) => b.clone(),
-            ChunkData::Ref(r) => reader
-                .read_range(r.offset..r.offset + r.length)
-                .await?
-                .to_vec(),
-        };
-        let mut bytes =
-            decode(&var.codecs, raw, chunk_len * elem).map_err(|source| DecodeError::Corrupt {
-                granule: reader.url().to_string(),
-                variable: var.name.clone(),
-                chunk: index.clone(),
-                source,
-            })?;
-        if var.endian == Endian::Big {
-            for e in bytes.chunks_exact_mut(elem) {
-                e.reverse();
-            }
-        }
+        let bytes = read_chunk(reader, var, index, data).await?;
         let start = index.first().copied().unwrap_or(0) as usize * chunk_len;
         if start != out.len() / elem {
             return Err(layout("chunks do not cover the variable"));

@@ -44,6 +44,7 @@ async fn a_backfill_in_batches_builds_the_store_a_single_init_builds() {
                 start: day(0),
                 end: day(DAYS - 1),
                 variables: variables.clone(),
+                chunks: None,
             }),
             ..Default::default()
         },

@@ -202,30 +202,27 @@ async fn schema_check_compares_what_decoding_depends_on() {
     write(&fx.granules, [level6, no_shuffle]);
 
     let report = fx.update().await.expect("update");
-    // A different deflate level decodes identically: accepted.
-    assert_eq!(report.days_added, vec![day(3)]);
-    // A missing shuffle changes decoding: rejected, naming the field; the day after stays out.
-    assert_eq!(report.rejected.len(), 1, "{report:?}");
-    let r = &report.rejected[0];
-    assert!(
-        r.granule.ends_with(&synthetic::granule_file_name(day(4))),
-        "{r:?}"
-    );
-    assert!(
-        r.reason.contains("codecs") && r.reason.contains("numcodecs.shuffle"),
-        "{r:?}"
-    );
-    assert_eq!(fx.main_state().await.1.days, 3);
+    assert_eq!(report.days_added, vec![day(3), day(4)]);
+    assert!(report.rejected.is_empty(), "{report:?}");
+    // A different deflate level decodes identically: referenced. A missing shuffle
+    // changes decoding: every variable materialized, saying why; validated in full.
+    assert!(!report.native.contains_key(&day(3)), "{report:?}");
+    let native = &report.native[&day(4)];
+    assert_eq!(native.len(), 4, "{native:?}");
+    for why in native.values() {
+        assert!(
+            why.contains("codecs") && why.contains("numcodecs.shuffle"),
+            "{why}"
+        );
+    }
+    assert!(report.validation.unwrap().values_compared > 0);
+    assert_eq!(fx.main_state().await.1.days, 4);
 }
 
 #[tokio::test]
-async fn schema_check_rejects_chunk_shape_grid_and_missing_variables() {
+async fn schema_check_rejects_a_shifted_grid_and_missing_variables() {
     type Tweak = Box<dyn Fn(&mut GranuleSpec)>;
     let cases: Vec<(&str, Tweak)> = vec![
-        (
-            "chunk_shape",
-            Box::new(|s| s.chunks = s.chunks.with(DataVar::AnalysedSst, [20, 50])),
-        ),
         ("values", Box::new(|s| s.lat_start = 1)),
         (
             "missing from the granule",
@@ -255,29 +252,82 @@ async fn schema_check_rejects_chunk_shape_grid_and_missing_variables() {
     }
 }
 
-/// `init` over days whose chunk layout changes mid-way (as on 2023-09-04): the days
-/// after the change are refused before anything is written, naming the day and field,
-/// and the store holds the days before it.
+/// `init` over days whose chunk layout changes mid-way (as on 2023-09-04): the day
+/// chunked otherwise is materialized onto the store's grid (that variable only, saying
+/// why), the others referenced, and every value validated against its source.
 #[tokio::test]
-async fn init_checks_its_days_against_the_first() {
+async fn init_over_a_layout_change_materializes_the_misfit_variable() {
     let fx = Fixture::new("init-mixed", 1..=2);
     let mut changed = spec(day(3));
     changed.chunks = changed.chunks.with(DataVar::AnalysedSst, [20, 50]);
     write(&fx.granules, [changed, spec(day(4))]);
     let report = fx.init(1, 4).await.expect("init");
-    assert_eq!(report.days_added, [day(1), day(2)], "{report:?}");
-    assert_eq!(report.rejected.len(), 1, "{report:?}");
-    let r = &report.rejected[0];
-    assert!(
-        r.granule.ends_with(&synthetic::granule_file_name(day(3))),
-        "{r:?}"
+    assert_eq!(
+        report.days_added,
+        [day(1), day(2), day(3), day(4)],
+        "{report:?}"
     );
+    assert!(report.rejected.is_empty(), "{report:?}");
+    let native = &report.native;
+    assert_eq!(native.keys().collect::<Vec<_>>(), [&day(3)], "{report:?}");
+    let why = &native[&day(3)]["analysed_sst"];
     assert!(
-        r.reason.contains("analysed_sst") && r.reason.contains("chunk_shape"),
-        "{r:?}"
+        why.contains("chunk_shape") && why.contains("[1, 20, 50]"),
+        "{why}"
+    );
+    assert_eq!(native[&day(3)].len(), 1, "only analysed_sst: {native:?}");
+    assert!(report.materialized.chunks_decoded > 0, "{report:?}");
+    let validation = report.validation.expect("validated");
+    assert_eq!(validation.values_compared, 4 * 4 * (LAT * LON) as u64);
+
+    let repo = fx.repo().await;
+    let contents = common::store::main_contents(&repo).await;
+    assert_eq!(
+        (contents.state.days, contents.state.last_day),
+        (4, Some(day(4)))
+    );
+    for (name, coords, what) in &contents.refs {
+        let native = name == "analysed_sst" && coords[0] == 2;
+        assert_eq!(
+            what.starts_with("not virtual"),
+            native,
+            "{name} {coords:?}: {what}"
+        );
+    }
+    let tip = repo.branch_tip("main").await.unwrap();
+    let record = repo.snapshot_record(&tip).await.unwrap().unwrap();
+    assert!(
+        record["native"]["2025-01-03"]["analysed_sst"].is_string(),
+        "{record}"
+    );
+}
+
+/// A store chunked unlike any of its granules (`--chunks`): every variable of every
+/// day materialized, reading back as the sources hold it.
+#[tokio::test]
+async fn init_onto_a_configured_grid_materializes_every_day() {
+    let fx = Fixture::new("init-grid", 1..=3);
+    let options = UpdateOptions {
+        chunks: Some(vec![16, 45]),
+        ..options()
+    };
+    let report = pipeline::init(&fx.ctx(), &options, day(1), day(3), &default_variables())
+        .await
+        .expect("init");
+    assert_eq!(report.days_added.len(), 3);
+    assert_eq!(report.native.len(), 3, "{report:?}");
+    assert!(report.native.values().all(|vars| vars.len() == 4));
+    assert_eq!(
+        report.validation.unwrap().values_compared,
+        3 * 4 * (LAT * LON) as u64
     );
     let (_, state) = fx.main_state().await;
-    assert_eq!((state.days, state.last_day), (2, Some(day(2))));
+    assert_eq!(state.schema.arrays["mask"].chunk_shape(), [1, 16, 45]);
+    assert!(report.materialized.peak_buffer_bytes > 0);
+    // The next day, chunked like its granules, not like the store: materialized too.
+    write(&fx.granules, [spec(day(4))]);
+    let report = fx.update().await.expect("update");
+    assert_eq!(report.native[&day(4)].len(), 4, "{report:?}");
 }
 
 #[tokio::test]
@@ -347,7 +397,8 @@ async fn write_branch(
         &stores,
         Some(&before),
         &prepared,
-        &[],
+        &Default::default(),
+        &Default::default(),
         "test",
         Default::default(),
     )

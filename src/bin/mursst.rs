@@ -46,6 +46,11 @@ enum Command {
         /// Variables to keep (comma separated), or `all`.
         #[arg(long, value_delimiter = ',', default_values_t = pipeline::DEFAULT_VARIABLES.iter().map(|s| s.to_string()))]
         variables: Vec<String>,
+        /// Chunk every data array (1, LAT, LON), e.g. `1023,2047` (today's producer
+        /// layout) for the full record; days chunked otherwise are materialized onto
+        /// it. Default: the first day's chunking.
+        #[arg(long, value_delimiter = ',', num_args = 1, value_names = ["LAT,LON"])]
+        chunks: Option<Vec<u64>>,
     },
     /// Run the whole pipeline on sample granules: no AWS, no NASA access needed.
     Demo {
@@ -372,10 +377,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             start,
             end,
             variables,
+            chunks,
         } => {
             let ctx = common.context()?;
-            let report =
-                pipeline::init(&ctx, &common.options(None), start, end, &variables).await?;
+            if chunks
+                .as_ref()
+                .is_some_and(|c| c.len() != 2 || c.contains(&0))
+            {
+                anyhow::bail!("--chunks takes two positive sizes: LAT,LON");
+            }
+            let options = UpdateOptions {
+                chunks,
+                ..common.options(None)
+            };
+            let report = pipeline::init(&ctx, &options, start, end, &variables).await?;
             print_report(&report, common.json)
         }
         Command::Demo {

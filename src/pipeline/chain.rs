@@ -13,6 +13,7 @@ use super::{
     Context, CreateSpec, DEFAULT_LAG_DAYS, DiscoverInput, DiscoverOutput, GenerateRefsInput,
     GenerateRefsOutput, PipelineError, PromoteInput, Repoint, Reprocess, WriteInput, WriteOutput,
 };
+use crate::store::materialize::Materialized;
 use crate::store::{StoreError, StoreRepo};
 use crate::validate::{ValidateMode, ValidationReport};
 
@@ -23,6 +24,12 @@ pub struct Report {
     pub store: String,
     pub source: String,
     pub days_added: Vec<NaiveDate>,
+    /// Days materialized onto the store's grid rather than referenced: day → variable →
+    /// why.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub native: BTreeMap<NaiveDate, BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Materialized::is_none")]
+    pub materialized: Materialized,
     /// Stored days re-pointed at their current granule, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub days_reprocessed: Vec<Repoint>,
@@ -62,6 +69,8 @@ pub struct UpdateOptions {
     pub dates: Option<Vec<NaiveDate>>,
     /// Stored days to re-point as well (`--reprocess`).
     pub reprocess: Option<Reprocess>,
+    /// `init`: the `(lat, lon)` chunk shape of the new store's data arrays.
+    pub chunks: Option<Vec<u64>>,
     pub reprocess_window_days: Option<u32>,
 }
 
@@ -77,6 +86,7 @@ impl Default for UpdateOptions {
             dates: None,
             reprocess: None,
             reprocess_window_days: None,
+            chunks: None,
         }
     }
 }
@@ -129,6 +139,7 @@ pub async fn init(
         start,
         end,
         variables: variables.to_vec(),
+        chunks: options.chunks.clone(),
     };
     run(ctx, options.discover_input(Some(create))).await
 }
@@ -299,6 +310,8 @@ fn record_write(report: &mut Report, branch: &str, write: &WriteOutput) {
         .days_reprocessed
         .retain(|r| write.reprocessed.contains(&r.date));
     report.rejected = write.rejected.clone();
+    report.native = write.native.clone();
+    report.materialized = write.materialized;
     report.store_days = write.days_after;
     report.store_first_day = write.store_first_day;
     report.store_last_day = report.days_added.last().copied().or(report.store_last_day);

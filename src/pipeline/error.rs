@@ -140,6 +140,10 @@ fn store_kind(e: &StoreError) -> ErrorKind {
         | StoreError::NotFound { .. }
         | StoreError::AlreadyExists { .. } => ErrorKind::InvalidInput,
         StoreError::Metadata { .. } => ErrorKind::Failed,
+        StoreError::Decode(d) => match d.as_ref() {
+            DecodeError::Source(s) => source_kind(s),
+            _ => ErrorKind::Failed,
+        },
     }
 }
 

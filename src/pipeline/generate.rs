@@ -184,6 +184,7 @@ pub async fn prepare_granule(
         time_seconds,
         time_epoch,
         coordinates,
+        route: Default::default(),
     };
     writer::check_time(&prepared)?;
     Ok((prepared, counted.stats.requests(), counted.stats.bytes()))

@@ -129,6 +129,11 @@ pub struct CreateSpec {
     /// Data variables to keep, or `["all"]`; none: the process's defaults.
     #[serde(default)]
     pub variables: Vec<String>,
+    /// `(lat, lon)` chunk shape of every data array (the full record: `[1023, 2047]`,
+    /// today's producer layout); none: the first granule's. Days chunked otherwise are
+    /// materialized onto it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<Vec<u64>>,
 }
 
 impl Run {

@@ -1,6 +1,8 @@
 //! The commit step's `write` action: check the generated days against the store, then
 //! write them to the run's temporary branch in one commit. `main` is not touched.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 use icechunk::format::SnapshotId;
 use serde::{Deserialize, Serialize};
@@ -10,7 +12,8 @@ use super::run::snapshot_id;
 use super::{Context, GenerateRefsOutput, PipelineError, Run};
 use crate::artifacts::ArtifactStore;
 use crate::store::layout::Role;
-use crate::store::writer::{self, PreparedGranule};
+use crate::store::materialize::Materialized;
+use crate::store::writer::{self, NewStore, PreparedGranule};
 use crate::store::{SessionStores, StoreError, StoreRepo, StoreState, schema};
 
 /// The run and what its Map iterations generated.
@@ -45,6 +48,12 @@ pub struct WriteOutput {
     pub rejected: Vec<Rejection>,
     /// Whether an earlier attempt had already made this commit.
     pub reused: bool,
+    /// Days materialized rather than referenced: day → variable → why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub native: BTreeMap<NaiveDate, BTreeMap<String, String>>,
+    /// What materializing took.
+    #[serde(default, skip_serializing_if = "Materialized::is_none")]
+    pub materialized: Materialized,
 }
 
 /// What the commit records beyond the days, read back by a retried write.
@@ -62,6 +71,8 @@ struct CommitRecord {
     store_first_day: Option<NaiveDate>,
     #[serde(default)]
     rejected: Vec<Rejection>,
+    #[serde(default)]
+    native: BTreeMap<NaiveDate, BTreeMap<String, String>>,
 }
 
 /// Write step: the accepted days on the run's branch, committed.
@@ -87,7 +98,7 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
             .unwrap_or_else(|| StoreError::metadata("/", "no days to write"));
         return Err(PipelineError::Rejected { count, first });
     };
-    let variables = variables_to_keep(&run, first);
+    let new = new_store(&run, first);
     let rejected: Vec<Rejection> = rejected
         .into_iter()
         .map(|(granule, e)| Rejection {
@@ -114,7 +125,8 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
         &stores,
         before.as_ref(),
         &accepted,
-        &variables,
+        &new,
+        &ctx.source_s3,
         &commit_message(&accepted, &reprocessed),
         record,
     )
@@ -123,6 +135,8 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
         snapshot: summary.snapshot,
         days: accepted.iter().map(|d| d.granule.date).collect(),
         reprocessed,
+        native: native_days(&accepted),
+        materialized: summary.materialized,
         refs_written: summary.refs_written,
         days_before: summary.days_before,
         days_after: summary.days_after,
@@ -130,6 +144,15 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
         rejected,
         reused: false,
     })
+}
+
+/// The materialized days and why, as the commit records them.
+fn native_days(accepted: &[PreparedGranule]) -> BTreeMap<NaiveDate, BTreeMap<String, String>> {
+    accepted
+        .iter()
+        .filter(|d| !d.route.is_virtual())
+        .map(|d| (d.granule.date, d.route.native.clone()))
+        .collect()
 }
 
 /// "re-point D, D; add A..B": what a run's commit did, for the store's log.
@@ -174,19 +197,28 @@ fn split_by_schema(
 ) -> (Vec<PreparedGranule>, Vec<(String, StoreError)>) {
     let mut accepted = Vec::new();
     let mut rejected = Vec::new();
-    // A new store takes its layout from its first day, which the days after must fit.
+    // A new store takes its layout from its first day (and the configured chunking),
+    // which every day, the first included, must fit or be materialized onto.
     let mut created = None;
-    for day in prepared {
+    for mut day in prepared {
         let fits = match (before, &created) {
             (Some(state), _) => schema::check(&day.refs, &day.coordinates, &state.schema),
             (None, Some(schema)) => schema::check(&day.refs, &day.coordinates, schema),
-            (None, None) => writer::new_schema(&day, &variables_to_keep(run, &day)).map(|schema| {
-                created = Some(schema);
-            }),
+            (None, None) => {
+                let new = new_store(run, &day);
+                writer::new_schema(&day, &new.variables, new.chunks.as_deref()).and_then(|schema| {
+                    let route = schema::check(&day.refs, &day.coordinates, &schema);
+                    created = Some(schema);
+                    route
+                })
+            }
         };
         let repoint = before.is_some_and(|s| s.holds(day.granule.date));
         match fits {
-            Ok(()) => accepted.push(day),
+            Ok(route) => {
+                day.route = route;
+                accepted.push(day);
+            }
             Err(e) => {
                 rejected.push((day.granule.url.clone(), e));
                 if !repoint {
@@ -198,21 +230,25 @@ fn split_by_schema(
     (accepted, rejected)
 }
 
-/// The data variables a new store keeps (`all`: every one of the first granule's).
-fn variables_to_keep(run: &Run, first: &PreparedGranule) -> Vec<String> {
+/// What a new store keeps (`all`: every data variable of the first granule) and how it
+/// is chunked.
+fn new_store(run: &Run, first: &PreparedGranule) -> NewStore {
     let Some(create) = &run.create else {
-        return Vec::new();
+        return NewStore::default();
     };
+    let chunks = create.chunks.clone();
     if !create.variables.iter().any(|v| v == "all") {
-        return create.variables.clone();
+        let variables = create.variables.clone();
+        return NewStore { variables, chunks };
     }
-    first
+    let variables = first
         .refs
         .variables
         .iter()
         .filter(|v| crate::store::layout::role(v) == Role::Data)
         .map(|v| v.name.clone())
-        .collect()
+        .collect();
+    NewStore { variables, chunks }
 }
 
 /// This run's commit, if an earlier attempt made it: on the branch, or already on
@@ -244,6 +280,8 @@ async fn already_written(
             store_first_day: r.store_first_day,
             rejected: r.rejected,
             reused: true,
+            native: r.native,
+            materialized: Materialized::default(),
         })),
         found if on_branch => Err(PipelineError::BranchTaken {
             branch: run.branch.clone(),
@@ -309,8 +347,8 @@ pub async fn write_batch(
         summary_of(&state, &tip, days_before, true)
     } else {
         commit_batch(
+            ctx,
             &repo,
-            &store,
             &run,
             state.as_ref(),
             &base,
@@ -348,13 +386,15 @@ fn summary_of(
         store_first_day: state.as_ref().and_then(|s| s.first_day),
         rejected: Vec::new(),
         reused,
+        native: BTreeMap::new(),
+        materialized: Materialized::default(),
     }
 }
 
 /// Commit one batch of a backfill on the branch (created at the base for the first).
 async fn commit_batch(
+    ctx: &Context,
     repo: &StoreRepo,
-    store: &ArtifactStore,
     run: &Run,
     state: Option<&StoreState>,
     base: &SnapshotId,
@@ -374,14 +414,15 @@ async fn commit_batch(
         )
         .into());
     }
-    let prepared = Batch::load(store, run, granules).await?;
+    let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
+    let prepared = Batch::load(&store, run, granules).await?;
     let (accepted, rejected) = split_by_schema(state, prepared, run);
     if let Some((_, first)) = rejected.into_iter().next() {
         // A backfill adds every day or none: a misfit stops it, naming the day.
         return Err(PipelineError::Rejected { count: 1, first });
     }
     let first = &accepted[0];
-    let variables = variables_to_keep(run, first);
+    let new = new_store(run, first);
     let mut record = Map::new();
     record.insert("run_id".into(), run.id.clone().into());
     let stores = SessionStores::new(repo.branch_session(&run.branch, base).await?).await;
@@ -390,7 +431,8 @@ async fn commit_batch(
         &stores,
         state,
         &accepted,
-        &variables,
+        &new,
+        &ctx.source_s3,
         &format!("backfill {}..{last}", first.granule.date),
         record,
     )
@@ -405,6 +447,8 @@ async fn commit_batch(
         store_first_day: state.and_then(|s| s.first_day).or(Some(first.granule.date)),
         rejected: Vec::new(),
         reused: false,
+        native: native_days(&accepted),
+        materialized: summary.materialized,
     })
 }
 

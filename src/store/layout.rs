@@ -254,6 +254,23 @@ impl ArrayMeta {
         &self.chunk_grid.configuration.chunk_shape
     }
 
+    /// Chunk every dimension after the first by `chunks` (clamped to the array's size).
+    pub fn set_grid_chunks(&mut self, chunks: &[u64]) {
+        let shape = &self.shape;
+        for (i, c) in self
+            .chunk_grid
+            .configuration
+            .chunk_shape
+            .iter_mut()
+            .enumerate()
+            .skip(1)
+        {
+            if let Some(want) = chunks.get(i - 1) {
+                *c = (*want).clamp(1, shape[i].max(1));
+            }
+        }
+    }
+
     /// Whether the array grows along `time` (its first dimension).
     pub fn along_time(&self) -> bool {
         along_time(&self.dimension_names)

@@ -10,6 +10,7 @@
 pub mod attributes;
 pub mod hygiene;
 pub mod layout;
+pub mod materialize;
 pub mod repository;
 pub mod schema;
 pub mod session;
@@ -52,6 +53,8 @@ pub enum StoreError {
         field: String,
         message: String,
     },
+    #[error(transparent)]
+    Decode(Box<crate::codec::DecodeError>),
     #[error("global attribute {attribute}: {message}")]
     Attributes { attribute: String, message: String },
     #[error("store metadata: {node}: {message}")]
@@ -65,6 +68,12 @@ pub enum StoreError {
         actual: String,
         branch: String,
     },
+}
+
+impl From<crate::codec::DecodeError> for StoreError {
+    fn from(e: crate::codec::DecodeError) -> Self {
+        StoreError::Decode(Box::new(e))
+    }
 }
 
 impl StoreError {

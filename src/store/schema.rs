@@ -1,6 +1,9 @@
-//! Does a granule fit the store? Compared is what decoding and indexing depend on, so
-//! a changed chunk shape or a missing shuffle is rejected before anything is written,
-//! while a different deflate level (which decodes the same) is accepted.
+//! Does a granule fit the store, and how? Compared is what decoding and indexing depend
+//! on. A variable chunked or encoded differently from the store's array (a changed
+//! chunk shape, a missing shuffle) cannot be referenced, but can be materialized onto
+//! the store's grid; a different deflate level (which decodes the same) is referenced
+//! as it is. A different dtype, grid, fill value or coordinate is rejected before
+//! anything is written.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
@@ -9,7 +12,7 @@ use serde_json::Value;
 
 use super::StoreError;
 use super::layout::{ArrayMeta, CodecChain, Role, role};
-use crate::refs::{GranuleRefs, Variable};
+use crate::refs::{ChunkData, GranuleRefs, Variable};
 
 /// What the store holds, as far as a new granule must match it.
 #[derive(Debug, Clone, Default)]
@@ -55,28 +58,52 @@ impl Field<'_> {
     }
 }
 
+/// How a granule that fits gets into the store: the data variables to materialize
+/// (with why), the others referenced virtually.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Route {
+    /// Variable → why it cannot be referenced (its chunk shape or codecs).
+    pub native: BTreeMap<String, String>,
+}
+
+impl Route {
+    /// Whether every variable is referenced.
+    pub fn is_virtual(&self) -> bool {
+        self.native.is_empty()
+    }
+}
+
 /// Check `granule` against the store; `coordinates` are the granule's decoded static
-/// coordinate values. The first difference is reported, naming the field.
+/// coordinate values. The first misfit is reported, naming the field; a fit says which
+/// variables must be materialized.
 pub fn check(
     granule: &GranuleRefs,
     coordinates: &HashMap<String, Vec<u8>>,
     store: &StoreSchema,
-) -> Result<(), StoreError> {
+) -> Result<Route, StoreError> {
     let g = granule.object.url.as_str();
+    let mut route = Route::default();
     for (name, meta) in &store.arrays {
         let var = granule.variable(name).ok_or_else(|| {
             StoreError::schema(g, name.clone(), "variable", "missing from the granule")
         })?;
-        check_array(g, var, meta)?;
+        if let Some(why) = check_array(g, var, meta)? {
+            route.native.insert(name.clone(), why);
+        }
     }
     for (name, values) in &store.coordinates {
         check_coordinate(granule, name, coordinates.get(name), values)?;
     }
-    Ok(())
+    Ok(route)
 }
 
-/// Dtype, dimensions and grid for every array; chunking, codecs and fill for data.
-fn check_array(granule: &str, var: &Variable, meta: &ArrayMeta) -> Result<(), StoreError> {
+/// Dtype, dimensions and grid for every array; fill for data. A data variable whose
+/// chunking or codecs differ returns why it must be materialized.
+fn check_array(
+    granule: &str,
+    var: &Variable,
+    meta: &ArrayMeta,
+) -> Result<Option<String>, StoreError> {
     let field = Field {
         granule,
         variable: &var.name,
@@ -101,27 +128,39 @@ fn check_array(granule: &str, var: &Variable, meta: &ArrayMeta) -> Result<(), St
         format!("{:?} (one time step expected)", meta.shape),
     )?;
     if role != Role::Data {
-        return Ok(());
+        return Ok(None);
     }
-    field.same(
-        "chunk_shape",
-        var.chunk_shape.as_slice(),
-        meta.chunk_shape(),
-    )?;
-    let ours = CodecChain::new(var.dtype, var.endian, &var.codecs);
-    field.check(
-        "codecs",
-        ours.decodes_like(&meta.codecs),
-        ours.to_string(),
-        meta.codecs.to_string(),
-    )?;
     let fill = var.fill_value.clone().unwrap_or(Value::Null);
     field.check(
         "fill_value",
         fill == meta.fill_value,
         fill.to_string(),
         meta.fill_value.to_string(),
-    )
+    )?;
+    if var.chunk_shape.as_slice() != meta.chunk_shape() {
+        return Ok(Some(format!(
+            "chunk_shape: granule has {:?}, store has {:?}",
+            var.chunk_shape,
+            meta.chunk_shape()
+        )));
+    }
+    let ours = CodecChain::new(var.dtype, var.endian, &var.codecs);
+    if !ours.decodes_like(&meta.codecs) {
+        return Ok(Some(format!(
+            "codecs: granule has {ours}, store has {}",
+            meta.codecs
+        )));
+    }
+    if var
+        .chunks
+        .iter()
+        .any(|(_, c)| matches!(c, ChunkData::Inline(_)))
+    {
+        return Ok(Some(
+            "data layout: compact (inline) storage has no byte ranges".into(),
+        ));
+    }
+    Ok(None)
 }
 
 /// A static coordinate's values equal the store's, or the first differing index is named.

@@ -1,7 +1,7 @@
 //! Typed element buffers for the real (non-virtual) arrays the store writes and the
 //! values validation compares: one element trait, one dispatch from [`DataType`].
 
-use zarrs::array::{Array, ArraySubset};
+use zarrs::array::{Array, ArraySubset, CodecOptions};
 use zarrs_icechunk::AsyncIcechunkStore;
 
 use super::StoreError;
@@ -191,8 +191,29 @@ impl Values {
         array: &Array<AsyncIcechunkStore>,
         subset: &ArraySubset,
     ) -> Result<(), StoreError> {
+        self.write_with(array, subset, &CodecOptions::default())
+            .await
+    }
+
+    /// [`Self::write`], storing chunks that hold only the fill value too: every chunk
+    /// of a materialized day exists, as every chunk of a virtual day does.
+    pub async fn write_every_chunk(
+        &self,
+        array: &Array<AsyncIcechunkStore>,
+        subset: &ArraySubset,
+    ) -> Result<(), StoreError> {
+        let options = CodecOptions::default().with_store_empty_chunks(true);
+        self.write_with(array, subset, &options).await
+    }
+
+    async fn write_with(
+        &self,
+        array: &Array<AsyncIcechunkStore>,
+        subset: &ArraySubset,
+        options: &CodecOptions,
+    ) -> Result<(), StoreError> {
         with_element_type!(self.dtype, T => array
-            .async_store_array_subset(subset, self.elements::<T>().as_slice())
+            .async_store_array_subset_opt(subset, self.elements::<T>().as_slice(), options)
             .await
             .map_err(|e| StoreError::zarr(format!("writing {}", array.path()), e)))
     }

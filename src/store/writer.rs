@@ -18,13 +18,15 @@ use zarrs::array::ArraySubset;
 use super::StoreError;
 use super::attributes;
 use super::layout::{self, Role, TIME};
-use super::schema::StoreSchema;
+use super::materialize::{self, Materialized};
+use super::schema::{Route, StoreSchema};
 use super::session::SessionStores;
 use super::state::StoreState;
 use super::values::{Values, range_1d};
 use crate::granule::{self, Granule};
 use crate::refs::{ChunkData, ChunkRef, GranuleRefs, Variable};
-use crate::source::ObjectInfo;
+use crate::source::{ObjectInfo, RangeRead, S3Settings};
+use std::sync::Arc;
 
 /// The key in a snapshot's properties under which the pipeline records what it added.
 pub const PROPERTIES_KEY: &str = "mursst";
@@ -41,6 +43,10 @@ pub struct PreparedGranule {
     /// Decoded static coordinates (little-endian bytes), by name.
     #[serde(with = "base64_values")]
     pub coordinates: HashMap<String, Vec<u8>>,
+    /// Which variables are materialized rather than referenced (set by the schema
+    /// check of the write step).
+    #[serde(default, skip_serializing_if = "Route::is_virtual")]
+    pub route: Route,
 }
 
 /// Coordinates as base64 strings: a third of the size of JSON number arrays.
@@ -79,6 +85,8 @@ pub struct WriteSummary {
     pub refs_written: u64,
     pub days_before: u64,
     pub days_after: u64,
+    /// What materializing the native variables took (all zero if there were none).
+    pub materialized: Materialized,
 }
 
 /// The version a reference pins: the ETag, else the last-modified time.
@@ -135,11 +143,14 @@ pub(crate) fn chunk_refs<'a>(
         .collect()
 }
 
-/// The layout a new store takes from its first granule, keeping `variables`: what
-/// every later day of the same `init` must fit, checked before anything is written.
+/// The layout a new store takes from its first granule, keeping `variables`, with its
+/// data arrays chunked `(1, chunks[0], chunks[1])` (clamped to the grid) if given, else
+/// as the first granule is: what every later day of the same `init` must fit or be
+/// materialized onto, checked before anything is written.
 pub fn new_schema(
     first: &PreparedGranule,
     variables: &[String],
+    chunks: Option<&[u64]>,
 ) -> Result<StoreSchema, StoreError> {
     let refs = &first.refs;
     let g = refs.object.url.as_str();
@@ -166,8 +177,11 @@ pub fn new_schema(
                 format!("{:?} does not start with time", var.dimensions),
             ));
         }
-        chunk_refs(g, var)?;
-        arrays.insert(name.clone(), layout::data_array(var, 0));
+        let mut meta = layout::data_array(var, 0);
+        if let Some(target) = chunks {
+            meta.set_grid_chunks(target);
+        }
+        arrays.insert(name.clone(), meta);
         for dim in var.dimensions.iter().skip(1) {
             if !coordinate_names.contains(dim) && refs.variable(dim).is_some() {
                 coordinate_names.push(dim.clone());
@@ -208,8 +222,9 @@ async fn create_layout(
     stores: &SessionStores,
     first: &PreparedGranule,
     variables: &[String],
+    chunks: Option<&[u64]>,
 ) -> Result<StoreState, StoreError> {
-    let schema = new_schema(first, variables)?;
+    let schema = new_schema(first, variables, chunks)?;
     stores.set_group(Map::new()).await?;
     for (name, meta) in &schema.arrays {
         stores.set_array(name, meta).await?;
@@ -234,19 +249,29 @@ async fn create_layout(
     })
 }
 
+/// What a store created by a write keeps, and how its data arrays are chunked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewStore {
+    pub variables: Vec<String>,
+    /// `(lat, lon)` chunk shape of every data array; `None`: the first granule's.
+    pub chunks: Option<Vec<u64>>,
+}
+
 /// Write `days` to the session and commit: a day the store already holds is re-pointed
 /// at its granule (a source replaced since ingest), the others (consecutive, after the
-/// store's last day) are appended.
+/// store's last day) are appended. Variables a day's route names are materialized from
+/// the granule (read with `source`), the rest referenced.
 ///
-/// With `state` `None` the store is empty and its layout is created from the first day,
-/// keeping `variables`. Every day must already have passed the schema check. `record`
+/// With `state` `None` the store is empty and its layout is created from the first day
+/// as `new_store` says. Every day must already have passed the schema check. `record`
 /// is added to what the commit records about the days (e.g. the run id, so a retried
 /// step can find its own commit).
 pub async fn write_days(
     stores: &SessionStores,
     state: Option<&StoreState>,
     days: &[PreparedGranule],
-    variables: &[String],
+    new_store: &NewStore,
+    source: &S3Settings,
     message: &str,
     record: Map<String, Value>,
 ) -> Result<WriteSummary, StoreError> {
@@ -257,7 +282,13 @@ pub async fn write_days(
     let (state, existing) = match state {
         Some(s) => (s, Some(&s.group_attributes)),
         None => {
-            created = create_layout(stores, first, variables).await?;
+            created = create_layout(
+                stores,
+                first,
+                &new_store.variables,
+                new_store.chunks.as_deref(),
+            )
+            .await?;
             (&created, None)
         }
     };
@@ -283,12 +314,33 @@ pub async fn write_days(
         .chain((n0..).zip(&appended).map(|(t, d)| (t, *d, false)));
     let placed: Vec<(u64, &PreparedGranule, bool)> = placed.collect();
     let mut refs_written = 0;
-    for name in state.data_arrays() {
-        for &(t, day, replaces) in &placed {
+    let mut materialized = Materialized::default();
+    for &(t, day, replaces) in &placed {
+        let reader = match day.route.is_virtual() {
+            true => None,
+            false => Some(open_unchanged(day, source).await?),
+        };
+        for name in state.data_arrays() {
             if replaces {
                 clear_time_step(stores, state, &name, t).await?;
             }
-            refs_written += set_references(stores, &name, day, t).await?;
+            match (&reader, day.route.native.contains_key(&name)) {
+                (Some(reader), true) => {
+                    let var = day.refs.variable(&name).ok_or_else(|| {
+                        StoreError::schema(
+                            day.refs.object.url.clone(),
+                            name.clone(),
+                            "variable",
+                            "missing from the granule",
+                        )
+                    })?;
+                    let meta = &state.schema.arrays[&name];
+                    materialized +=
+                        materialize::materialize(stores, &name, meta, t, var, Arc::clone(reader))
+                            .await?;
+                }
+                _ => refs_written += set_references(stores, &name, day, t).await?,
+            }
         }
     }
     let mut record = record;
@@ -302,6 +354,14 @@ pub async fn write_days(
             .collect();
         record.insert("reprocessed".into(), json!(dates));
     }
+    let native: Map<String, Value> = days
+        .iter()
+        .filter(|d| !d.route.is_virtual())
+        .map(|d| (d.granule.date.to_string(), json!(d.route.native)))
+        .collect();
+    if !native.is_empty() {
+        record.insert("native".into(), Value::Object(native));
+    }
     let snapshot = stores
         .commit(message, commit_properties(days, record))
         .await?;
@@ -310,7 +370,33 @@ pub async fn write_days(
         refs_written,
         days_before: n0,
         days_after: n1,
+        materialized,
     })
+}
+
+/// The day's granule, for materializing: it must still be the version whose chunk
+/// index the refs hold, or its bytes would be decoded at the wrong offsets.
+async fn open_unchanged(
+    day: &PreparedGranule,
+    source: &S3Settings,
+) -> Result<Arc<dyn RangeRead>, StoreError> {
+    let url = &day.refs.object.url;
+    let reader = crate::source::open(url, source)
+        .await
+        .map_err(crate::codec::DecodeError::from)?;
+    let now = reader
+        .info()
+        .await
+        .map_err(crate::codec::DecodeError::from)?;
+    if checksum(&now) != checksum(&day.refs.object) || now.size != day.refs.object.size {
+        return Err(StoreError::schema(
+            url.clone(),
+            "/",
+            "version",
+            "the granule changed since its chunks were indexed; run again to index it anew",
+        ));
+    }
+    Ok(reader)
 }
 
 /// Delete every chunk of time step `t` of array `name`, so a re-pointed day keeps none
@@ -321,7 +407,23 @@ async fn clear_time_step(
     name: &str,
     t: u64,
 ) -> Result<(), StoreError> {
-    let meta = &state.schema.arrays[name];
+    let coords = time_step_chunks(&state.schema.arrays[name], name, t)?;
+    let path = Path::new(&format!("/{name}"))
+        .map_err(|e| StoreError::metadata(name, format!("bad path: {e}")))?;
+    let session = stores.icechunk.session();
+    let mut session = session.write().await;
+    session
+        .delete_chunks(&path, coords)
+        .await
+        .map_err(|e| StoreError::icechunk(format!("clearing {name} time step {t}"), e))
+}
+
+/// Every chunk index of time step `t` of array `name`.
+pub(crate) fn time_step_chunks(
+    meta: &super::layout::ArrayMeta,
+    name: &str,
+    t: u64,
+) -> Result<Vec<ChunkIndices>, StoreError> {
     let grid: Vec<u64> = meta
         .shape
         .iter()
@@ -346,14 +448,7 @@ async fn clear_time_step(
         }
         break;
     }
-    let path = Path::new(&format!("/{name}"))
-        .map_err(|e| StoreError::metadata(name, format!("bad path: {e}")))?;
-    let session = stores.icechunk.session();
-    let mut session = session.write().await;
-    session
-        .delete_chunks(&path, coords)
-        .await
-        .map_err(|e| StoreError::icechunk(format!("clearing {name} time step {t}"), e))
+    Ok(coords)
 }
 
 /// What a commit records about the days it added (read back by `store log` and by a

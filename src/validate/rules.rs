@@ -125,8 +125,44 @@ pub(super) fn check_coordinates(branch: &Branch<'_>) -> Result<Vec<Rule>, Valida
     Ok(vec![Rule::CoordinatesUnchanged])
 }
 
-/// Every new granule is referenced by the branch's virtual chunks, exactly as indexed;
-/// returns the number of references checked.
+/// A materialized day holds native chunks (or none, where all is fill), never a
+/// reference; its values are compared with the source like any other day's.
+async fn check_native(
+    session: &icechunk::session::Session,
+    branch: &Branch<'_>,
+    name: &str,
+    t: u64,
+    url: &str,
+) -> Result<u64, ValidationError> {
+    let path = NodePath::new(&format!("/{name}"))
+        .map_err(|e| failed(Rule::GranuleReferenced, e.to_string()))?;
+    let meta = &branch.after.schema.arrays[name];
+    let mut native = 0;
+    for coords in crate::store::writer::time_step_chunks(meta, name, t)? {
+        let got = session
+            .get_chunk_ref(&path, &coords)
+            .await
+            .map_err(|e| StoreError::icechunk(format!("reading {name} {coords:?}"), e))?;
+        match got {
+            Some(ChunkPayload::Virtual(r)) => {
+                return Err(failed(
+                    Rule::GranuleReferenced,
+                    format!(
+                        "{name} chunk {:?} of {url} should be materialized, but references {}",
+                        coords.0,
+                        r.location.url()
+                    ),
+                ));
+            }
+            Some(_) => native += 1,
+            None => {}
+        }
+    }
+    Ok(native)
+}
+
+/// Every new granule is referenced by the branch's virtual chunks, exactly as indexed
+/// (or, where it was materialized, holds native chunks); returns the number checked.
 pub(super) async fn check_references(branch: &Branch<'_>) -> Result<u64, ValidationError> {
     let session = branch.stores.icechunk.session();
     let session = session.read().await;
@@ -134,7 +170,13 @@ pub(super) async fn check_references(branch: &Branch<'_>) -> Result<u64, Validat
     for day in branch.days {
         let t = branch.index(day)?;
         let url = day.granule.url.as_str();
+        let route = crate::store::schema::check(&day.refs, &day.coordinates, &branch.after.schema)
+            .map_err(|e| failed(Rule::GranuleReferenced, e.to_string()))?;
         for name in branch.after.data_arrays() {
+            if route.native.contains_key(&name) {
+                checked += check_native(&session, branch, &name, t, url).await?;
+                continue;
+            }
             let var = day.refs.variable(&name).ok_or_else(|| {
                 failed(
                     Rule::GranuleReferenced,

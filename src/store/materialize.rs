@@ -1,0 +1,239 @@
+//! Native days: a granule variable chunked or encoded unlike the store's array cannot be
+//! referenced byte for byte, so it is decoded chunk by chunk, re-chunked onto the
+//! store's grid and written as native chunks of the same array, beside the virtual
+//! days. One band of source chunk rows is held at a time (plus the rows of store chunks
+//! it has not completed), never the whole variable.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use zarrs::array::ArraySubset;
+
+use super::StoreError;
+use super::layout::ArrayMeta;
+use super::session::SessionStores;
+use super::values::Values;
+use crate::codec::{self, DecodeError};
+use crate::refs::{ChunkData, Endian, Variable};
+use crate::source::RangeRead;
+
+/// Source chunks decoded at once (each a blocking task: inflate is CPU work).
+const DECODE_CONCURRENCY: usize = 4;
+
+/// What materializing one variable of one day took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Materialized {
+    /// Source chunks read and decoded.
+    pub chunks_decoded: u64,
+    /// Compressed bytes read from the granule.
+    pub bytes_read: u64,
+    /// Decoded bytes written through the store's codec chain.
+    pub bytes_written: u64,
+    /// The most decoded bytes held at once.
+    pub peak_buffer_bytes: u64,
+}
+
+impl Materialized {
+    /// Whether nothing was materialized.
+    pub fn is_none(&self) -> bool {
+        self.chunks_decoded == 0 && self.bytes_written == 0
+    }
+}
+
+impl std::ops::AddAssign for Materialized {
+    fn add_assign(&mut self, o: Self) {
+        self.chunks_decoded += o.chunks_decoded;
+        self.bytes_read += o.bytes_read;
+        self.bytes_written += o.bytes_written;
+        self.peak_buffer_bytes = self.peak_buffer_bytes.max(o.peak_buffer_bytes);
+    }
+}
+
+/// The (lat, lon) geometry of a `(1, lat, lon)` variable and of the store's chunks.
+struct Geometry {
+    height: u64,
+    width: u64,
+    src_rows: u64,
+    src_cols: u64,
+    store_rows: u64,
+    elem: usize,
+}
+
+impl Geometry {
+    fn of(granule: &str, var: &Variable, meta: &ArrayMeta) -> Result<Self, StoreError> {
+        let bad = |m: String| StoreError::schema(granule, var.name.clone(), "shape", m);
+        let ([1, height, width], [1, src_rows, src_cols]) =
+            (var.shape.as_slice(), var.chunk_shape.as_slice())
+        else {
+            return Err(bad(format!(
+                "{:?} chunked {:?}: only (1, lat, lon) variables are materialized",
+                var.shape, var.chunk_shape
+            )));
+        };
+        let store_rows = match meta.chunk_shape() {
+            [1, rows, _] => *rows,
+            other => return Err(bad(format!("the store chunks it {other:?}"))),
+        };
+        if [*src_rows, *src_cols, store_rows].contains(&0) {
+            return Err(bad("a zero chunk dimension".into()));
+        }
+        Ok(Self {
+            height: *height,
+            width: *width,
+            src_rows: *src_rows,
+            src_cols: *src_cols,
+            store_rows,
+            elem: var.dtype.size(),
+        })
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.width as usize * self.elem
+    }
+}
+
+/// Write time step `t` of the store's array `name` (metadata `meta`) from the granule
+/// variable `var`, read through `reader`.
+pub async fn materialize(
+    stores: &SessionStores,
+    name: &str,
+    meta: &ArrayMeta,
+    t: u64,
+    var: &Variable,
+    reader: Arc<dyn RangeRead>,
+) -> Result<Materialized, StoreError> {
+    let granule = reader.url().to_string();
+    let g = Geometry::of(&granule, var, meta)?;
+    let array = stores.array(name).await?;
+    let fill = array.fill_value().as_ne_bytes().to_vec();
+    if fill.len() != g.elem {
+        return Err(StoreError::metadata(
+            name,
+            "fill value size differs from the dtype's",
+        ));
+    }
+    let chunks: HashMap<(u64, u64), &ChunkData> = var
+        .chunks
+        .iter()
+        .filter_map(|(i, d)| match i.as_slice() {
+            [0, r, c] => Some(((*r, *c), d)),
+            _ => None,
+        })
+        .collect();
+    let var = Arc::new(var.clone());
+    let mut done = Materialized::default();
+    // Decoded rows not yet written: rows `carry_start..` of the variable, full width.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut carry_start = 0u64;
+    for band in 0..g.height.div_ceil(g.src_rows) {
+        let r0 = band * g.src_rows;
+        let rows = g.src_rows.min(g.height - r0);
+        let mut buffer = fill.repeat(rows as usize * g.width as usize);
+        let present: Vec<(u64, ChunkData)> = (0..g.width.div_ceil(g.src_cols))
+            .filter_map(|c| chunks.get(&(band, c)).map(|d| (c, (*d).clone())))
+            .collect();
+        let decoded: Vec<(u64, u64, Vec<u8>)> =
+            futures::stream::iter(present.into_iter().map(|(c, data)| {
+                decode_chunk(Arc::clone(&reader), Arc::clone(&var), band, c, data)
+            }))
+            .buffered(DECODE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (c, read, bytes) in decoded {
+            place(&g, &mut buffer, rows, c, &bytes);
+            done.chunks_decoded += 1;
+            done.bytes_read += read;
+        }
+        carry.extend_from_slice(&buffer);
+        done.peak_buffer_bytes = done
+            .peak_buffer_bytes
+            .max((carry.len() + buffer.len()) as u64);
+        drop(buffer);
+        let band_end = r0 + rows;
+        // Write every row of store chunks the decoded rows now complete.
+        while carry_start < band_end {
+            let end = (carry_start + g.store_rows).min(g.height);
+            if end > band_end {
+                break;
+            }
+            let take = (end - carry_start) as usize * g.row_bytes();
+            let rest = carry.split_off(take);
+            let row = std::mem::replace(&mut carry, rest);
+            done.bytes_written += row.len() as u64;
+            write_rows(&array, var.dtype, t, carry_start..end, g.width, row, name).await?;
+            carry_start = end;
+        }
+    }
+    Ok(done)
+}
+
+/// Read and decode one source chunk (row `r`, column `c`), off the async threads.
+async fn decode_chunk(
+    reader: Arc<dyn RangeRead>,
+    var: Arc<Variable>,
+    r: u64,
+    c: u64,
+    data: ChunkData,
+) -> Result<(u64, u64, Vec<u8>), StoreError> {
+    let raw = match &data {
+        ChunkData::Inline(b) => b.clone(),
+        ChunkData::Ref(x) => reader
+            .read_range(x.offset..x.offset + x.length)
+            .await
+            .map_err(DecodeError::from)?
+            .to_vec(),
+    };
+    let read = raw.len() as u64;
+    let url = reader.url().to_string();
+    let bytes = tokio::task::spawn_blocking(move || {
+        let elem = var.dtype.size();
+        let len = var.chunk_shape.iter().product::<u64>() as usize * elem;
+        let mut bytes =
+            codec::decode(&var.codecs, raw, len).map_err(|source| DecodeError::Corrupt {
+                granule: url,
+                variable: var.name.clone(),
+                chunk: vec![0, r, c],
+                source,
+            })?;
+        if var.endian == Endian::Big {
+            for e in bytes.chunks_exact_mut(elem) {
+                e.reverse();
+            }
+        }
+        Ok::<_, DecodeError>(bytes)
+    })
+    .await
+    .map_err(|e| StoreError::metadata("materialize", format!("decode task: {e}")))??;
+    Ok((c, read, bytes))
+}
+
+/// Copy the part of source chunk column `c` inside the variable into the band buffer.
+fn place(g: &Geometry, buffer: &mut [u8], rows: u64, c: u64, chunk: &[u8]) {
+    let col0 = (c * g.src_cols) as usize * g.elem;
+    let cols = (g.src_cols.min(g.width - c * g.src_cols)) as usize * g.elem;
+    let chunk_row = g.src_cols as usize * g.elem;
+    for r in 0..rows as usize {
+        let dst = r * g.row_bytes() + col0;
+        let src = r * chunk_row;
+        buffer[dst..dst + cols].copy_from_slice(&chunk[src..src + cols]);
+    }
+}
+
+/// Write rows `rows` (full width) of time step `t`: zarrs splits them into the store's
+/// chunks and encodes each with the store's codec chain.
+async fn write_rows(
+    array: &zarrs::array::Array<zarrs_icechunk::AsyncIcechunkStore>,
+    dtype: crate::refs::DataType,
+    t: u64,
+    rows: std::ops::Range<u64>,
+    width: u64,
+    bytes: Vec<u8>,
+    name: &str,
+) -> Result<(), StoreError> {
+    let subset = ArraySubset::new_with_ranges(&[t..t + 1, rows, 0..width]);
+    Values::from_le_bytes(dtype, bytes)
+        .ok_or_else(|| StoreError::metadata(name, "decoded rows are not whole elements"))?
+        .write_every_chunk(array, &subset)
+        .await
+}
