@@ -180,3 +180,67 @@ async fn appends_to_a_spec_v1_store_written_by_python_icechunk_1() {
         assert_eq!(after[node], expected, "{node}");
     }
 }
+
+/// Days of other layouts appended to a spec v1 store that Python icechunk 1 wrote:
+/// materialized onto its grid (day 3's analysed_sst chunked otherwise, day 4 without
+/// shuffle), so both icechunk 1 and 2 readers open one store with uniform chunks, and
+/// every value equals netCDF4's read of its granule.
+#[tokio::test]
+async fn native_and_virtual_days_read_in_python_icechunk_1_and_2() {
+    let tmp = TempDir::new("native-interop");
+    let granules = tmp.path().join("granules");
+    let mut files = write_granules(&granules, 1..=2);
+    let other = |d: u32, tweak: fn(&mut GranuleSpec)| {
+        let mut s = GranuleSpec::small(day(d), 150, 260);
+        s.lat_start = 9000;
+        s.lon_start = 20000;
+        s.chunks = ChunkLayout::uniform([64, 100])
+            .with(DataVar::Mask, [70, 120])
+            .with(DataVar::SeaIceFraction, [70, 120]);
+        tweak(&mut s);
+        synthetic::write_granule(&granules, &s).expect("write granule")
+    };
+    files.push(other(3, |s| {
+        s.chunks = s.chunks.with(DataVar::AnalysedSst, [100, 260])
+    }));
+    files.push(other(4, |s| s.shuffle = false));
+    let store = tmp.path().join("store");
+    let mut args = vec![
+        store.as_os_str().to_owned(),
+        "--spec".into(),
+        "1".into(),
+        "--drop-variables".into(),
+        "dt_1km_data,sst_anomaly".into(),
+    ];
+    args.extend(files[..2].iter().map(|f| f.as_os_str().to_owned()));
+    run_python_with(&python_ic1(), &python_script("virtualizarr_store.py"), args);
+    let before = layout(&store);
+
+    let report = pipeline::update(&ctx(&store, &granules), &options())
+        .await
+        .expect("update with other layouts");
+    assert_eq!(report.days_added, vec![day(3), day(4)]);
+    assert_eq!(report.native[&day(3)].len(), 1, "{:?}", report.native);
+    assert_eq!(report.native[&day(4)].len(), 4, "{:?}", report.native);
+
+    // One chunk grid per array, whatever the days' own layouts were.
+    let after = layout(&store);
+    for (node, meta) in &before {
+        if node != "group" {
+            assert_eq!(after[node]["chunk_grid"], meta["chunk_grid"], "{node}");
+        }
+    }
+    for python in [common::python(), python_ic1()] {
+        let mut args = vec![store.as_os_str().to_owned()];
+        args.extend(files.iter().map(|f| f.as_os_str().to_owned()));
+        let out = run_python_with(&python, &python_script("check_store.py"), args);
+        let check: Value = serde_json::from_str(&out.stdout).expect("check JSON");
+        assert_eq!(
+            check["ok"],
+            Value::Bool(true),
+            "{}: {check:#}",
+            python.display()
+        );
+        assert_eq!(check["time"]["store"].as_array().unwrap().len(), 4);
+    }
+}
