@@ -228,3 +228,74 @@ async fn validation_reads_only_what_it_compares_and_still_catches_a_wrong_refere
         other => panic!("a wrong reference must fail the data rule, not {other}"),
     }
 }
+
+/// A materialized day lives in the store's own bucket: it reads with the granules gone,
+/// while a virtual day still needs them.
+#[tokio::test]
+async fn native_days_read_without_the_source_bucket_and_virtual_days_need_it() {
+    use mursst::store::SessionStores;
+
+    let moto = MotoServer::start();
+    moto.create_bucket("granules").await;
+    moto.create_bucket("stores").await;
+    let tmp = TempDir::new("s3-native");
+    for (d, chunks) in [(1, [16, 32]), (2, [20, 45])] {
+        let mut spec = GranuleSpec::small(day(d), 40, 90);
+        spec.chunks = ChunkLayout::uniform(chunks);
+        let path = synthetic::write_granule(tmp.path(), &spec).unwrap();
+        moto.put_file("granules", &format!("mur/{}", spec.file_name()), &path)
+            .await;
+    }
+    let s3 = moto.s3_settings();
+    let ctx = Context {
+        store: RepoLocation::parse("s3://stores/native").unwrap(),
+        store_s3: s3.clone(),
+        source: GranuleSource::parse("s3://granules/mur/", &s3).unwrap(),
+        source_s3: s3.clone(),
+        artifacts: tmp.path().join("artifacts").display().to_string(),
+        ..Context::local(tmp.path().join("store"), tmp.path())
+    };
+    let options = UpdateOptions {
+        lag_days: 0,
+        validate: ValidateMode::Full,
+        ..Default::default()
+    };
+    let vars: Vec<String> = vec!["analysed_sst".into()];
+    let report = pipeline::init(&ctx, &options, day(1), day(2), &vars)
+        .await
+        .expect("init");
+    assert_eq!(report.native.keys().collect::<Vec<_>>(), [&day(2)]);
+
+    // The granules gone from their bucket, as if it were out of reach.
+    let client = s3.client().await;
+    for d in 1..=2 {
+        let key = format!("mur/{}", synthetic::granule_file_name(day(d)));
+        client
+            .delete_object()
+            .bucket("granules")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let repo = StoreRepo::open(&ctx.store, &s3, &s3).await.unwrap();
+    let tip = repo.branch_tip("main").await.unwrap();
+    let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
+    let array = stores.array("analysed_sst").await.unwrap();
+    let native = array
+        .async_retrieve_chunk_elements::<i16>(&[1, 0, 0])
+        .await
+        .expect("a native day reads from the store alone");
+    assert_eq!(
+        native.len(),
+        16 * 32,
+        "the store's chunk shape, not the granule's"
+    );
+    assert!(
+        array
+            .async_retrieve_chunk_elements::<i16>(&[0, 0, 0])
+            .await
+            .is_err(),
+        "a virtual day's chunk came from nowhere"
+    );
+}
