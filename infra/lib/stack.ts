@@ -82,7 +82,11 @@ const FUNCTION_ACCESS: {
       why: 'commit writes the run branch, moves main, and expires snapshots, collects garbage and prunes branches',
     },
     artifacts: { access: 'read-write-delete', why: "commit reads the references artifacts and deletes a merged run's artifacts" },
-    secret: false,
+    source: {
+      access: 'read',
+      why: 'commit decodes the granule variables it materializes onto the store grid (days chunked unlike the store)',
+    },
+    secret: true,
   },
   validate: {
     store: { access: 'read', why: 'validate reads the run branch back through icechunk' },

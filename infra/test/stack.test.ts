@@ -252,8 +252,10 @@ for (const stage of STAGE_NAMES) {
         commit: [
           ...logs('commit'),
           ...xray,
+          ...secret,
           ...s3Lines(store.arn, sp, [...rw, 's3:DeleteObject']),
           ...s3Lines(artifacts.arn, ap, [...rw, 's3:DeleteObject']),
+          ...s3Lines(source.arn, srcp, ['s3:GetObject']),
         ],
       };
       for (const key of FUNCTION_KEYS) {
@@ -311,9 +313,9 @@ for (const stage of STAGE_NAMES) {
       assert.equal(resourcesOfType(json, 'AWS::IAM::ManagedPolicy').length, 0);
     });
 
-    test('the secret: GetSecretValue on exactly the configured ARN, only for discover, generate-refs, validate', () => {
+    test('the secret: GetSecretValue on exactly the configured ARN, for the four Lambdas that read granules', () => {
       const withSecret = statements(json).filter((s) => s.actions.some((a) => a.startsWith('secretsmanager:')));
-      assert.equal(withSecret.length, 3);
+      assert.equal(withSecret.length, 4);
       for (const s of withSecret) {
         assert.deepEqual(s.actions, ['secretsmanager:GetSecretValue']);
         assert.deepEqual(s.resources, [cfg.edlSecretArn]);
@@ -321,7 +323,7 @@ for (const stage of STAGE_NAMES) {
       const roles = withSecret.flatMap((s) => s.roles).sort();
       assert.deepEqual(
         roles,
-        ['Discover', 'GenerateRefs', 'Validate'].map((k) => '${' + logicalId(json, 'AWS::IAM::Role', `${k}Role`) + '}').sort(),
+        ['Commit', 'Discover', 'GenerateRefs', 'Validate'].map((k) => '${' + logicalId(json, 'AWS::IAM::Role', `${k}Role`) + '}').sort(),
       );
     });
 
@@ -332,7 +334,7 @@ for (const stage of STAGE_NAMES) {
       );
       assert.deepEqual(writers.flatMap((s) => s.roles), ['${' + logicalId(json, 'AWS::IAM::Role', 'CommitRole') + '}']);
       const sourceStatements = statements(json).filter((s) => s.resources.some((r) => r.includes(`:::${cfg.source.bucket}`)));
-      assert.equal(sourceStatements.length, 6);
+      assert.equal(sourceStatements.length, 8);
       for (const s of sourceStatements) assert.ok(['s3:GetObject', 's3:ListBucket'].includes(s.actions.join()), s.actions.join());
     });
 
