@@ -283,7 +283,7 @@ async fn native_days_read_without_the_source_bucket_and_virtual_days_need_it() {
     let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
     let array = stores.array("analysed_sst").await.unwrap();
     let native = array
-        .async_retrieve_chunk_elements::<i16>(&[1, 0, 0])
+        .async_retrieve_chunk::<Vec<i16>>(&[1, 0, 0])
         .await
         .expect("a native day reads from the store alone");
     assert_eq!(
@@ -293,7 +293,7 @@ async fn native_days_read_without_the_source_bucket_and_virtual_days_need_it() {
     );
     assert!(
         array
-            .async_retrieve_chunk_elements::<i16>(&[0, 0, 0])
+            .async_retrieve_chunk::<Vec<i16>>(&[0, 0, 0])
             .await
             .is_err(),
         "a virtual day's chunk came from nowhere"
