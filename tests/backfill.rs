@@ -34,114 +34,34 @@ async fn a_backfill_in_batches_builds_the_store_a_single_init_builds() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let found = pipeline::discover(
-        &ctx,
-        DiscoverInput {
-            lag_days: Some(0),
-            validate: Some(ValidateMode::Sample),
-            manifest: true,
-            create: Some(CreateSpec {
-                start: day(0),
-                end: day(DAYS - 1),
-                variables: variables.clone(),
-                chunks: None,
-            }),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert!(
-        found.granules.is_empty(),
-        "the granules travel in the manifest"
-    );
-    let manifest = found.manifest.clone().unwrap();
-    assert_eq!(manifest.days, DAYS);
-    assert_eq!(manifest.batches, [0, 1, 2]);
-    let run = found.run.clone();
-
-    // The Distributed Map: the manifest's items in batches of 16.
-    let items: Vec<Granule> =
-        serde_json::from_slice(&std::fs::read(&manifest.key).unwrap()).unwrap();
-    assert_eq!(items.len() as u64, DAYS);
-    for batch in items.chunks(16) {
-        let out = pipeline::generate_refs_batch(
-            &ctx,
-            GenerateRefsBatch {
-                run: run.clone(),
-                items: batch.to_vec(),
-            },
-        )
-        .await
-        .unwrap();
-        assert_eq!(out.granules, batch.len() as u64);
-    }
-
-    // The commit loop, each batch one commit; a repeated batch changes nothing.
-    let mut next = 0;
-    let last = loop {
-        let out = pipeline::write_batch(
-            &ctx,
-            WriteBatchInput {
-                run: run.clone(),
-                batch: next,
-            },
-        )
-        .await
-        .unwrap();
-        assert!(!out.write.reused, "batch {next}");
+    let input = DiscoverInput {
+        lag_days: Some(0),
+        validate: Some(ValidateMode::Sample),
+        manifest: true,
+        create: Some(CreateSpec {
+            start: day(0),
+            end: day(DAYS - 1),
+            variables: variables.clone(),
+            chunks: None,
+        }),
+        ..Default::default()
+    };
+    let done = backfill(&ctx, input).await;
+    assert_eq!(done.manifest.days, DAYS);
+    assert_eq!(done.manifest.batches, [0, 1, 2]);
+    for (i, out) in done.batches.iter().enumerate() {
         assert_eq!(
             out.write.days_after,
-            ((next + 1) * pipeline::BATCH_DAYS).min(DAYS),
-            "batch {next}"
+            ((i as u64 + 1) * pipeline::BATCH_DAYS).min(DAYS),
+            "batch {i}"
         );
-        next = out.next_batch;
-        if out.done {
-            break out;
-        }
-    };
-    let again = pipeline::write_batch(
-        &ctx,
-        WriteBatchInput {
-            run: run.clone(),
-            batch: 1,
-        },
-    )
-    .await
-    .unwrap();
-    assert!(again.write.reused);
-    assert_eq!(
-        again.write.snapshot, last.write.snapshot,
-        "a repeated batch adds no commit"
-    );
-
-    // Every batch validated against the final tip, then main moves once.
-    for batch in &manifest.batches {
-        let report = pipeline::validate_batch(
-            &ctx,
-            ValidateBatchInput {
-                run: run.clone(),
-                batch: *batch,
-                snapshot: last.write.snapshot.clone(),
-            },
-        )
-        .await
-        .unwrap();
-        assert!(report.chunks_compared > 0, "batch {batch}: {report:?}");
     }
-    let merged = pipeline::promote(
-        &ctx,
-        PromoteInput {
-            run,
-            write: last.write.clone(),
-        },
-    )
-    .await
-    .unwrap();
-    assert!(merged.main_moved, "{merged:?}");
     assert!(
-        merged.message.contains(&format!("added {DAYS} day(s)")),
-        "{merged:?}"
+        done.merged
+            .message
+            .contains(&format!("added {DAYS} day(s)")),
+        "{:?}",
+        done.merged
     );
 
     // The same days through one init: the same store.
@@ -188,4 +108,154 @@ async fn a_backfill_in_batches_builds_the_store_a_single_init_builds() {
     assert_eq!(a.group_attributes, b.group_attributes);
     assert_eq!(a.schema.arrays, b.schema.arrays);
     assert_eq!(a.schema.coordinates, b.schema.coordinates);
+}
+
+/// What a backfill's states did.
+struct Backfilled {
+    manifest: pipeline::Manifest,
+    batches: Vec<pipeline::WriteBatchOutput>,
+    merged: pipeline::PromoteOutput,
+}
+
+/// The backfill machine's states in order: discover (a manifest), the Distributed Map
+/// of generate-refs batches, the commit loop (a repeated batch must change nothing),
+/// every batch validated against the final tip, one merge.
+async fn backfill(ctx: &Context, input: DiscoverInput) -> Backfilled {
+    let found = pipeline::discover(ctx, input).await.unwrap();
+    assert!(
+        found.granules.is_empty(),
+        "the granules travel in the manifest"
+    );
+    let manifest = found.manifest.clone().unwrap();
+    let run = found.run.clone();
+    let items: Vec<Granule> =
+        serde_json::from_slice(&std::fs::read(&manifest.key).unwrap()).unwrap();
+    assert_eq!(items.len() as u64, manifest.days);
+    for batch in items.chunks(16) {
+        let out = pipeline::generate_refs_batch(
+            ctx,
+            GenerateRefsBatch {
+                run: run.clone(),
+                items: batch.to_vec(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.granules, batch.len() as u64);
+    }
+    let commit = |batch| {
+        pipeline::write_batch(
+            ctx,
+            WriteBatchInput {
+                run: run.clone(),
+                batch,
+            },
+        )
+    };
+    let mut batches = Vec::new();
+    let mut next = 0;
+    loop {
+        let out = commit(next).await.unwrap();
+        assert!(!out.write.reused, "batch {next}");
+        next = out.next_batch;
+        let done = out.done;
+        batches.push(out);
+        if done {
+            break;
+        }
+    }
+    let last = batches.last().unwrap().write.clone();
+    let again = commit(batches.len() as u64 / 2).await.unwrap();
+    assert!(again.write.reused);
+    assert_eq!(
+        again.write.snapshot, last.snapshot,
+        "a repeated batch adds no commit"
+    );
+    for batch in &manifest.batches {
+        let report = pipeline::validate_batch(
+            ctx,
+            ValidateBatchInput {
+                run: run.clone(),
+                batch: *batch,
+                snapshot: last.snapshot.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(report.chunks_compared > 0, "batch {batch}: {report:?}");
+    }
+    let merged = pipeline::promote(ctx, PromoteInput { run, write: last })
+        .await
+        .unwrap();
+    assert!(merged.main_moved, "{merged:?}");
+    Backfilled {
+        manifest,
+        batches,
+        merged,
+    }
+}
+
+/// The full record's way: a store on today's grid, the older era's days materialized in
+/// small commits (`batch_days`), validated like the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_materializes_the_days_of_another_layout_in_small_commits() {
+    let tmp = common::TempDir::new("backfill-native");
+    let granules = tmp.path().join("granules");
+    for i in 0..7 {
+        let mut spec = GranuleSpec::small(day(i), 12, 24);
+        // An older era first: its int8 variables chunked otherwise.
+        spec.chunks = match i < 4 {
+            true => ChunkLayout::uniform([6, 12])
+                .with(mursst::synthetic::DataVar::Mask, [4, 10])
+                .with(mursst::synthetic::DataVar::SeaIceFraction, [4, 10]),
+            false => ChunkLayout::uniform([6, 12]),
+        };
+        synthetic::write_granule(&granules, &spec).unwrap();
+    }
+    let mut ctx = Context::local(tmp.path().join("store"), &granules);
+    ctx.artifacts = tmp.path().join("artifacts").display().to_string();
+    let input = DiscoverInput {
+        lag_days: Some(0),
+        validate: Some(ValidateMode::Full),
+        manifest: true,
+        batch_days: Some(3),
+        create: Some(CreateSpec {
+            start: day(0),
+            end: day(6),
+            variables: Vec::new(),
+            chunks: Some(vec![6, 12]),
+        }),
+        ..Default::default()
+    };
+    let done = backfill(&ctx, input).await;
+    assert_eq!(done.manifest.batch_days, 3);
+    assert_eq!(done.manifest.batches, [0, 1, 2]);
+    let native: Vec<_> = done
+        .batches
+        .iter()
+        .flat_map(|b| b.write.native.clone())
+        .collect();
+    assert_eq!(native.len(), 4, "the four older days: {native:?}");
+    for (_, vars) in &native {
+        let names: Vec<&String> = vars.keys().collect();
+        assert_eq!(names, ["mask", "sea_ice_fraction"], "{vars:?}");
+    }
+    let repo = StoreRepo::open(
+        &RepoLocation::Local(tmp.path().join("store")),
+        &Default::default(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let contents = common::store::main_contents(&repo).await;
+    assert_eq!(contents.state.days, 7);
+    assert_eq!(contents.branches, ["main"]);
+    for (name, coords, what) in &contents.refs {
+        let native = coords[0] < 4 && (name == "mask" || name == "sea_ice_fraction");
+        assert_eq!(
+            what.starts_with("not virtual"),
+            native,
+            "{name} {coords:?}: {what}"
+        );
+    }
 }

@@ -53,6 +53,9 @@ pub struct DiscoverInput {
     /// How many days back from the store's last day `"changed"` looks.
     #[serde(default)]
     pub reprocess_window_days: Option<u32>,
+    /// Days per backfill commit (default [`BATCH_DAYS`]).
+    #[serde(default)]
+    pub batch_days: Option<u64>,
 }
 
 /// Where a backfill's granule list is, and how its commits are batched.
@@ -68,8 +71,8 @@ pub struct Manifest {
     pub batches: Vec<u64>,
 }
 
-/// Days a backfill writes per commit: one manifest split of the store, so no commit
-/// grows with the length of the record.
+/// Days a backfill writes per commit unless told otherwise: one manifest split of the
+/// store, so no commit grows with the length of the record.
 pub const BATCH_DAYS: u64 = crate::store::repository::TIME_SPLIT_SIZE as u64;
 
 /// What the run will do; the state every later step receives.
@@ -190,6 +193,7 @@ pub async fn discover(
             limit: input.limit,
             seed: input.seed.unwrap_or(0),
             map_concurrency: input.map_concurrency.unwrap_or(DEFAULT_MAP_CONCURRENCY),
+            batch_days: input.batch_days.unwrap_or(BATCH_DAYS).max(1),
         },
         create: input.create.map(|mut c| {
             if c.variables.is_empty() {
@@ -314,8 +318,8 @@ async fn write_manifest(
         bucket,
         key,
         days,
-        batch_days: BATCH_DAYS,
-        batches: (0..days.div_ceil(BATCH_DAYS)).collect(),
+        batch_days: run.options.batch_days,
+        batches: (0..days.div_ceil(run.options.batch_days)).collect(),
     })
 }
 

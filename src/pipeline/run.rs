@@ -45,6 +45,14 @@ pub struct RunOptions {
     pub seed: u64,
     /// Generate-refs iterations at once (the Map state reads it).
     pub map_concurrency: u32,
+    /// Days per backfill commit: smaller for eras whose days are materialized, so each
+    /// commit stays within a Lambda's 15 minutes.
+    #[serde(default = "default_batch_days")]
+    pub batch_days: u64,
+}
+
+fn default_batch_days() -> u64 {
+    super::BATCH_DAYS
 }
 
 /// What a run does where its input is silent: the crate's defaults on the command line,

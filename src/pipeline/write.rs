@@ -316,7 +316,7 @@ pub struct WriteBatchOutput {
     pub write: WriteOutput,
 }
 
-/// Write step of a backfill: the manifest's days `batch * BATCH_DAYS ..` on the run's
+/// Write step of a backfill: the manifest's days `batch * batch_days ..` on the run's
 /// branch, one commit, each invocation bounded by the batch size. Repeating a batch
 /// that is already on the branch does nothing.
 pub async fn write_batch(
@@ -467,7 +467,7 @@ impl Batch {
         let mut manifest: Vec<crate::granule::Granule> = store
             .get_json(&crate::artifacts::manifest_key(&run.id))
             .await?;
-        let size = super::discover::BATCH_DAYS as usize;
+        let size = usize::try_from(run.options.batch_days.max(1)).unwrap_or(usize::MAX);
         let start = usize::try_from(batch)
             .unwrap_or(usize::MAX)
             .saturating_mul(size)
