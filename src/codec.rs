@@ -65,18 +65,21 @@ pub fn decode(
     Ok(data)
 }
 
-/// Reverse the HDF5/numcodecs byte shuffle.
+/// Reverse the HDF5/numcodecs byte shuffle. As HDF5 does, the bytes after the last
+/// whole element were not shuffled and stay where they are.
 pub fn unshuffle(data: &[u8], element_size: usize) -> Vec<u8> {
-    if element_size <= 1 || !data.len().is_multiple_of(element_size) {
+    let n = data.len() / element_size.max(1);
+    if element_size <= 1 || n == 0 {
         return data.to_vec();
     }
-    let n = data.len() / element_size;
+    let whole = n * element_size;
     let mut out = vec![0u8; data.len()];
-    for (byte, plane) in data.chunks_exact(n).enumerate() {
+    for (byte, plane) in data[..whole].chunks_exact(n).enumerate() {
         for (i, b) in plane.iter().enumerate() {
             out[i * element_size + byte] = *b;
         }
     }
+    out[whole..].copy_from_slice(&data[whole..]);
     out
 }
 
@@ -185,5 +188,34 @@ mod tests {
         );
         assert!(decode(&codecs, compressed, data.len() + 2).is_err());
         assert!(decode(&codecs, vec![1, 2, 3], data.len()).is_err());
+    }
+
+    /// 2021-12-24..2022-01-26 list their filters as deflate, then shuffle: the bytes
+    /// were deflated first and the deflate stream shuffled, so decoding undoes the
+    /// shuffle first. Such a day is materialized; this is what its decode must do.
+    #[test]
+    fn decodes_the_reversed_filter_order() {
+        let data: Vec<u8> = (0..64u16).flat_map(|v| (v * 7).to_le_bytes()).collect();
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::new(6));
+        enc.write_all(&data).unwrap();
+        let mut deflated = enc.finish().unwrap();
+        if deflated.len() % 2 == 0 {
+            // An odd length: HDF5 leaves the last byte unshuffled, and so must we.
+            deflated.push(0);
+        }
+        let n = deflated.len() / 2;
+        let mut shuffled = deflated.clone();
+        for i in 0..n {
+            for b in 0..2 {
+                shuffled[b * n + i] = deflated[i * 2 + b];
+            }
+        }
+        let reversed = [Codec::Zlib { level: 6 }, Codec::Shuffle { element_size: 2 }];
+        assert_eq!(
+            decode(&reversed, shuffled.clone(), data.len()).unwrap(),
+            data
+        );
+        let usual = [Codec::Shuffle { element_size: 2 }, Codec::Zlib { level: 6 }];
+        assert!(decode(&usual, shuffled, data.len()).is_err());
     }
 }
