@@ -350,3 +350,54 @@ async fn reprocess_dates_repoints_the_days_asked_for_and_refuses_others() {
         after.state.snapshot
     );
 }
+
+/// A replaced granule is inspected anew: a day re-pointed at a granule of another
+/// layout becomes native, and back to virtual when the layout returns.
+#[tokio::test]
+async fn a_repointed_day_moves_between_virtual_and_native() {
+    let place = Local {
+        tmp: TempDir::new("reprocess-layout"),
+        puts: Default::default(),
+    };
+    for d in 1..=3 {
+        place.put(&spec(d, 0)).await;
+    }
+    let ctx = place.ctx();
+    let vars: Vec<String> = vec!["analysed_sst".into(), "mask".into()];
+    pipeline::init(&ctx, &options(5, None), day(1), day(3), &vars)
+        .await
+        .expect("init");
+    let day2_native = |contents: &common::store::MainContents| {
+        let day2: Vec<bool> = contents
+            .refs
+            .iter()
+            .filter(|(name, coords, _)| name == "analysed_sst" && coords[0] == 1)
+            .map(|(_, _, what)| what.starts_with("not virtual"))
+            .collect();
+        assert!(!day2.is_empty());
+        day2.iter().all(|n| *n)
+    };
+    let mut other = spec(2, 0);
+    other.chunks = ChunkLayout::uniform([16, 32]).with(synthetic::DataVar::AnalysedSst, [20, 45]);
+    place.put(&other).await;
+    let report = pipeline::update(&ctx, &options(5, changed()))
+        .await
+        .expect("re-point onto a native day");
+    assert_eq!(report.days_reprocessed.len(), 1, "{report:?}");
+    assert_eq!(report.native[&day(2)].len(), 1, "{report:?}");
+    assert!(day2_native(&main_contents(&repo(&ctx).await).await));
+
+    place.put(&spec(2, 0)).await;
+    let report = pipeline::update(&ctx, &options(5, changed()))
+        .await
+        .expect("re-point back to virtual");
+    assert_eq!(report.days_reprocessed.len(), 1, "{report:?}");
+    assert!(report.native.is_empty(), "{report:?}");
+    let contents = main_contents(&repo(&ctx).await).await;
+    assert!(
+        contents
+            .refs
+            .iter()
+            .all(|(_, _, w)| !w.starts_with("not virtual"))
+    );
+}
