@@ -39,10 +39,7 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 
 fn main() {
     let bench = common::is_bench();
-    let runs: usize = std::env::var("MURSST_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if bench { 3 } else { 1 });
+    let runs = common::runs(bench);
     let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).expect("valid date");
     // (what, day): the eras of `ChunkLayout::for_date`.
     let cases = [

@@ -26,10 +26,7 @@ use mursst::validate::{ValidateMode, ValidationReport};
 
 fn main() {
     let bench = common::is_bench();
-    let runs: usize = std::env::var("MURSST_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if bench { 3 } else { 1 });
+    let runs = common::runs(bench);
     let date = NaiveDate::from_ymd_opt(2025, 1, 15).expect("valid date");
     let previous = date.pred_opt().expect("a day before");
     let spec = |d| {

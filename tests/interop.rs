@@ -17,19 +17,34 @@ fn day(d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 12, d).unwrap()
 }
 
-/// Granules with partial edge chunks, in open ocean, int8 variables chunked differently.
+/// A granule with partial edge chunks, in open ocean, int8 variables chunked differently.
+fn spec(d: u32) -> GranuleSpec {
+    let mut s = GranuleSpec::small(day(d), 150, 260);
+    s.lat_start = 9000;
+    s.lon_start = 20000;
+    s.chunks = ChunkLayout::uniform([64, 100])
+        .with(DataVar::Mask, [70, 120])
+        .with(DataVar::SeaIceFraction, [70, 120]);
+    s
+}
+
 fn write_granules(dir: &Path, days: impl IntoIterator<Item = u32>) -> Vec<PathBuf> {
     days.into_iter()
-        .map(|d| {
-            let mut s = GranuleSpec::small(day(d), 150, 260);
-            s.lat_start = 9000;
-            s.lon_start = 20000;
-            s.chunks = ChunkLayout::uniform([64, 100])
-                .with(DataVar::Mask, [70, 120])
-                .with(DataVar::SeaIceFraction, [70, 120]);
-            synthetic::write_granule(dir, &s).expect("write granule")
-        })
+        .map(|d| synthetic::write_granule(dir, &spec(d)).expect("write granule"))
         .collect()
+}
+
+/// The production store's way: icechunk 1.x + VirtualiZarr, spec v1, four variables.
+fn python_v1_store(store: &Path, files: &[PathBuf]) {
+    let mut args = vec![
+        store.as_os_str().to_owned(),
+        "--spec".into(),
+        "1".into(),
+        "--drop-variables".into(),
+        "dt_1km_data,sst_anomaly".into(),
+    ];
+    args.extend(files.iter().map(|f| f.as_os_str().to_owned()));
+    run_python_with(&python_ic1(), &python_script("virtualizarr_store.py"), args);
 }
 
 fn ctx(store: &Path, granules: &Path) -> Context {
@@ -133,16 +148,7 @@ async fn appends_to_a_spec_v1_store_written_by_python_icechunk_1() {
     let granules = tmp.path().join("granules");
     let files = write_granules(&granules, 1..=5);
     let store = tmp.path().join("store");
-    // The production store's way: icechunk 1.x + VirtualiZarr, spec v1, four variables.
-    let mut args = vec![
-        store.as_os_str().to_owned(),
-        "--spec".into(),
-        "1".into(),
-        "--drop-variables".into(),
-        "dt_1km_data,sst_anomaly".into(),
-    ];
-    args.extend(files[..3].iter().map(|f| f.as_os_str().to_owned()));
-    run_python_with(&python_ic1(), &python_script("virtualizarr_store.py"), args);
+    python_v1_store(&store, &files[..3]);
     let before = layout(&store);
 
     let report = pipeline::update(&ctx(&store, &granules), &options())
@@ -191,12 +197,7 @@ async fn native_and_virtual_days_read_in_python_icechunk_1_and_2() {
     let granules = tmp.path().join("granules");
     let mut files = write_granules(&granules, 1..=2);
     let other = |d: u32, tweak: fn(&mut GranuleSpec)| {
-        let mut s = GranuleSpec::small(day(d), 150, 260);
-        s.lat_start = 9000;
-        s.lon_start = 20000;
-        s.chunks = ChunkLayout::uniform([64, 100])
-            .with(DataVar::Mask, [70, 120])
-            .with(DataVar::SeaIceFraction, [70, 120]);
+        let mut s = spec(d);
         tweak(&mut s);
         synthetic::write_granule(&granules, &s).expect("write granule")
     };
@@ -205,15 +206,7 @@ async fn native_and_virtual_days_read_in_python_icechunk_1_and_2() {
     }));
     files.push(other(4, |s| s.shuffle = false));
     let store = tmp.path().join("store");
-    let mut args = vec![
-        store.as_os_str().to_owned(),
-        "--spec".into(),
-        "1".into(),
-        "--drop-variables".into(),
-        "dt_1km_data,sst_anomaly".into(),
-    ];
-    args.extend(files[..2].iter().map(|f| f.as_os_str().to_owned()));
-    run_python_with(&python_ic1(), &python_script("virtualizarr_store.py"), args);
+    python_v1_store(&store, &files[..2]);
     let before = layout(&store);
 
     let report = pipeline::update(&ctx(&store, &granules), &options())

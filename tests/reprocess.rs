@@ -142,14 +142,8 @@ async fn read_day_on_main(ctx: &Context, t: u64) -> Result<(), String> {
 /// Days 1..=3 in the store, 4 and 5 added with a 2-day lag on day 7; day 4's granule
 /// is replaced on day 8, and that night's run re-points it while adding day 6.
 async fn replaced_two_days_after_ingest(place: &impl Place, clean: &impl Place) {
-    for d in 1..=6 {
-        place.put(&spec(d, 0)).await;
-    }
-    let ctx = place.ctx();
+    let ctx = granules_and_store(place, 6).await;
     let vars: Vec<String> = vec!["analysed_sst".into(), "mask".into()];
-    pipeline::init(&ctx, &options(5, None), day(1), day(3), &vars)
-        .await
-        .expect("init");
     let report = pipeline::update(&ctx, &options(7, changed()))
         .await
         .expect("day 7's run");
@@ -284,20 +278,33 @@ fn cli(store: &Path, granules: &Path, reprocess: &str) -> std::process::Output {
         .unwrap()
 }
 
-#[tokio::test]
-async fn reprocess_dates_repoints_the_days_asked_for_and_refuses_others() {
-    let place = Local {
-        tmp: TempDir::new("reprocess-dates"),
-        puts: Default::default(),
-    };
-    for d in 1..=3 {
+/// Granules of days `1..=last` in `place`, and a store of days 1..=3 (analysed_sst and
+/// mask).
+async fn granules_and_store(place: &impl Place, last: u32) -> Context {
+    for d in 1..=last {
         place.put(&spec(d, 0)).await;
     }
     let ctx = place.ctx();
-    let vars: Vec<String> = vec!["analysed_sst".into()];
+    let vars: Vec<String> = vec!["analysed_sst".into(), "mask".into()];
     pipeline::init(&ctx, &options(5, None), day(1), day(3), &vars)
         .await
         .expect("init");
+    ctx
+}
+
+/// A local store of days 1..=3.
+async fn three_days(tag: &str) -> (Local, Context) {
+    let place = Local {
+        tmp: TempDir::new(tag),
+        puts: Default::default(),
+    };
+    let ctx = granules_and_store(&place, 3).await;
+    (place, ctx)
+}
+
+#[tokio::test]
+async fn reprocess_dates_repoints_the_days_asked_for_and_refuses_others() {
+    let (place, ctx) = three_days("reprocess-dates").await;
     let before = main_contents(&repo(&ctx).await).await;
     let store = place.tmp.path().join("store");
 
@@ -355,18 +362,7 @@ async fn reprocess_dates_repoints_the_days_asked_for_and_refuses_others() {
 /// layout becomes native, and back to virtual when the layout returns.
 #[tokio::test]
 async fn a_repointed_day_moves_between_virtual_and_native() {
-    let place = Local {
-        tmp: TempDir::new("reprocess-layout"),
-        puts: Default::default(),
-    };
-    for d in 1..=3 {
-        place.put(&spec(d, 0)).await;
-    }
-    let ctx = place.ctx();
-    let vars: Vec<String> = vec!["analysed_sst".into(), "mask".into()];
-    pipeline::init(&ctx, &options(5, None), day(1), day(3), &vars)
-        .await
-        .expect("init");
+    let (place, ctx) = three_days("reprocess-layout").await;
     let day2_native = |contents: &common::store::MainContents| {
         let day2: Vec<bool> = contents
             .refs

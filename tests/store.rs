@@ -94,6 +94,23 @@ impl Fixture {
         .await
     }
 
+    /// The given days' granules as generate-refs prepares them, in date order.
+    async fn prepare(&self, days: &[u32]) -> Vec<writer::PreparedGranule> {
+        let granules = self.ctx().source.list().await.unwrap();
+        let mut prepared = Vec::new();
+        for g in granules
+            .iter()
+            .filter(|g| days.contains(&chrono::Datelike::day(&g.date)))
+        {
+            let (p, _, _) =
+                pipeline::prepare_granule(g, &S3Settings::default(), &Default::default())
+                    .await
+                    .unwrap();
+            prepared.push(p);
+        }
+        prepared
+    }
+
     async fn update(&self) -> Result<pipeline::Report, PipelineError> {
         pipeline::update(&self.ctx(), &options()).await
     }
@@ -374,22 +391,7 @@ async fn write_branch(
     let repo = fx.repo().await;
     let base = repo.branch_tip("main").await.unwrap();
     let before = repo.state_at(&base).await.unwrap().unwrap();
-    let granules: Vec<_> = fx
-        .ctx()
-        .source
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|g| days.contains(&chrono::Datelike::day(&g.date)))
-        .collect();
-    let mut prepared = Vec::new();
-    for g in &granules {
-        let (p, _, _) = pipeline::prepare_granule(g, &S3Settings::default(), &Default::default())
-            .await
-            .unwrap();
-        prepared.push(p);
-    }
+    let mut prepared = fx.prepare(days).await;
     tamper(&mut prepared);
     let branch = format!("add_time_test_{}", days[0]);
     let stores = SessionStores::new(repo.start_branch(&branch, &base).await.unwrap()).await;
@@ -664,19 +666,7 @@ async fn a_wrong_dtype_or_fill_value_is_refused_and_extra_variables_are_ignored(
     let fx = Fixture::new("dtype", 1..=2);
     fx.init(1, 1).await.expect("init");
     let (_, state) = fx.main_state().await;
-    let granule = fx
-        .ctx()
-        .source
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|g| g.date == day(2))
-        .unwrap();
-    let (prepared, _, _) =
-        pipeline::prepare_granule(&granule, &S3Settings::default(), &Default::default())
-            .await
-            .unwrap();
+    let prepared = fx.prepare(&[2]).await.remove(0);
     let extra: Vec<&str> = prepared
         .refs
         .variables

@@ -24,6 +24,14 @@ pub fn is_bench() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
+/// Runs per case: `MURSST_BENCH_RUNS`, else 3 (1 for the smoke version under `cargo test`).
+pub fn runs(bench: bool) -> usize {
+    std::env::var("MURSST_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if bench { 3 } else { 1 })
+}
+
 /// `target/bench-data/`, next to the profile directory holding this bench binary
 /// (so it follows `CARGO_TARGET_DIR`).
 pub fn bench_data_dir() -> PathBuf {
