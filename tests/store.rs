@@ -726,3 +726,28 @@ async fn a_wrong_dtype_or_fill_value_is_refused_and_extra_variables_are_ignored(
         );
     }
 }
+
+/// A store of the full MUR grid gets today's producer chunking unless told otherwise, so
+/// the older eras are materialized onto it and daily appends stay virtual.
+#[tokio::test]
+async fn a_full_grid_store_defaults_to_the_producer_chunks() {
+    let fx = Fixture::new("producer", 1..=1);
+    let mut first = fx.prepare(&[1]).await.remove(0);
+    for v in first.refs.variables.iter_mut() {
+        if v.dimensions.len() == 3 {
+            v.shape = vec![1, 17999, 36000];
+            v.chunk_shape = vec![1, 1447, 2895];
+        }
+    }
+    let vars = default_variables();
+    let schema = writer::new_schema(&first, &vars, None).unwrap();
+    for name in &vars {
+        assert_eq!(schema.arrays[name].chunk_shape(), [1, 1023, 2047], "{name}");
+    }
+    let schema = writer::new_schema(&first, &vars, Some(&[3600, 7200])).unwrap();
+    assert_eq!(schema.arrays["mask"].chunk_shape(), [1, 3600, 7200]);
+    // Another grid keeps its first day's chunking.
+    let small = fx.prepare(&[1]).await.remove(0);
+    let schema = writer::new_schema(&small, &vars, None).unwrap();
+    assert_eq!(schema.arrays["mask"].chunk_shape(), [1, 30, 70]);
+}

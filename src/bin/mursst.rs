@@ -46,9 +46,9 @@ enum Command {
         /// Variables to keep (comma separated), or `all`.
         #[arg(long, value_delimiter = ',', default_values_t = pipeline::DEFAULT_VARIABLES.iter().map(|s| s.to_string()))]
         variables: Vec<String>,
-        /// Chunk every data array (1, LAT, LON), e.g. `1023,2047` (today's producer
-        /// layout) for the full record; days chunked otherwise are materialized onto
-        /// it. Default: the first day's chunking.
+        /// Chunk every data array (1, LAT, LON); days chunked otherwise are
+        /// materialized onto it. Default on the full MUR grid: `1023,2047` (today's
+        /// producer layout, so daily appends stay virtual); elsewhere the first day's.
         #[arg(long, value_delimiter = ',', num_args = 1, value_names = ["LAT,LON"])]
         chunks: Option<Vec<u64>>,
     },

@@ -137,9 +137,9 @@ pub struct CreateSpec {
     /// Data variables to keep, or `["all"]`; none: the process's defaults.
     #[serde(default)]
     pub variables: Vec<String>,
-    /// `(lat, lon)` chunk shape of every data array (the full record: `[1023, 2047]`,
-    /// today's producer layout); none: the first granule's. Days chunked otherwise are
-    /// materialized onto it.
+    /// `(lat, lon)` chunk shape of every data array; none: `[1023, 2047]` (today's
+    /// producer layout) on the full MUR grid, else the first granule's. Days chunked
+    /// otherwise are materialized onto it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunks: Option<Vec<u64>>,
 }

@@ -43,6 +43,13 @@ pub fn role(var: &Variable) -> Role {
     }
 }
 
+/// The MUR v4.1 grid, (lat, lon).
+pub const MUR_GRID: [u64; 2] = [17999, 36000];
+
+/// How PO.DAAC chunks every data variable since 2024-06-02, (lat, lon): the grid a store
+/// of the full grid gets unless told otherwise, so daily appends stay virtual.
+pub const PRODUCER_CHUNKS: [u64; 2] = [1023, 2047];
+
 /// A Zarr v3 codec chain as the store declares it: the `bytes` codec's byte order, then
 /// the granule's filters in encode order.
 #[derive(Debug, Clone, PartialEq, Eq)]

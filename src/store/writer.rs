@@ -145,7 +145,7 @@ pub(crate) fn chunk_refs<'a>(
 
 /// The layout a new store takes from its first granule, keeping `variables`, with its
 /// data arrays chunked `(1, chunks[0], chunks[1])` (clamped to the grid) if given, else
-/// as the first granule is: what every later day of the same `init` must fit or be
+/// today's producer layout on the full MUR grid, else as the first granule is: what every later day of the same `init` must fit or be
 /// materialized onto, checked before anything is written.
 pub fn new_schema(
     first: &PreparedGranule,
@@ -178,7 +178,9 @@ pub fn new_schema(
             ));
         }
         let mut meta = layout::data_array(var, 0);
-        if let Some(target) = chunks {
+        let producer = (var.shape.get(1..) == Some(&layout::MUR_GRID[..]))
+            .then_some(&layout::PRODUCER_CHUNKS[..]);
+        if let Some(target) = chunks.or(producer) {
             meta.set_grid_chunks(target);
         }
         arrays.insert(name.clone(), meta);
