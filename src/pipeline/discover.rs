@@ -186,16 +186,8 @@ pub async fn discover(
         store: ctx.store.to_string(),
         source: ctx.source.url_prefix(),
         artifacts: ctx.artifacts.clone(),
-        options: RunOptions {
-            dry_run: input.dry_run,
-            validate: input.validate.unwrap_or(ctx.defaults.validate),
-            lag_days,
-            limit: input.limit,
-            seed: input.seed.unwrap_or(0),
-            map_concurrency: input.map_concurrency.unwrap_or(DEFAULT_MAP_CONCURRENCY),
-            batch_days: input.batch_days.unwrap_or(BATCH_DAYS).max(1),
-        },
-        create: input.create.map(|mut c| {
+        options: run_options(ctx, &input, lag_days),
+        create: input.create.clone().map(|mut c| {
             if c.variables.is_empty() {
                 c.variables = ctx.defaults.variables.clone();
             }
@@ -218,6 +210,19 @@ pub async fn discover(
         out.granules.clear();
     }
     Ok(out)
+}
+
+/// The run's knobs: the input's, else the process's defaults.
+fn run_options(ctx: &Context, input: &DiscoverInput, lag_days: u32) -> RunOptions {
+    RunOptions {
+        dry_run: input.dry_run,
+        validate: input.validate.unwrap_or(ctx.defaults.validate),
+        lag_days,
+        limit: input.limit,
+        seed: input.seed.unwrap_or(0),
+        map_concurrency: input.map_concurrency.unwrap_or(DEFAULT_MAP_CONCURRENCY),
+        batch_days: input.batch_days.unwrap_or(BATCH_DAYS).max(1),
+    }
 }
 
 /// The stored days to re-point and their current granules.

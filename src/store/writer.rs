@@ -314,36 +314,12 @@ pub async fn write_days(
         .iter()
         .map(|d| (state.index_of(d.granule.date).unwrap_or(0), *d, true))
         .chain((n0..).zip(&appended).map(|(t, d)| (t, *d, false)));
-    let placed: Vec<(u64, &PreparedGranule, bool)> = placed.collect();
     let mut refs_written = 0;
     let mut materialized = Materialized::default();
-    for &(t, day, replaces) in &placed {
-        let reader = match day.route.is_virtual() {
-            true => None,
-            false => Some(open_unchanged(day, source).await?),
-        };
-        for name in state.data_arrays() {
-            if replaces {
-                clear_time_step(stores, state, &name, t).await?;
-            }
-            match (&reader, day.route.native.contains_key(&name)) {
-                (Some(reader), true) => {
-                    let var = day.refs.variable(&name).ok_or_else(|| {
-                        StoreError::schema(
-                            day.refs.object.url.clone(),
-                            name.clone(),
-                            "variable",
-                            "missing from the granule",
-                        )
-                    })?;
-                    let meta = &state.schema.arrays[&name];
-                    materialized +=
-                        materialize::materialize(stores, &name, meta, t, var, Arc::clone(reader))
-                            .await?;
-                }
-                _ => refs_written += set_references(stores, &name, day, t).await?,
-            }
-        }
+    for (t, day, replaces) in placed {
+        let (refs, m) = write_day(stores, state, t, day, replaces, source).await?;
+        refs_written += refs;
+        materialized += m;
     }
     let mut record = record;
     record.insert("refs_written".into(), refs_written.into());
@@ -374,6 +350,47 @@ pub async fn write_days(
         days_after: n1,
         materialized,
     })
+}
+
+/// Time step `t` of every data array from `day`: referenced, or materialized where its
+/// route says so; a re-pointed day (`replaces`) is cleared first. Returns the references
+/// set and what materializing took.
+async fn write_day(
+    stores: &SessionStores,
+    state: &StoreState,
+    t: u64,
+    day: &PreparedGranule,
+    replaces: bool,
+    source: &S3Settings,
+) -> Result<(u64, Materialized), StoreError> {
+    let reader = match day.route.is_virtual() {
+        true => None,
+        false => Some(open_unchanged(day, source).await?),
+    };
+    let (mut refs, mut materialized) = (0, Materialized::default());
+    for name in state.data_arrays() {
+        if replaces {
+            clear_time_step(stores, state, &name, t).await?;
+        }
+        match (&reader, day.route.native.contains_key(&name)) {
+            (Some(reader), true) => {
+                let var = day.refs.variable(&name).ok_or_else(|| {
+                    StoreError::schema(
+                        day.refs.object.url.clone(),
+                        name.clone(),
+                        "variable",
+                        "missing from the granule",
+                    )
+                })?;
+                let meta = &state.schema.arrays[&name];
+                let reader = Arc::clone(reader);
+                materialized +=
+                    materialize::materialize(stores, &name, meta, t, var, reader).await?;
+            }
+            _ => refs += set_references(stores, &name, day, t).await?,
+        }
+    }
+    Ok((refs, materialized))
 }
 
 /// The day's granule, for materializing: it must still be the version whose chunk
