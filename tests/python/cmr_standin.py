@@ -92,6 +92,11 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def send_json(self, status: int, body: object, headers: dict | None = None, cut: bool = False):
+        # Logged before the answer leaves: a client that has its answer finds it logged.
+        state, entry = self.server.state, dict(self.log_entry, status=status)
+        with state["lock"]:
+            with open(state["log"], "a") as f:
+                f.write(json.dumps(entry) + "\n")
         data = json.dumps(body).encode()
         if cut:
             data = data[: len(data) // 2]
@@ -108,59 +113,51 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         query = parse_qs(url.query)
         after = self.headers.get("CMR-Search-After")
+        self.log_entry = {"path": url.path, "query": query, "search_after": after}
         with state["lock"]:
             state["requests"] += 1
             n = state["requests"]
         catalog = json.load(open(state["catalog"]))
         faults = catalog.get("faults", {})
-        status = 200
-        try:
-            if url.path != "/search/granules.umm_json":
-                status = 404
-                return self.send_json(404, {"errors": [f"The requested resource [{url.path}] was not found."]})
-            if n <= faults.get("fail_first", 0):
-                status = faults.get("fail_status", 503)
-                return self.send_json(status, {"errors": ["Service temporarily unavailable, please retry"]})
-            for name, want in (("short_name", catalog.get("short_name")), ("provider", catalog.get("provider"))):
-                got = query.get(name, [None])[0]
-                if got != want:
-                    status = 400
-                    return self.send_json(400, {"errors": [f"Parameter [{name}] with value [{got}] matched no collection."]})
-            page_size = int(query.get("page_size", ["10"])[0])
-            if page_size > 2000:
-                status = 400
-                return self.send_json(400, {"errors": ["page_size must be a number between 0 and 2000"]})
-            grans = sorted(catalog.get("granules", []), key=lambda g: (g["date"], g.get("revision_id", 1)))
-            if "temporal[]" in query:
-                start, end = query["temporal[]"][0].split(",")
-                lo = datetime.fromisoformat(start.replace("Z", "+00:00"))
-                hi = datetime.fromisoformat(end.replace("Z", "+00:00"))
+        if url.path != "/search/granules.umm_json":
+            return self.send_json(404, {"errors": [f"The requested resource [{url.path}] was not found."]})
+        if n <= faults.get("fail_first", 0):
+            status = faults.get("fail_status", 503)
+            return self.send_json(status, {"errors": ["Service temporarily unavailable, please retry"]})
+        for name, want in (("short_name", catalog.get("short_name")), ("provider", catalog.get("provider"))):
+            got = query.get(name, [None])[0]
+            if got != want:
+                return self.send_json(400, {"errors": [f"Parameter [{name}] with value [{got}] matched no collection."]})
+        page_size = int(query.get("page_size", ["10"])[0])
+        if page_size > 2000:
+            return self.send_json(400, {"errors": ["page_size must be a number between 0 and 2000"]})
+        grans = sorted(catalog.get("granules", []), key=lambda g: (g["date"], g.get("revision_id", 1)))
+        if "temporal[]" in query:
+            start, end = query["temporal[]"][0].split(",")
+            lo = datetime.fromisoformat(start.replace("Z", "+00:00"))
+            hi = datetime.fromisoformat(end.replace("Z", "+00:00"))
 
-                def overlaps(g):
-                    d = date.fromisoformat(g["date"])
-                    e = datetime(d.year, d.month, d.day, 21, tzinfo=timezone.utc)
-                    return e - timedelta(days=1) <= hi and e >= lo
+            def overlaps(g):
+                d = date.fromisoformat(g["date"])
+                e = datetime(d.year, d.month, d.day, 21, tzinfo=timezone.utc)
+                return e - timedelta(days=1) <= hi and e >= lo
 
-                grans = [g for g in grans if overlaps(g)]
-            offset = 0
-            if after:
-                offset = int(json.loads(after)[0])
-            page = grans[offset : offset + page_size]
-            page_no = offset // page_size + 1 if page_size else 1
-            template = json.load(open(TEMPLATE))
-            headers = {
-                "CMR-Hits": str(len(grans)),
-                "CMR-Took": "7",
-                "CMR-Request-Id": str(uuid.uuid4()),
-            }
-            if page:
-                headers["CMR-Search-After"] = json.dumps([str(offset + len(page)), "G-POCLOUD"])
-            body = {"hits": len(grans), "took": 7, "items": [item(template, g) for g in page]}
-            self.send_json(200, body, headers, cut=faults.get("truncate_page") == page_no)
-        finally:
-            with state["lock"]:
-                with open(state["log"], "a") as f:
-                    f.write(json.dumps({"path": url.path, "query": query, "search_after": after, "status": status}) + "\n")
+            grans = [g for g in grans if overlaps(g)]
+        offset = 0
+        if after:
+            offset = int(json.loads(after)[0])
+        page = grans[offset : offset + page_size]
+        page_no = offset // page_size + 1 if page_size else 1
+        template = json.load(open(TEMPLATE))
+        headers = {
+            "CMR-Hits": str(len(grans)),
+            "CMR-Took": "7",
+            "CMR-Request-Id": str(uuid.uuid4()),
+        }
+        if page:
+            headers["CMR-Search-After"] = json.dumps([str(offset + len(page)), "G-POCLOUD"])
+        body = {"hits": len(grans), "took": 7, "items": [item(template, g) for g in page]}
+        self.send_json(200, body, headers, cut=faults.get("truncate_page") == page_no)
 
 
 def main() -> None:
