@@ -5,7 +5,6 @@
 
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
-use icechunk::format::Path as NodePath;
 use icechunk::format::manifest::{Checksum, ChunkPayload};
 use serde::{Deserialize, Serialize};
 
@@ -100,8 +99,7 @@ pub async fn recorded(
         let rank = state.schema.arrays[&name].shape.len();
         let zeros = vec![0; rank];
         let coords = store_chunk_index(&name, t, &zeros)?;
-        let path = NodePath::new(&format!("/{name}"))
-            .map_err(|e| StoreError::metadata(&name, format!("bad path: {e}")))?;
+        let path = writer::array_path(&name)?;
         let got = session
             .get_chunk_ref(&path, &coords)
             .await
@@ -126,23 +124,25 @@ pub async fn changed(
     s3: &S3Settings,
 ) -> Result<Vec<(Granule, Repoint)>, PipelineError> {
     let checks = listed.iter().map(|g| async move {
-        let recorded = recorded(stores, state, g.date).await?;
+        // A day with no reference (all native) has no version to compare: no HEAD.
+        let Some(recorded) = recorded(stores, state, g.date).await? else {
+            return Ok(None);
+        };
         let current = source::open(&g.url, s3).await?.info().await?;
         let now = writer::checksum(&current);
-        let reason = match recorded {
-            None => return Ok(None),
-            Some(r) if r.url != current.url => {
-                format!(
-                    "the catalog's granule is now {}, not {}",
-                    current.url, r.url
-                )
-            }
-            Some(r) if r.checksum != now => format!(
+        let reason = if recorded.url != current.url {
+            format!(
+                "the catalog's granule is now {}, not {}",
+                current.url, recorded.url
+            )
+        } else if recorded.checksum != now {
+            format!(
                 "the source changed: {} then, {} now",
-                describe(r.checksum.as_ref()),
+                describe(recorded.checksum.as_ref()),
                 describe(now.as_ref())
-            ),
-            Some(_) => return Ok(None),
+            )
+        } else {
+            return Ok(None);
         };
         let repoint = Repoint {
             date: g.date,

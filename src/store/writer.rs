@@ -427,14 +427,18 @@ async fn clear_time_step(
     t: u64,
 ) -> Result<(), StoreError> {
     let coords = time_step_chunks(&state.schema.arrays[name], name, t)?;
-    let path = Path::new(&format!("/{name}"))
-        .map_err(|e| StoreError::metadata(name, format!("bad path: {e}")))?;
+    let path = array_path(name)?;
     let session = stores.icechunk.session();
     let mut session = session.write().await;
     session
         .delete_chunks(&path, coords)
         .await
         .map_err(|e| StoreError::icechunk(format!("clearing {name} time step {t}"), e))
+}
+
+/// The node path of the root group's array `name`.
+pub(crate) fn array_path(name: &str) -> Result<Path, StoreError> {
+    Path::new(&format!("/{name}")).map_err(|e| StoreError::metadata(name, format!("bad path: {e}")))
 }
 
 /// Every chunk index of time step `t` of array `name`.
@@ -548,8 +552,7 @@ async fn set_references(
         .refs
         .variable(name)
         .ok_or_else(|| StoreError::schema(url, name, "variable", "missing from the granule"))?;
-    let path = Path::new(&format!("/{name}"))
-        .map_err(|e| StoreError::metadata(name, format!("bad path: {e}")))?;
+    let path = array_path(name)?;
     let location = VirtualChunkLocation::from_url(url)
         .map_err(|e| StoreError::icechunk(format!("location of {url}"), e))?;
     let checksum = checksum(&day.refs.object);

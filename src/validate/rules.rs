@@ -134,8 +134,7 @@ async fn check_native(
     t: u64,
     url: &str,
 ) -> Result<u64, ValidationError> {
-    let path = NodePath::new(&format!("/{name}"))
-        .map_err(|e| failed(Rule::GranuleReferenced, e.to_string()))?;
+    let path = crate::store::writer::array_path(name)?;
     let meta = &branch.after.schema.arrays[name];
     let mut native = 0;
     for coords in crate::store::writer::time_step_chunks(meta, name, t)? {
