@@ -182,6 +182,7 @@ impl Template {
                 HashMap::new()
             },
             route: Default::default(),
+            native: Default::default(),
         }
     }
 }
@@ -283,7 +284,6 @@ async fn build_store(
             state.as_ref(),
             &batch_days,
             &new_store(),
-            &S3Settings::default(),
             &format!("setup: days {done}..{}", done + n),
             Default::default(),
         )
@@ -327,7 +327,6 @@ async fn append_one(
         Some(&state),
         std::slice::from_ref(&day),
         &new_store(),
-        &S3Settings::default(),
         &format!("add {}", day.granule.date),
         Default::default(),
     )

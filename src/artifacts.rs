@@ -6,6 +6,8 @@
 //! ```text
 //! runs/<run-id>/refs/<day>-<version>.json   one granule's PreparedGranule
 //! runs/<run-id>/days/<day>.json             which version is current for the day
+//! runs/<run-id>/native/<day>-<version>.plan.json  what commit asks materialize to write
+//! runs/<run-id>/native/<day>-<version>.json       the native chunks materialize wrote
 //! runs/<run-id>/manifest.json               the backfill's granule list
 //! ```
 //!
@@ -67,6 +69,25 @@ pub fn run_prefix(run_id: &str) -> String {
 /// The key of a granule's references for a run: one per day and granule version.
 pub fn refs_key(run_id: &str, day: NaiveDate, object: &ObjectInfo) -> String {
     format!("{}{}", refs_day_prefix(run_id, day), version_tag(object)) + ".json"
+}
+
+/// The key of what the commit step asks the materialize step to write for a day's
+/// granule version.
+pub fn native_plan_key(run_id: &str, day: NaiveDate, object: &ObjectInfo) -> String {
+    format!(
+        "{}native/{day}-{}.plan.json",
+        run_prefix(run_id),
+        version_tag(object)
+    )
+}
+
+/// The key of the native chunks the materialize step wrote for a day's granule version.
+pub fn native_key(run_id: &str, day: NaiveDate, object: &ObjectInfo) -> String {
+    format!(
+        "{}native/{day}-{}.json",
+        run_prefix(run_id),
+        version_tag(object)
+    )
 }
 
 /// The key of the pointer to a day's current references (a generate-refs output).
@@ -156,6 +177,18 @@ impl ArtifactStore {
                 .await
                 .map(|_| ())
                 .map_err(|e| s3_error(key, e)),
+        }
+    }
+
+    /// [`Self::get_json`], with `None` where nothing is stored under `key`.
+    pub async fn find_json<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, ArtifactError> {
+        match self.get_json(key).await {
+            Ok(v) => Ok(Some(v)),
+            Err(ArtifactError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

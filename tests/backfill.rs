@@ -6,8 +6,8 @@ mod common;
 use chrono::NaiveDate;
 use mursst::granule::Granule;
 use mursst::pipeline::{
-    self, Context, CreateSpec, DiscoverInput, GenerateRefsBatch, PromoteInput, ValidateBatchInput,
-    WriteBatchInput,
+    self, Context, CreateSpec, DiscoverInput, GenerateRefsBatch, MaterializeInput, PromoteInput,
+    ValidateBatchInput, WriteBatchInput,
 };
 use mursst::store::{RepoLocation, StoreRepo};
 use mursst::synthetic::{self, ChunkLayout, GranuleSpec};
@@ -154,9 +154,27 @@ async fn backfill(ctx: &Context, input: DiscoverInput) -> Backfilled {
     };
     let mut batches = Vec::new();
     let mut next = 0;
+    let mut materialized = 0;
     loop {
         let out = commit(next).await.unwrap();
         assert!(!out.write.reused, "batch {next}");
+        if !out.write.materialize.is_empty() {
+            // The machine's materialize Map, then the same batch again.
+            assert_eq!(out.next_batch, next, "{out:?}");
+            assert!(!out.done);
+            for job in out.write.materialize {
+                let input = MaterializeInput {
+                    run: run.clone(),
+                    job,
+                };
+                let made = pipeline::materialize(ctx, input.clone()).await.unwrap();
+                assert!(!made.reused && made.chunks > 0, "{made:?}");
+                let again = pipeline::materialize(ctx, input).await.unwrap();
+                assert!(again.reused, "a repeated materialize reuses its chunks");
+                materialized += 1;
+            }
+            continue;
+        }
         next = out.next_batch;
         let done = out.done;
         batches.push(out);
@@ -164,6 +182,11 @@ async fn backfill(ctx: &Context, input: DiscoverInput) -> Backfilled {
             break;
         }
     }
+    let native_days: usize = batches.iter().map(|b| b.write.native.len()).sum();
+    assert_eq!(
+        materialized, native_days,
+        "each native day materialized once"
+    );
     let last = batches.last().unwrap().write.clone();
     let again = commit(batches.len() as u64 / 2).await.unwrap();
     assert!(again.write.reused);

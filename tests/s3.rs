@@ -200,7 +200,6 @@ async fn validation_reads_only_what_it_compares_and_still_catches_a_wrong_refere
         Some(&before),
         &prepared,
         &Default::default(),
-        &Default::default(),
         "test",
         Default::default(),
     )

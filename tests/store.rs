@@ -400,7 +400,6 @@ async fn write_branch(
         Some(&before),
         &prepared,
         &Default::default(),
-        &Default::default(),
         "test",
         Default::default(),
     )

@@ -245,11 +245,7 @@ async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, Pipelin
         run: run.clone(),
         refs: refs.clone(),
     };
-    let write = match retried("write", || {
-        Box::pin(super::write_branch(ctx, write_input.clone()))
-    })
-    .await
-    {
+    let write = match Box::pin(write_with_native(ctx, &write_input, &mut timer)).await {
         Ok(write) => write,
         Err(PipelineError::Rejected { first, .. }) => {
             report.rejected.push(Rejection {
@@ -288,6 +284,69 @@ async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, Pipelin
     timer.lap("promote");
     report.timings_s = timer.0;
     Ok(report)
+}
+
+/// Rounds of write → materialize before a write that still asks for native days fails
+/// (one is enough unless the chunks were lost meanwhile).
+const NATIVE_ROUNDS: usize = 2;
+
+/// The commit step's write, after the materialize step for every native day it asks
+/// for: the loop the state machines run.
+async fn write_with_native(
+    ctx: &Context,
+    input: &WriteInput,
+    timer: &mut Timer,
+) -> Result<WriteOutput, PipelineError> {
+    let mut round = 0;
+    loop {
+        let write = retried("write", || {
+            Box::pin(super::write_branch(ctx, input.clone()))
+        })
+        .await?;
+        if write.materialize.is_empty() {
+            return Ok(write);
+        }
+        if round == NATIVE_ROUNDS {
+            write.check_committed()?;
+        }
+        round += 1;
+        timer.lap("write");
+        Box::pin(materialize_all(ctx, &input.run, write.materialize)).await?;
+        timer.lap("materialize");
+    }
+}
+
+/// The materialize Map in one process: a day or two at a time (each decodes whole
+/// variables, up to a gigabyte or more of a full-size granule).
+async fn materialize_all(
+    ctx: &Context,
+    run: &super::Run,
+    jobs: Vec<super::NativeJob>,
+) -> Result<Vec<super::MaterializeOutput>, PipelineError> {
+    if let Some(p) = &ctx.progress {
+        p.begin("materializing native days", jobs.len() as u64);
+    }
+    let done = futures::stream::iter(jobs.into_iter().map(|job| async {
+        let input = super::MaterializeInput {
+            run: run.clone(),
+            job,
+        };
+        let out = retried("materialize", || {
+            Box::pin(super::materialize(ctx, input.clone()))
+        })
+        .await;
+        if let Some(p) = &ctx.progress {
+            p.advance();
+        }
+        out
+    }))
+    .buffered(ctx.concurrency.clamp(1, 2))
+    .try_collect()
+    .await;
+    if let Some(p) = &ctx.progress {
+        p.end();
+    }
+    done
 }
 
 /// The granule a schema error names.

@@ -76,6 +76,13 @@ pub enum PipelineError {
         "branch {branch} holds commits of another run ({found}); not touching it, start a new run"
     )]
     BranchTaken { branch: String, found: String },
+    #[error(
+        "the write has not committed: {} day(s) wait to be materialized ({}); run the \
+         materialize step for each, then the write again",
+        .days.len(),
+        .days.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    NotMaterialized { days: Vec<NaiveDate> },
     #[error("this binary was built without the `{feature}` feature, which the {step} step needs")]
     NotBuilt {
         step: &'static str,
@@ -192,6 +199,7 @@ impl PipelineError {
             | PipelineError::InvalidEvent { .. }
             | PipelineError::WrongStore { .. }
             | PipelineError::NotBuilt { .. }
+            | PipelineError::NotMaterialized { .. }
             | PipelineError::MissingSetting { .. }
             | PipelineError::BadSetting { .. } => ErrorKind::InvalidInput,
             PipelineError::BranchTaken { .. } | PipelineError::KeptMoving { .. } => {

@@ -185,6 +185,7 @@ pub async fn prepare_granule(
         time_epoch,
         coordinates,
         route: Default::default(),
+        native: Default::default(),
     };
     writer::check_time(&prepared)?;
     Ok((prepared, counted.stats.requests(), counted.stats.bytes()))

@@ -3,7 +3,8 @@
 //! JSON between them) or chained in one process by [`update`] / [`init`] (the CLI):
 //!
 //! discover → generate refs (per granule, into artifacts) → write a temporary branch
-//! → validate it against the sources → promote (move `main`, compare-and-swap).
+//! (after materializing, per day, the days chunked unlike the store) → validate it
+//! against the sources → promote (move `main`, compare-and-swap).
 //!
 //! The run's identity ([`Run`]: id, branch, `today`, base snapshot, options) is decided
 //! once by discover and carried through every later step.
@@ -14,6 +15,7 @@ mod discover;
 mod error;
 mod generate;
 mod maintain;
+mod materialize;
 mod promote;
 mod reprocess;
 mod run;
@@ -33,6 +35,10 @@ pub use generate::{
     generate_refs, generate_refs_batch, prepare_granule,
 };
 pub use maintain::{MaintainInput, MaintainOutput, maintain};
+pub use materialize::{
+    MaterializeInput, MaterializeOutput, NATIVE_MAX_AGE, NativeDay, NativeJob, NativePlan,
+    materialize,
+};
 pub use promote::{PromoteInput, PromoteOutput, promote};
 pub use reprocess::{Changed, DEFAULT_WINDOW_DAYS, Recorded, Repoint, Reprocess, recorded};
 pub use run::{CreateSpec, Run, RunDefaults, RunOptions};

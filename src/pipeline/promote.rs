@@ -29,6 +29,7 @@ pub struct PromoteOutput {
 pub async fn promote(ctx: &Context, input: PromoteInput) -> Result<PromoteOutput, PipelineError> {
     let PromoteInput { run, write } = input;
     run.check_store(ctx)?;
+    write.check_committed()?;
     let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
     let _lock = repo.write_lock().await?;
     let (base, tip) = (run.base()?, tip_of(&write)?);

@@ -16,6 +16,7 @@ pub enum Step {
     GenerateRefs,
     Commit,
     Validate,
+    Materialize,
 }
 
 impl Step {
@@ -25,6 +26,7 @@ impl Step {
             Step::GenerateRefs => "generate-refs",
             Step::Commit => "commit",
             Step::Validate => "validate",
+            Step::Materialize => "materialize",
         }
     }
 }
@@ -93,6 +95,7 @@ pub async fn run_step(ctx: &Context, step: Step, event: Value) -> Result<Value, 
             }
             CommitEvent::Maintain(input) => json(Box::pin(super::maintain(ctx, input)).await?),
         },
+        Step::Materialize => json(Box::pin(super::materialize(ctx, parse(step, event)?)).await?),
         #[cfg(feature = "validate")]
         Step::Validate => match parse(step, event)? {
             ValidateEvent::Whole(input) => {

@@ -25,6 +25,7 @@ pub async fn validate_branch(
 ) -> Result<ValidationReport, PipelineError> {
     let ValidateInput { run, refs, write } = input;
     run.check_store(ctx)?;
+    write.check_committed()?;
     let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
     let before = repo.state_at(&run.base()?).await?;
     let tip = tip_of(&write)?;

@@ -8,11 +8,13 @@ use icechunk::format::SnapshotId;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, json};
 
+use super::materialize::{NativeJob, attach_native};
 use super::run::snapshot_id;
 use super::{Context, GenerateRefsOutput, PipelineError, Run};
 use crate::artifacts::ArtifactStore;
 use crate::store::layout::Role;
 use crate::store::materialize::Materialized;
+use crate::store::schema::StoreSchema;
 use crate::store::writer::{self, NewStore, PreparedGranule};
 use crate::store::{SessionStores, StoreError, StoreRepo, StoreState, schema};
 
@@ -54,6 +56,41 @@ pub struct WriteOutput {
     /// What materializing took.
     #[serde(default, skip_serializing_if = "Materialized::is_none")]
     pub materialized: Materialized,
+    /// Native days still to be materialized: nothing was committed (`snapshot` is the
+    /// base); run the materialize step for each, then this write again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub materialize: Vec<NativeJob>,
+}
+
+impl WriteOutput {
+    /// Nothing committed yet: `jobs` must be materialized first.
+    fn pending(base: &SnapshotId, days_before: u64, jobs: Vec<NativeJob>) -> Self {
+        Self {
+            snapshot: base.to_string(),
+            days: Vec::new(),
+            reprocessed: Vec::new(),
+            refs_written: 0,
+            days_before,
+            days_after: days_before,
+            store_first_day: None,
+            rejected: Vec::new(),
+            reused: false,
+            native: BTreeMap::new(),
+            materialized: Materialized::default(),
+            materialize: jobs,
+        }
+    }
+
+    /// Refuse a write that is still waiting for native days (a definition or caller
+    /// that skipped the materialize step).
+    pub(super) fn check_committed(&self) -> Result<(), PipelineError> {
+        match self.materialize.is_empty() {
+            true => Ok(()),
+            false => Err(PipelineError::NotMaterialized {
+                days: self.materialize.iter().map(|j| j.date).collect(),
+            }),
+        }
+    }
 }
 
 /// What the commit records beyond the days, read back by a retried write.
@@ -88,8 +125,8 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
     let before = repo.state_at(&base).await?;
     let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
     let prepared = load_prepared(&store, &refs).await?;
-    let (accepted, rejected) = split_by_schema(before.as_ref(), prepared, &run);
-    let Some(first) = accepted.first() else {
+    let (mut accepted, rejected, schema) = split_by_schema(before.as_ref(), prepared, &run);
+    let Some(schema) = schema else {
         let count = rejected.len();
         let first = rejected
             .into_iter()
@@ -98,6 +135,12 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
             .unwrap_or_else(|| StoreError::metadata("/", "no days to write"));
         return Err(PipelineError::Rejected { count, first });
     };
+    let jobs = attach_native(&store, &run, &mut accepted, &schema).await?;
+    if !jobs.is_empty() {
+        let days_before = before.as_ref().map_or(0, |s| s.days);
+        return Ok(WriteOutput::pending(&base, days_before, jobs));
+    }
+    let first = &accepted[0];
     let new = new_store(&run, first);
     let rejected: Vec<Rejection> = rejected
         .into_iter()
@@ -126,7 +169,6 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
         before.as_ref(),
         &accepted,
         &new,
-        &ctx.source_s3,
         &commit_message(&accepted, &reprocessed),
         record,
     )
@@ -143,6 +185,7 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
         store_first_day,
         rejected,
         reused: false,
+        materialize: Vec::new(),
     })
 }
 
@@ -187,14 +230,19 @@ pub(super) async fn load_prepared(
     Ok(out)
 }
 
-/// Days that fit the store, with the misfits and their errors. A new day that does not
-/// fit ends the appends (a gap never enters the time axis); a stored day that does not
-/// fit keeps its old references, and the other days go on.
+/// Days that fit the store, the misfits with their errors, and the schema the days were
+/// checked against (`None` if no day was accepted). A new day that does not fit ends
+/// the appends (a gap never enters the time axis); a stored day that does not fit keeps
+/// its old references, and the other days go on.
 fn split_by_schema(
     before: Option<&StoreState>,
     prepared: Vec<PreparedGranule>,
     run: &Run,
-) -> (Vec<PreparedGranule>, Vec<(String, StoreError)>) {
+) -> (
+    Vec<PreparedGranule>,
+    Vec<(String, StoreError)>,
+    Option<StoreSchema>,
+) {
     let mut accepted = Vec::new();
     let mut rejected = Vec::new();
     // A new store takes its layout from its first day (and the configured chunking),
@@ -227,7 +275,11 @@ fn split_by_schema(
             }
         }
     }
-    (accepted, rejected)
+    let schema = match accepted.is_empty() {
+        true => None,
+        false => before.map(|s| s.schema.clone()).or(created),
+    };
+    (accepted, rejected, schema)
 }
 
 /// What a new store keeps (`all`: every data variable of the first granule) and how it
@@ -282,6 +334,7 @@ async fn already_written(
             reused: true,
             native: r.native,
             materialized: Materialized::default(),
+            materialize: Vec::new(),
         })),
         found if on_branch => Err(PipelineError::BranchTaken {
             branch: run.branch.clone(),
@@ -357,6 +410,15 @@ pub async fn write_batch(
         )
         .await?
     };
+    if !write.materialize.is_empty() {
+        // The same batch again once its native days are materialized.
+        return Ok(WriteBatchOutput {
+            batch,
+            next_batch: batch,
+            done: false,
+            write,
+        });
+    }
     Ok(WriteBatchOutput {
         batch,
         next_batch: batch + 1,
@@ -388,6 +450,7 @@ fn summary_of(
         reused,
         native: BTreeMap::new(),
         materialized: Materialized::default(),
+        materialize: Vec::new(),
     }
 }
 
@@ -416,10 +479,17 @@ async fn commit_batch(
     }
     let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
     let prepared = Batch::load(&store, run, granules).await?;
-    let (accepted, rejected) = split_by_schema(state, prepared, run);
+    let (mut accepted, rejected, schema) = split_by_schema(state, prepared, run);
     if let Some((_, first)) = rejected.into_iter().next() {
         // A backfill adds every day or none: a misfit stops it, naming the day.
         return Err(PipelineError::Rejected { count: 1, first });
+    }
+    let Some(schema) = schema else {
+        return Err(StoreError::metadata("/", "no days to write").into());
+    };
+    let jobs = attach_native(&store, run, &mut accepted, &schema).await?;
+    if !jobs.is_empty() {
+        return Ok(WriteOutput::pending(base, days_before, jobs));
     }
     let first = &accepted[0];
     let new = new_store(run, first);
@@ -432,7 +502,6 @@ async fn commit_batch(
         state,
         &accepted,
         &new,
-        &ctx.source_s3,
         &format!("backfill {}..{last}", first.granule.date),
         record,
     )
@@ -449,6 +518,7 @@ async fn commit_batch(
         reused: false,
         native: native_days(&accepted),
         materialized: summary.materialized,
+        materialize: Vec::new(),
     })
 }
 

@@ -1,18 +1,33 @@
 //! Native days: a granule variable chunked or encoded unlike the store's array cannot be
 //! referenced byte for byte, so it is decoded chunk by chunk, re-chunked onto the
-//! store's grid and written as native chunks of the same array, beside the virtual
-//! days. One band of source chunk rows is held at a time (plus the rows of store chunks
-//! it has not completed), never the whole variable.
+//! store's grid, encoded with the store's codec chain and written to the repository's
+//! chunk storage as native chunks. One band of source chunk rows is held at a time (plus
+//! the rows of store chunks it has not completed), never the whole variable.
+//!
+//! The chunks are written outside any change set, as icechunk's distributed writers do:
+//! what comes back is each chunk's payload, which the commit step sets on its branch
+//! (in the same commit as the day's virtual variables). Until then they are unreferenced
+//! objects, which garbage collection removes only once older than its cut-off.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use zarrs::array::ArraySubset;
+use icechunk::format::manifest::ChunkPayload;
+use icechunk::format::{ChunkIndices, Path};
+use icechunk::session::Session;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use zarrs::array::{Array, ArraySubset};
+use zarrs::storage::byte_range::ByteRangeIterator;
+use zarrs::storage::{
+    AsyncMaybeBytesIterator, AsyncReadableStorageTraits, AsyncWritableStorageTraits, MaybeBytes,
+    OffsetBytesIterator, StorageError, StoreKey, StorePrefix,
+};
 
 use super::StoreError;
 use super::layout::ArrayMeta;
-use super::session::SessionStores;
 use super::values::Values;
 use crate::codec::{self, DecodeError};
 use crate::refs::{ChunkData, Endian, Variable};
@@ -22,7 +37,7 @@ use crate::source::RangeRead;
 const DECODE_CONCURRENCY: usize = 4;
 
 /// What materializing one variable of one day took.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Materialized {
     /// Source chunks read and decoded.
     pub chunks_decoded: u64,
@@ -93,19 +108,53 @@ impl Geometry {
     }
 }
 
-/// Write time step `t` of the store's array `name` (metadata `meta`) from the granule
-/// variable `var`, read through `reader`.
+/// One chunk of a materialized variable, in the repository's chunk storage but in no
+/// snapshot yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeChunk {
+    /// The chunk's index within one time step (`lat`, `lon`); the commit adds the day's.
+    pub index: Vec<u32>,
+    pub payload: ChunkPayload,
+}
+
+/// One variable of one day materialized onto the store's array `target`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NativeVariable {
+    /// The store array the chunks were encoded for (one time step, no attributes): they
+    /// fit the store only while its grid and codecs are still these.
+    pub target: ArrayMeta,
+    pub chunks: Vec<NativeChunk>,
+    pub materialized: Materialized,
+}
+
+/// The metadata a day's native chunks are encoded for: the store array's, for one time
+/// step, without attributes (which do not change how a chunk encodes).
+pub fn target_of(meta: &ArrayMeta) -> ArrayMeta {
+    let mut target = meta.clone();
+    if let Some(t) = target.shape.first_mut() {
+        *t = 1;
+    }
+    target.attributes.clear();
+    target
+}
+
+/// Materialize the granule variable `var` (read through `reader`) onto the store array
+/// `name`, whose metadata is `meta`, writing its chunks through `session` (any session
+/// of the repository: only its chunk writer is used).
 pub async fn materialize(
-    stores: &SessionStores,
+    session: &Session,
     name: &str,
     meta: &ArrayMeta,
-    t: u64,
     var: &Variable,
     reader: Arc<dyn RangeRead>,
-) -> Result<Materialized, StoreError> {
+) -> Result<NativeVariable, StoreError> {
     let granule = reader.url().to_string();
     let g = Geometry::of(&granule, var, meta)?;
-    let array = stores.array(name).await?;
+    let target = target_of(meta);
+    let sink = Arc::new(ChunkSink::new(session, name, &target)?);
+    let array = Array::async_open(Arc::clone(&sink), &format!("/{name}"))
+        .await
+        .map_err(|e| StoreError::zarr(format!("opening array {name} to materialize"), e))?;
     let fill = array.fill_value().as_ne_bytes().to_vec();
     if fill.len() != g.elem {
         return Err(StoreError::metadata(
@@ -161,11 +210,17 @@ pub async fn materialize(
             let rest = carry.split_off(take);
             let row = std::mem::replace(&mut carry, rest);
             done.bytes_written += row.len() as u64;
-            write_rows(&array, var.dtype, t, carry_start..end, g.width, row, name).await?;
+            write_rows(&array, var.dtype, carry_start..end, g.width, row, name).await?;
             carry_start = end;
         }
     }
-    Ok(done)
+    let mut chunks = sink.take()?;
+    chunks.sort_by(|a, b| a.index.cmp(&b.index));
+    Ok(NativeVariable {
+        target,
+        chunks,
+        materialized: done,
+    })
 }
 
 /// Read and decode one source chunk (row `r`, column `c`), off the async threads.
@@ -220,20 +275,138 @@ fn place(g: &Geometry, buffer: &mut [u8], rows: u64, c: u64, chunk: &[u8]) {
     }
 }
 
-/// Write rows `rows` (full width) of time step `t`: zarrs splits them into the store's
-/// chunks and encodes each with the store's codec chain.
+/// Write rows `rows` (full width) of the one time step: zarrs splits them into the
+/// store's chunks and encodes each with the store's codec chain.
 async fn write_rows(
-    array: &zarrs::array::Array<zarrs_icechunk::AsyncIcechunkStore>,
+    array: &Array<ChunkSink>,
     dtype: crate::refs::DataType,
-    t: u64,
     rows: std::ops::Range<u64>,
     width: u64,
     bytes: Vec<u8>,
     name: &str,
 ) -> Result<(), StoreError> {
-    let subset = ArraySubset::new_with_ranges(&[t..t + 1, rows, 0..width]);
+    let subset = ArraySubset::new_with_ranges(&[0..1, rows, 0..width]);
     Values::from_le_bytes(dtype, bytes)
         .ok_or_else(|| StoreError::metadata(name, "decoded rows are not whole elements"))?
         .write_every_chunk(array, &subset)
         .await
+}
+
+/// A write-only zarr store over icechunk's chunk storage for one array: it serves the
+/// array's metadata, and each chunk zarrs stores becomes an object in the repository
+/// (or an inline payload, if small) whose payload it keeps for the commit.
+pub(crate) struct ChunkSink {
+    metadata_key: String,
+    metadata: Bytes,
+    path: Path,
+    writer: Session,
+    written: Mutex<Vec<NativeChunk>>,
+    failed: Mutex<Option<String>>,
+}
+
+impl ChunkSink {
+    fn new(session: &Session, name: &str, target: &ArrayMeta) -> Result<Self, StoreError> {
+        Ok(Self {
+            metadata_key: format!("{name}/zarr.json"),
+            metadata: Bytes::from(target.to_bytes()),
+            path: super::writer::array_path(name)?,
+            writer: session.clone(),
+            written: Mutex::new(Vec::new()),
+            failed: Mutex::new(None),
+        })
+    }
+
+    /// The chunks written, or why one could not be.
+    fn take(&self) -> Result<Vec<NativeChunk>, StoreError> {
+        if let Some(why) = self.failed.lock().take() {
+            return Err(StoreError::metadata(self.path.to_string(), why));
+        }
+        Ok(std::mem::take(&mut *self.written.lock()))
+    }
+
+    /// `name/c/0/i/j` → `[i, j]` (the time index is always 0: one time step).
+    fn chunk_index(&self, key: &StoreKey) -> Result<Vec<u32>, StorageError> {
+        let parsed: Option<Vec<u32>> = key
+            .as_str()
+            .split_once("/c/")
+            .and_then(|(_, rest)| rest.split('/').map(|c| c.parse().ok()).collect());
+        match parsed.as_deref() {
+            Some([0, rest @ ..]) => Ok(rest.to_vec()),
+            _ => Err(StorageError::Other(format!(
+                "{}: not a chunk key of one time step",
+                key.as_str()
+            ))),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncReadableStorageTraits for ChunkSink {
+    async fn get(&self, key: &StoreKey) -> Result<MaybeBytes, StorageError> {
+        Ok((key.as_str() == self.metadata_key).then(|| self.metadata.clone()))
+    }
+
+    async fn get_partial_many<'a>(
+        &'a self,
+        _key: &StoreKey,
+        _byte_ranges: ByteRangeIterator<'a>,
+    ) -> Result<AsyncMaybeBytesIterator<'a>, StorageError> {
+        // No chunk is read back: every write covers whole chunks.
+        Ok(None)
+    }
+
+    async fn size_key(&self, key: &StoreKey) -> Result<Option<u64>, StorageError> {
+        Ok((key.as_str() == self.metadata_key).then_some(self.metadata.len() as u64))
+    }
+
+    fn supports_get_partial(&self) -> bool {
+        false
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncWritableStorageTraits for ChunkSink {
+    async fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {
+        let index = self.chunk_index(key)?;
+        let coords = ChunkIndices([&[0], index.as_slice()].concat());
+        let write = self
+            .writer
+            .get_chunk_writer(&self.path, &coords)
+            .map_err(|e| StorageError::Other(format!("{}: {e}", key.as_str())))?;
+        match write(value).await {
+            Ok(payload) => self.written.lock().push(NativeChunk { index, payload }),
+            Err(e) => {
+                let why = format!("writing chunk {}: {e}", key.as_str());
+                *self.failed.lock() = Some(why.clone());
+                return Err(StorageError::Other(why));
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_partial_many<'a>(
+        &'a self,
+        key: &StoreKey,
+        _offset_values: OffsetBytesIterator<'a>,
+    ) -> Result<(), StorageError> {
+        Err(StorageError::Unsupported(format!(
+            "{}: native chunks are written whole",
+            key.as_str()
+        )))
+    }
+
+    async fn erase(&self, key: &StoreKey) -> Result<(), StorageError> {
+        Err(StorageError::Unsupported(format!(
+            "{}: every chunk of a native day is stored, fill included",
+            key.as_str()
+        )))
+    }
+
+    async fn erase_prefix(&self, _prefix: &StorePrefix) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn supports_set_partial(&self) -> bool {
+        false
+    }
 }

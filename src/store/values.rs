@@ -2,6 +2,7 @@
 //! values validation compares: one element trait, one dispatch from [`DataType`].
 
 use zarrs::array::{Array, ArraySubset, CodecOptions};
+use zarrs::storage::AsyncReadableWritableStorageTraits;
 use zarrs_icechunk::AsyncIcechunkStore;
 
 use super::StoreError;
@@ -197,21 +198,27 @@ impl Values {
 
     /// [`Self::write`], storing chunks that hold only the fill value too: every chunk
     /// of a materialized day exists, as every chunk of a virtual day does.
-    pub async fn write_every_chunk(
+    pub async fn write_every_chunk<S>(
         &self,
-        array: &Array<AsyncIcechunkStore>,
+        array: &Array<S>,
         subset: &ArraySubset,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), StoreError>
+    where
+        S: ?Sized + AsyncReadableWritableStorageTraits + 'static,
+    {
         let options = CodecOptions::default().with_store_empty_chunks(true);
         self.write_with(array, subset, &options).await
     }
 
-    async fn write_with(
+    async fn write_with<S>(
         &self,
-        array: &Array<AsyncIcechunkStore>,
+        array: &Array<S>,
         subset: &ArraySubset,
         options: &CodecOptions,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), StoreError>
+    where
+        S: ?Sized + AsyncReadableWritableStorageTraits + 'static,
+    {
         with_element_type!(self.dtype, T => array
             .async_store_array_subset_opt(subset, self.elements::<T>().as_slice(), options)
             .await

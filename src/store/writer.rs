@@ -2,7 +2,7 @@
 //! write the new time values, set (or re-point) the virtual references, combine global
 //! attributes, and commit with the days recorded in the snapshot properties.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDateTime;
 use icechunk::format::manifest::{
@@ -18,15 +18,14 @@ use zarrs::array::ArraySubset;
 use super::StoreError;
 use super::attributes;
 use super::layout::{self, Role, TIME};
-use super::materialize::{self, Materialized};
+use super::materialize::{Materialized, NativeVariable};
 use super::schema::{Route, StoreSchema};
 use super::session::SessionStores;
 use super::state::StoreState;
 use super::values::{Values, range_1d};
 use crate::granule::{self, Granule};
 use crate::refs::{ChunkData, ChunkRef, GranuleRefs, Variable};
-use crate::source::{ObjectInfo, RangeRead, S3Settings};
-use std::sync::Arc;
+use crate::source::ObjectInfo;
 
 /// The key in a snapshot's properties under which the pipeline records what it added.
 pub const PROPERTIES_KEY: &str = "mursst";
@@ -47,6 +46,10 @@ pub struct PreparedGranule {
     /// check of the write step).
     #[serde(default, skip_serializing_if = "Route::is_virtual")]
     pub route: Route,
+    /// The route's native variables, materialized (attached by the write step from the
+    /// materialize step's artifact).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub native: BTreeMap<String, NativeVariable>,
 }
 
 /// Coordinates as base64 strings: a third of the size of JSON number arrays.
@@ -261,8 +264,8 @@ pub struct NewStore {
 
 /// Write `days` to the session and commit: a day the store already holds is re-pointed
 /// at its granule (a source replaced since ingest), the others (consecutive, after the
-/// store's last day) are appended. Variables a day's route names are materialized from
-/// the granule (read with `source`), the rest referenced.
+/// store's last day) are appended. Variables a day's route names get the native chunks
+/// attached to the day (written by the materialize step), the rest are referenced.
 ///
 /// With `state` `None` the store is empty and its layout is created from the first day
 /// as `new_store` says. Every day must already have passed the schema check. `record`
@@ -273,7 +276,6 @@ pub async fn write_days(
     state: Option<&StoreState>,
     days: &[PreparedGranule],
     new_store: &NewStore,
-    source: &S3Settings,
     message: &str,
     record: Map<String, Value>,
 ) -> Result<WriteSummary, StoreError> {
@@ -317,7 +319,7 @@ pub async fn write_days(
     let mut refs_written = 0;
     let mut materialized = Materialized::default();
     for (t, day, replaces) in placed {
-        let (refs, m) = write_day(stores, state, t, day, replaces, source).await?;
+        let (refs, m) = write_day(stores, state, t, day, replaces).await?;
         refs_written += refs;
         materialized += m;
     }
@@ -352,70 +354,74 @@ pub async fn write_days(
     })
 }
 
-/// Time step `t` of every data array from `day`: referenced, or materialized where its
-/// route says so; a re-pointed day (`replaces`) is cleared first. Returns the references
-/// set and what materializing took.
+/// Time step `t` of every data array from `day`: referenced, or set to its native
+/// chunks where its route says so; a re-pointed day (`replaces`) is cleared first.
+/// Returns the references set and what materializing took.
 async fn write_day(
     stores: &SessionStores,
     state: &StoreState,
     t: u64,
     day: &PreparedGranule,
     replaces: bool,
-    source: &S3Settings,
 ) -> Result<(u64, Materialized), StoreError> {
-    let reader = match day.route.is_virtual() {
-        true => None,
-        false => Some(open_unchanged(day, source).await?),
-    };
     let (mut refs, mut materialized) = (0, Materialized::default());
     for name in state.data_arrays() {
         if replaces {
             clear_time_step(stores, state, &name, t).await?;
         }
-        match (&reader, day.route.native.contains_key(&name)) {
-            (Some(reader), true) => {
-                let var = day.refs.variable(&name).ok_or_else(|| {
-                    StoreError::schema(
-                        day.refs.object.url.clone(),
-                        name.clone(),
-                        "variable",
-                        "missing from the granule",
-                    )
-                })?;
-                let meta = &state.schema.arrays[&name];
-                let reader = Arc::clone(reader);
-                materialized +=
-                    materialize::materialize(stores, &name, meta, t, var, reader).await?;
-            }
-            _ => refs += set_references(stores, &name, day, t).await?,
+        if !day.route.native.contains_key(&name) {
+            refs += set_references(stores, &name, day, t).await?;
+            continue;
         }
+        let native = day.native.get(&name).ok_or_else(|| {
+            StoreError::schema(
+                day.refs.object.url.clone(),
+                name.clone(),
+                "native chunks",
+                "the variable must be materialized, but no native chunks were attached",
+            )
+        })?;
+        set_native_chunks(stores, &name, t, native).await?;
+        materialized += native.materialized;
     }
     Ok((refs, materialized))
 }
 
-/// The day's granule, for materializing: it must still be the version whose chunk
-/// index the refs hold, or its bytes would be decoded at the wrong offsets.
-async fn open_unchanged(
-    day: &PreparedGranule,
-    source: &S3Settings,
-) -> Result<Arc<dyn RangeRead>, StoreError> {
-    let url = &day.refs.object.url;
-    let reader = crate::source::open(url, source)
-        .await
-        .map_err(crate::codec::DecodeError::from)?;
-    let now = reader
-        .info()
-        .await
-        .map_err(crate::codec::DecodeError::from)?;
-    if checksum(&now) != checksum(&day.refs.object) || now.size != day.refs.object.size {
-        return Err(StoreError::schema(
-            url.clone(),
-            "/",
-            "version",
-            "the granule changed since its chunks were indexed; run again to index it anew",
-        ));
+/// Point time step `t` of array `name` at the native chunks materialized for it.
+async fn set_native_chunks(
+    stores: &SessionStores,
+    name: &str,
+    t: u64,
+    native: &NativeVariable,
+) -> Result<(), StoreError> {
+    let path = array_path(name)?;
+    let session = stores.icechunk.session();
+    let mut session = session.write().await;
+    for chunk in &native.chunks {
+        let index = [
+            &[0u64][..],
+            &chunk
+                .index
+                .iter()
+                .map(|&i| u64::from(i))
+                .collect::<Vec<_>>(),
+        ]
+        .concat();
+        session
+            .set_chunk_ref(
+                path.clone(),
+                store_chunk_index(name, t, &index)?,
+                Some(chunk.payload.clone()),
+            )
+            .await
+            .map_err(|e| {
+                StoreError::icechunk(
+                    format!("setting native chunk {:?} of {name}", chunk.index),
+                    e,
+                )
+            })?;
     }
-    Ok(reader)
+    Ok(())
 }
 
 /// Delete every chunk of time step `t` of array `name`, so a re-pointed day keeps none
