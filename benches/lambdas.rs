@@ -1,4 +1,4 @@
-//! The four Lambda bootstraps: their size (for arm64, what is deployed, and x86-64) and
+//! The five Lambda bootstraps: their size (for arm64, what is deployed, and x86-64) and
 //! their init time, from process start to the first `GET /runtime/invocation/next` on
 //! a Lambda Runtime API stand-in (the part of a cold start the code controls).
 //!
@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-const FUNCTIONS: [&str; 4] = [
+const FUNCTIONS: [&str; 5] = [
     "mursst-discover",
     "mursst-generate-refs",
     "mursst-commit",
     "mursst-validate",
+    "mursst-materialize",
 ];
 
 fn root() -> PathBuf {

@@ -16,7 +16,7 @@ use common::sfn::{ARTIFACTS, FaultProxy, RunSpec, SfnEnv, SfnResult, runtime};
 use mursst::pipeline::{self, UpdateOptions};
 use mursst::store::values::Values;
 use mursst::store::{SessionStores, StoreRepo, StoreState};
-use mursst::synthetic::{self, ChunkLayout, GranuleSpec};
+use mursst::synthetic::{self, ChunkLayout, DataVar, GranuleSpec};
 use mursst::validate::ValidateMode;
 use serde_json::{Value, json};
 use zarrs::array::ArraySubset;
@@ -715,7 +715,18 @@ fn a_corrupt_granule_fails_its_iteration_and_a_redrive_finishes_the_run_as_a_cle
 
 #[test]
 fn the_backfill_runs_its_distributed_map_inline() {
-    let w = World::new("backfill", &[], &(1..=20).map(spec).collect::<Vec<_>>());
+    // The record's way: an older era (days 1..=6: mask and sea_ice_fraction chunked
+    // otherwise) materialized, the rest referenced, in commits of 4 days.
+    let older = |d: u32| {
+        let mut s = spec(d);
+        if d <= 6 {
+            s.chunks = ChunkLayout::uniform([16, 32])
+                .with(DataVar::Mask, [8, 45])
+                .with(DataVar::SeaIceFraction, [8, 45]);
+        }
+        s
+    };
+    let w = World::new("backfill", &[], &(1..=20).map(older).collect::<Vec<_>>());
     let r = w.env.run(
         "backfill",
         &RunSpec {
@@ -724,29 +735,38 @@ fn the_backfill_runs_its_distributed_map_inline() {
                 "lag_days": 0,
                 "validate": "full",
                 "manifest": true,
-                "create": { "start": day(1), "end": day(20), "variables": variables() },
+                "batch_days": 4,
+                "create": {
+                    "start": day(1),
+                    "end": day(20),
+                    "variables": variables(),
+                    "chunks": [16, 32],
+                },
             }),
             inline_distributed_map: true,
             ..Default::default()
         },
     );
     assert_eq!(r.status(), "SUCCEEDED", "{}", r.summary());
-    assert_path(
-        &r,
-        &[
-            "Discover",
-            "AnythingNew",
-            "GenerateRefs.ItemReader",
-            "GenerateRefs",
-            "StartCommits",
-            "CommitBatch",
-            "MoreBatches",
-            "ValidateBatches",
-            "DryRun",
-            "Merge",
-            "Built",
-        ],
-    );
+    // Batches 0 (days 1-4) and 1 (days 5-8) hold native days: each goes through the
+    // materialize Map and is committed on its second try; the other three at once.
+    let native_round = ["CommitBatch", "AnyNative", "MaterializeBatch"];
+    let commit = ["CommitBatch", "AnyNative", "MoreBatches"];
+    let mut want = vec![
+        "Discover",
+        "AnythingNew",
+        "GenerateRefs.ItemReader",
+        "GenerateRefs",
+        "StartCommits",
+    ];
+    for batch in 0..5 {
+        if batch < 2 {
+            want.extend(native_round);
+        }
+        want.extend(commit);
+    }
+    want.extend(["ValidateBatches", "DryRun", "Merge", "Built"]);
+    assert_path(&r, &want);
     // The ItemBatcher's batches of 16, each with the BatchInput.
     let batches = r.invocations("mursst-generate-refs");
     let mut sizes: Vec<usize> = batches
@@ -768,9 +788,85 @@ fn the_backfill_runs_its_distributed_map_inline() {
         Value::Null,
         "ResultPath null: nothing of the Map's result in the state"
     );
+    // Only the native days reached the materialize Lambda, once each.
+    let mut materialized: Vec<String> = r
+        .invocations("mursst-materialize")
+        .iter()
+        .map(|i| i["event"]["job"]["date"].as_str().unwrap().to_string())
+        .collect();
+    materialized.sort();
+    let native: Vec<String> = (1..=6).map(|d| day(d).to_string()).collect();
+    assert_eq!(materialized, native, "{}", r.summary());
     let main = w.main();
     assert_eq!(main.state.days, 20);
     assert_eq!(main.state.first_day, Some(day(1)));
     assert_eq!(main.state.last_day, Some(day(20)));
     assert_eq!(main.branches, ["main"]);
+    let contents = runtime().block_on(common::store::main_contents(&main.repo));
+    for (name, coords, what) in &contents.refs {
+        let native = coords[0] < 6 && (name == "mask" || name == "sea_ice_fraction");
+        assert_eq!(
+            what.starts_with("not virtual"),
+            native,
+            "{name} {coords:?}: {what}"
+        );
+    }
+}
+
+#[test]
+fn a_native_day_is_materialized_by_its_own_lambda_then_written() {
+    let mut other = spec(4);
+    other.chunks = ChunkLayout::uniform([16, 32]).with(DataVar::AnalysedSst, [20, 45]);
+    let w = World::new("native", &[1, 2, 3], &[other, spec(5)]);
+    let r = w.run("native", input());
+    assert_eq!(r.status(), "SUCCEEDED", "{}", r.summary());
+    assert_path(
+        &r,
+        &[
+            "Discover",
+            "AnythingNew",
+            "GenerateRefs",
+            "WriteBranch",
+            "AnyNative",
+            "Materialize",
+            "WriteBranch",
+            "AnyNative",
+            "Validate",
+            "DryRun",
+            "Merge",
+            "AnyRejected",
+            "Added",
+        ],
+    );
+    let jobs = r.invocations("mursst-materialize");
+    assert_eq!(jobs.len(), 1, "{}", r.summary());
+    assert_eq!(jobs[0]["event"]["job"]["date"], day(4).to_string());
+    let write = &r.output()["write"];
+    assert_eq!(
+        write["native"][day(4).to_string()]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["analysed_sst"],
+        "{write}"
+    );
+    assert!(write.get("materialize").is_none(), "{write}");
+    assert_eq!(
+        r.output()["validation"]["values_compared"],
+        all_values(2),
+        "{}",
+        r.output()["validation"]
+    );
+    let main = w.main();
+    assert_eq!(main.state.days, 5);
+    let contents = runtime().block_on(common::store::main_contents(&main.repo));
+    for (name, coords, what) in &contents.refs {
+        let native = coords[0] == 3 && name == "analysed_sst";
+        assert_eq!(
+            what.starts_with("not virtual"),
+            native,
+            "{name} {coords:?}: {what}"
+        );
+    }
 }

@@ -9,12 +9,13 @@ export type BucketSource =
   | { readonly kind: 'create'; readonly bucketName?: string }
   | { readonly kind: 'import'; readonly bucketName: string };
 
-/** The four Lambdas, by the crate names `cargo lambda build` uses. */
+/** The five Lambdas, by the crate names `cargo lambda build` uses. */
 export const FUNCTIONS = {
   discover: 'mursst-discover',
   generateRefs: 'mursst-generate-refs',
   validate: 'mursst-validate',
   commit: 'mursst-commit',
+  materialize: 'mursst-materialize',
 } as const;
 export type FunctionKey = keyof typeof FUNCTIONS;
 
@@ -109,13 +110,16 @@ export type StageOverrides = {
 
 /**
  * Sizing from the benches: to revisit once `benches/` measures full-size days in Lambda.
- * validate gets 4096 MB for more than two vCPUs (decoding compares chunks in parallel).
+ * validate gets 4096 MB for more than two vCPUs (decoding compares chunks in parallel);
+ * materialize too: one day of the 2023-09..2024-05 era (every variable chunked otherwise)
+ * peaks at 1.4 GB RSS and decodes 3.9 GB (benches/materialize.rs).
  */
 export const DEFAULT_SIZING: StageConfig['functions'] = {
   discover: { memoryMiB: 256, timeoutSeconds: 60, ephemeralStorageMiB: 512 },
   generateRefs: { memoryMiB: 512, timeoutSeconds: 120, ephemeralStorageMiB: 512 },
   commit: { memoryMiB: 2048, timeoutSeconds: 900, ephemeralStorageMiB: 2048 },
   validate: { memoryMiB: 4096, timeoutSeconds: 900, ephemeralStorageMiB: 2048 },
+  materialize: { memoryMiB: 4096, timeoutSeconds: 900, ephemeralStorageMiB: 512 },
 };
 
 /** Everything but the per-stage identity; `config/stages.ts` overrides per stage. */

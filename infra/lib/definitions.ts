@@ -11,6 +11,7 @@ export const SUBSTITUTIONS = [
   'GenerateRefsFunctionArn',
   'CommitFunctionArn',
   'ValidateFunctionArn',
+  'MaterializeFunctionArn',
   'NotifyTopicArn',
   'ArtifactBucket',
   'ArtifactPrefix',

@@ -1,4 +1,4 @@
-// One stage of the pipeline: the four Lambdas, the update and backfill state machines,
+// One stage of the pipeline: the five Lambdas, the update and backfill state machines,
 // their schedules, notifications and alarms, and the IAM boundaries between them.
 
 import * as fs from 'node:fs';
@@ -57,6 +57,8 @@ interface PrefixGrant {
 const FUNCTION_ACCESS: {
   readonly [K in FunctionKey]: {
     readonly store?: PrefixGrant;
+    /** Access to the store's chunk objects only (`<store prefix>/chunks/`). */
+    readonly storeChunks?: PrefixGrant;
     readonly artifacts: PrefixGrant;
     readonly source?: PrefixGrant;
     /** GetSecretValue on the Earthdata secret, for PO.DAAC's temporary S3 credentials. */
@@ -82,10 +84,17 @@ const FUNCTION_ACCESS: {
       why: 'commit writes the run branch, moves main, and expires snapshots, collects garbage and prunes branches',
     },
     artifacts: { access: 'read-write-delete', why: "commit reads the references artifacts and deletes a merged run's artifacts" },
-    source: {
-      access: 'read',
-      why: 'commit decodes the granule variables it materializes onto the store grid (days chunked unlike the store)',
+    secret: false,
+  },
+  // Writes chunk objects, never a snapshot, ref or branch: commit decides what they join.
+  materialize: {
+    store: { access: 'read', why: "materialize opens the repository at the run's base snapshot" },
+    storeChunks: {
+      access: 'read-write',
+      why: 'materialize writes the native chunks of days chunked unlike the store, for commit to reference',
     },
+    artifacts: { access: 'read-write', why: "materialize reads commit's plan and the day's references, and writes its chunk list" },
+    source: { access: 'read', why: 'materialize decodes the granule variables it writes onto the store grid' },
     secret: true,
   },
   validate: {
@@ -100,6 +109,7 @@ const DESCRIPTIONS: { readonly [K in FunctionKey]: string } = {
   discover: 'mursst discover: what the run takes (CMR or an S3 listing), the run identity',
   generateRefs: 'mursst generate-refs: one granule -> its chunk references (an artifact)',
   commit: 'mursst commit: write the run branch, merge it into main (CAS), store maintenance',
+  materialize: 'mursst materialize: one day chunked unlike the store -> native chunks on its grid',
   validate: 'mursst validate: read the run branch back and compare with the source granules',
 };
 
@@ -107,6 +117,7 @@ const SUBSTITUTION_FOR_FUNCTION: { readonly [K in FunctionKey]: SubstitutionName
   discover: 'DiscoverFunctionArn',
   generateRefs: 'GenerateRefsFunctionArn',
   commit: 'CommitFunctionArn',
+  materialize: 'MaterializeFunctionArn',
   validate: 'ValidateFunctionArn',
 };
 
@@ -216,6 +227,10 @@ export class MursstStack extends Stack {
       );
       const access = FUNCTION_ACCESS[key];
       if (access.store) grantPrefix(role, store, access.store.access, access.store.why);
+      if (access.storeChunks) {
+        const chunks = { bucket: store.bucket, prefix: `${store.prefix}/chunks` };
+        grantPrefix(role, chunks, access.storeChunks.access, access.storeChunks.why);
+      }
       grantPrefix(role, artifacts, access.artifacts.access, access.artifacts.why);
       if (access.source) grantPrefix(role, source, access.source.access, access.source.why);
       if (access.secret) {

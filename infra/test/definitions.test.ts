@@ -60,7 +60,13 @@ describe('definitions', () => {
         );
       }
       const used = new Set(invokes.map(([, s]) => invoked(s)));
-      for (const f of ['${DiscoverFunctionArn}', '${GenerateRefsFunctionArn}', '${CommitFunctionArn}', '${ValidateFunctionArn}']) {
+      for (const f of [
+        '${DiscoverFunctionArn}',
+        '${GenerateRefsFunctionArn}',
+        '${CommitFunctionArn}',
+        '${ValidateFunctionArn}',
+        '${MaterializeFunctionArn}',
+      ]) {
         assert.ok(used.has(f), `${f} invoked`);
       }
       const publishes = states.filter(([, s]) => s.Type === 'Task' && String(s.Resource).startsWith('arn:aws:states:::sns:publish'));
@@ -81,8 +87,32 @@ describe('definitions', () => {
     });
   }
 
+  test('both machines route native days to the materialize Lambda, then write again', () => {
+    for (const kind of ['update', 'backfill'] as const) {
+      const states = allStates(load(kind));
+      const byName = Object.fromEntries(states);
+      const materialize = states.filter(([, s]) => s.Type === 'Task' && s.Resource === '${MaterializeFunctionArn}');
+      assert.equal(materialize.length, 1, kind);
+      // The Choice after the write sends a write that asked for native days to the Map
+      // around that Task, which goes back to the write.
+      const write = kind === 'update' ? 'WriteBranch' : 'CommitBatch';
+      const choice = byName[byName[write].Next];
+      assert.equal(choice.Type, 'Choice', kind);
+      const [rule] = choice.Choices;
+      assert.equal(rule.IsPresent, true, kind);
+      assert.match(rule.Variable, /\.materialize\[0\]$/, kind);
+      const map = byName[rule.Next];
+      assert.equal(map.Type, 'Map', kind);
+      assert.equal(map.ItemProcessor.States[map.ItemProcessor.StartAt].Resource, '${MaterializeFunctionArn}', kind);
+      assert.equal(map.Next, write, `${kind}: back to the write`);
+      assert.equal(map.ResultPath, null, `${kind}: the chunks travel as artifacts`);
+    }
+  });
+
   test('backfill: a Distributed Map reading its manifest from, and writing results to, the artifact prefix', () => {
-    const maps = allStates(load('backfill')).filter(([, s]) => s.Type === 'Map' && s.ItemProcessor?.ProcessorConfig?.Mode === 'DISTRIBUTED');
+    const maps = allStates(load('backfill')).filter(
+      ([, s]) => s.Type === 'Map' && s.ItemProcessor?.ProcessorConfig?.Mode === 'DISTRIBUTED' && s.ItemReader,
+    );
     assert.equal(maps.length, 1);
     const [, m] = maps[0];
     for (const part of ['ItemReader', 'ResultWriter']) {

@@ -34,6 +34,7 @@ const PASCAL: Record<FunctionKey, string> = {
   generateRefs: 'GenerateRefs',
   commit: 'Commit',
   validate: 'Validate',
+  materialize: 'Materialize',
 };
 
 /** How a stage's buckets appear in flattened ARNs and names. */
@@ -67,12 +68,12 @@ for (const stage of STAGE_NAMES) {
       logicalId(json, 'AWS::StepFunctions::StateMachine', `${kind}Machine`);
     const topicId = logicalId(json, 'AWS::SNS::Topic', 'NotifyTopic');
 
-    test('the four Lambdas: provided.al2023 on arm64, sized from the config, logging to their own groups', () => {
+    test('the five Lambdas: provided.al2023 on arm64, sized from the config, logging to their own groups', () => {
       const ours = resourcesOfType(json, 'AWS::Lambda::Function').filter(
         ([, r]) => r.Properties.Runtime === 'provided.al2023',
       );
-      assert.equal(ours.length, 4);
-      assert.equal(resourcesOfType(json, 'AWS::Lambda::Function').length, 4, 'no helper Lambdas (custom resources)');
+      assert.equal(ours.length, 5);
+      assert.equal(resourcesOfType(json, 'AWS::Lambda::Function').length, 5, 'no helper Lambdas (custom resources)');
       for (const key of FUNCTION_KEYS) {
         const crate = FUNCTIONS[key];
         const sizing = cfg.functions[key];
@@ -99,8 +100,9 @@ for (const stage of STAGE_NAMES) {
           [512, 120],
           [4096, 900],
           [2048, 900],
+          [4096, 900],
         ],
-        'discover, generate-refs, validate, commit: the sizing from the benches',
+        'discover, generate-refs, validate, commit, materialize: the sizing from the benches',
       );
     });
 
@@ -137,7 +139,7 @@ for (const stage of STAGE_NAMES) {
       assert.deepEqual(
         names,
         [
-          ...['commit', 'discover', 'generate-refs', 'validate'].map((n) => `/aws/lambda/mursst-${stage}-${n}`),
+          ...['commit', 'discover', 'generate-refs', 'materialize', 'validate'].map((n) => `/aws/lambda/mursst-${stage}-${n}`),
           `/aws/vendedlogs/states/mursst-${stage}-backfill`,
           `/aws/vendedlogs/states/mursst-${stage}-update`,
         ].sort(),
@@ -193,7 +195,7 @@ for (const stage of STAGE_NAMES) {
       }
     });
 
-    test('the state machine roles: invoke the four Lambdas, publish to the topic, nothing else of the stage', () => {
+    test('the state machine roles: invoke the five Lambdas, publish to the topic, nothing else of the stage', () => {
       const fnArns = FUNCTION_KEYS.map((k) => '${' + fnId(k) + '.Arn}');
       const machineArn = (kind: string) => `arn:\${AWS::Partition}:states:us-west-2:\${AWS::AccountId}:stateMachine:mursst-${stage}-${kind}`;
       const common = [...fnArns.map((a) => `lambda:InvokeFunction ${a}`), 'sns:Publish ${' + topicId + '}'];
@@ -252,11 +254,10 @@ for (const stage of STAGE_NAMES) {
         commit: [
           ...logs('commit'),
           ...xray,
-          ...secret,
           ...s3Lines(store.arn, sp, [...rw, 's3:DeleteObject']),
           ...s3Lines(artifacts.arn, ap, [...rw, 's3:DeleteObject']),
-          ...s3Lines(source.arn, srcp, ['s3:GetObject']),
         ],
+        materialize: [...reader('materialize'), ...s3Lines(store.arn, `${sp}/chunks`, rw)],
       };
       for (const key of FUNCTION_KEYS) {
         assert.deepEqual(grants(roleStatements(json, `${PASCAL[key]}Role`)), expected[key].sort(), FUNCTIONS[key]);
@@ -265,8 +266,11 @@ for (const stage of STAGE_NAMES) {
       for (const s of statements(json).filter((s) => s.actions.includes('s3:ListBucket'))) {
         const bucket = [store, artifacts, source].find((b) => b.arn === s.resources[0]);
         assert.ok(bucket, `ListBucket on ${s.resources[0]}`);
-        const prefix = bucket === store ? sp : bucket === artifacts ? ap : srcp;
-        assert.deepEqual(s.condition, { StringLike: { 's3:prefix': [prefix, `${prefix}/*`] } });
+        const prefixes = bucket === store ? [sp, `${sp}/chunks`] : bucket === artifacts ? [ap] : [srcp];
+        assert.ok(
+          prefixes.some((p) => JSON.stringify(s.condition) === JSON.stringify({ StringLike: { 's3:prefix': [p, `${p}/*`] } })),
+          JSON.stringify(s.condition),
+        );
       }
     });
 
@@ -323,16 +327,23 @@ for (const stage of STAGE_NAMES) {
       const roles = withSecret.flatMap((s) => s.roles).sort();
       assert.deepEqual(
         roles,
-        ['Commit', 'Discover', 'GenerateRefs', 'Validate'].map((k) => '${' + logicalId(json, 'AWS::IAM::Role', `${k}Role`) + '}').sort(),
+        ['Discover', 'GenerateRefs', 'Materialize', 'Validate'].map((k) => '${' + logicalId(json, 'AWS::IAM::Role', `${k}Role`) + '}').sort(),
       );
     });
 
-    test('only the commit role writes the store; the source is read-only for everyone', () => {
-      const storeObjects = `${buckets.store.arn}/${cfg.store.prefix}/*`;
+    test('only commit writes the store, materialize only its chunk objects; the source is read-only for everyone', () => {
+      const storeArn = `${buckets.store.arn}/${cfg.store.prefix}/`;
       const writers = statements(json).filter(
-        (s) => s.resources.includes(storeObjects) && s.actions.some((a) => a !== 's3:GetObject'),
+        (s) => s.resources.some((r) => r.startsWith(storeArn)) && s.actions.some((a) => a !== 's3:GetObject'),
       );
-      assert.deepEqual(writers.flatMap((s) => s.roles), ['${' + logicalId(json, 'AWS::IAM::Role', 'CommitRole') + '}']);
+      const role = (k: string) => '${' + logicalId(json, 'AWS::IAM::Role', `${k}Role`) + '}';
+      assert.deepEqual(
+        writers.map((s) => [s.roles.join(), s.resources.join()]).sort(),
+        [
+          [role('Commit'), `${storeArn}*`],
+          [role('Materialize'), `${storeArn}chunks/*`],
+        ].sort(),
+      );
       const sourceStatements = statements(json).filter((s) => s.resources.some((r) => r.includes(`:::${cfg.source.bucket}`)));
       assert.equal(sourceStatements.length, 8);
       for (const s of sourceStatements) assert.ok(['s3:GetObject', 's3:ListBucket'].includes(s.actions.join()), s.actions.join());
@@ -381,7 +392,7 @@ for (const stage of STAGE_NAMES) {
 
     test('alarms: failures, time-outs, Lambda errors and dropped schedules, each mailing only when it fires', () => {
       const alarms = resourcesOfType(json, 'AWS::CloudWatch::Alarm').map(([, r]) => r.Properties);
-      assert.equal(alarms.length, 9);
+      assert.equal(alarms.length, 10);
       const byName = Object.fromEntries(alarms.map((a) => [a.AlarmName, a]));
       const expected: Record<string, [string, string, string, string]> = {
         'update-failed': ['AWS/States', 'ExecutionsFailed', 'StateMachineArn', '${' + machineId('Update') + '}'],
@@ -392,6 +403,7 @@ for (const stage of STAGE_NAMES) {
         'generate-refs-errors': ['AWS/Lambda', 'Errors', 'FunctionName', '${' + fnId('generateRefs') + '}'],
         'validate-errors': ['AWS/Lambda', 'Errors', 'FunctionName', '${' + fnId('validate') + '}'],
         'commit-errors': ['AWS/Lambda', 'Errors', 'FunctionName', '${' + fnId('commit') + '}'],
+        'materialize-errors': ['AWS/Lambda', 'Errors', 'FunctionName', '${' + fnId('materialize') + '}'],
         'schedule-dropped': ['AWS/Scheduler', 'InvocationDroppedCount', 'ScheduleGroup', `mursst-${stage}-schedules`],
       };
       assert.deepEqual(Object.keys(byName).sort(), Object.keys(expected).map((n) => `mursst-${stage}-${n}`).sort());

@@ -31,11 +31,12 @@ use super::tooling::{MOTO_REGION, MotoServer, TempDir, output, python, python_sc
 pub const ACCOUNT: &str = "123456789012";
 
 /// The four handlers: (the step's name, the binary's name).
-pub const FUNCTIONS: [(&str, &str); 4] = [
+pub const FUNCTIONS: [(&str, &str); 5] = [
     ("discover", "mursst-discover"),
     ("generate-refs", "mursst-generate-refs"),
     ("commit", "mursst-commit"),
     ("validate", "mursst-validate"),
+    ("materialize", "mursst-materialize"),
 ];
 
 /// Where the tests keep the store, the granules and the run artifacts on moto.
@@ -440,6 +441,7 @@ impl SfnEnv {
                 "discover" => "DiscoverFunctionArn",
                 "generate-refs" => "GenerateRefsFunctionArn",
                 "commit" => "CommitFunctionArn",
+                "materialize" => "MaterializeFunctionArn",
                 _ => "ValidateFunctionArn",
             };
             s.insert(key.into(), function_arn(binary).into());
