@@ -23,11 +23,12 @@ use zarrs::array::ArraySubset;
 
 const LAT: usize = 40;
 const LON: usize = 90;
-const UPDATE: [&str; 9] = [
+const UPDATE: [&str; 10] = [
     "Discover",
     "AnythingNew",
     "GenerateRefs",
     "WriteBranch",
+    "AnyNative",
     "Validate",
     "DryRun",
     "Merge",
@@ -329,6 +330,7 @@ fn a_granule_that_does_not_fit_is_rejected_and_notified() {
             "AnythingNew",
             "GenerateRefs",
             "WriteBranch",
+            "AnyNative",
             "Validate",
             "DryRun",
             "Merge",
@@ -418,6 +420,7 @@ fn a_dry_run_keeps_its_branch_and_a_granule_replaced_since_fails_validation() {
             "AnythingNew",
             "GenerateRefs",
             "WriteBranch",
+            "AnyNative",
             "Validate",
             "DryRun",
             "BranchKept",
