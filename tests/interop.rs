@@ -189,8 +189,9 @@ async fn appends_to_a_spec_v1_store_written_by_python_icechunk_1() {
 
 /// Days of other layouts appended to a spec v1 store that Python icechunk 1 wrote:
 /// materialized onto its grid (day 3's analysed_sst chunked otherwise, day 4 without
-/// shuffle), so both icechunk 1 and 2 readers open one store with uniform chunks, and
-/// every value equals netCDF4's read of its granule.
+/// shuffle, day 5 with deflate listed before shuffle), so both icechunk 1 and 2 readers
+/// open one store with uniform chunks, and every value equals netCDF4's read of its
+/// granule.
 #[tokio::test]
 async fn native_and_virtual_days_read_in_python_icechunk_1_and_2() {
     let tmp = TempDir::new("native-interop");
@@ -205,6 +206,7 @@ async fn native_and_virtual_days_read_in_python_icechunk_1_and_2() {
         s.chunks = s.chunks.with(DataVar::AnalysedSst, [100, 260])
     }));
     files.push(other(4, |s| s.shuffle = false));
+    files.push(other(5, |s| s.deflate_first = true));
     let store = tmp.path().join("store");
     python_v1_store(&store, &files[..2]);
     let before = layout(&store);
@@ -212,9 +214,13 @@ async fn native_and_virtual_days_read_in_python_icechunk_1_and_2() {
     let report = pipeline::update(&ctx(&store, &granules), &options())
         .await
         .expect("update with other layouts");
-    assert_eq!(report.days_added, vec![day(3), day(4)]);
+    assert_eq!(report.days_added, vec![day(3), day(4), day(5)]);
     assert_eq!(report.native[&day(3)].len(), 1, "{:?}", report.native);
     assert_eq!(report.native[&day(4)].len(), 4, "{:?}", report.native);
+    assert_eq!(report.native[&day(5)].len(), 4, "{:?}", report.native);
+    for why in report.native[&day(5)].values() {
+        assert!(why.contains("codecs"), "{why}");
+    }
 
     // One chunk grid per array, whatever the days' own layouts were.
     let after = layout(&store);
@@ -234,6 +240,6 @@ async fn native_and_virtual_days_read_in_python_icechunk_1_and_2() {
             "{}: {check:#}",
             python.display()
         );
-        assert_eq!(check["time"]["store"].as_array().unwrap().len(), 4);
+        assert_eq!(check["time"]["store"].as_array().unwrap().len(), 5);
     }
 }

@@ -336,6 +336,68 @@ fn variants_for_schema_tests() {
     );
 }
 
+/// The layout netCDF-C cannot write (2021-12-24..2022-01-26): deflate listed before
+/// shuffle on every data variable. Through libhdf5 and netCDF-C the granule is its
+/// shuffle-first twin: the same variables in the same dimensions, attributes, fill
+/// values, chunks and values; only the pipeline's order differs.
+#[test]
+fn deflate_before_shuffle_reads_like_its_shuffle_first_twin() {
+    let _g = common::hdf5_lock();
+    let tmp = common::TempDir::new("synthetic-deflate-first");
+    let mut twin = GranuleSpec::small(date(2022, 1, 5), 300, 500);
+    twin.chunks = ChunkLayout::uniform([128, 200]);
+    let reversed = GranuleSpec {
+        deflate_first: true,
+        ..twin.clone()
+    };
+    assert!(GranuleSpec::historical(date(2022, 1, 5)).deflate_first);
+    assert!(!GranuleSpec::historical(date(2022, 1, 27)).deflate_first);
+    let a = write_granule(&tmp.path().join("twin"), &twin).unwrap();
+    let b = write_granule(&tmp.path().join("reversed"), &reversed).unwrap();
+    let h5 = libhdf5::File::open(&b).unwrap();
+    for var in DataVar::ALL {
+        let ds = h5.dataset(var.name()).unwrap();
+        assert_eq!(
+            ds.filters(),
+            vec![
+                libhdf5::filters::Filter::Deflate(7),
+                libhdf5::filters::Filter::Shuffle
+            ],
+            "{var}"
+        );
+        assert_eq!(ds.chunk(), Some(vec![1, 128, 200]), "{var}");
+    }
+    assert_eq!(
+        h5.dataset("lat").unwrap().filters()[0],
+        libhdf5::filters::Filter::Shuffle,
+        "coordinates keep shuffle first"
+    );
+    drop(h5);
+    let (ta, tb) = (netcdf::open(&a).unwrap(), netcdf::open(&b).unwrap());
+    for var in DataVar::ALL {
+        let (va, vb) = (
+            ta.variable(var.name()).unwrap(),
+            tb.variable(var.name()).unwrap(),
+        );
+        let dims = |v: &netcdf::Variable| -> Vec<String> {
+            v.dimensions().iter().map(|d| d.name()).collect()
+        };
+        assert_eq!(dims(&vb), ["time", "lat", "lon"], "{var}");
+        let mut want = attrs_of(va.attributes());
+        let mut got = attrs_of(vb.attributes());
+        assert_eq!(got, want, "{var}: attributes in creation order");
+        want.sort_by(|x, y| x.0.cmp(&y.0));
+        got.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(got, want, "{var}");
+        assert_eq!(vb.chunking().unwrap(), Some(vec![1, 128, 200]), "{var}");
+        assert_same(
+            &read_rows(&tb, var, 0, 300, 500),
+            &read_rows(&ta, var, 0, 300, 500),
+            var.name(),
+        );
+    }
+}
+
 #[test]
 fn bad_specs_fail_without_leaving_files() {
     let _g = common::hdf5_lock();

@@ -67,7 +67,8 @@ pub fn fnv1a(parts: &[&[u8]]) -> u64 {
 pub fn cached_granule(spec: &GranuleSpec) -> PathBuf {
     let key = fnv1a(&[
         format!("{spec:?}").as_bytes(),
-        include_str!("../../src/synthetic.rs").as_bytes(),
+        include_str!("../../src/synthetic/mod.rs").as_bytes(),
+        include_str!("../../src/synthetic/filter_order.rs").as_bytes(),
     ]);
     let dir = bench_data_dir()
         .join("granules")

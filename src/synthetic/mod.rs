@@ -14,6 +14,8 @@
 //! so a shrunk granule has the real coordinate values, and moving the window changes
 //! them (useful to test schema rejection).
 
+mod filter_order;
+
 use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
 
@@ -48,6 +50,12 @@ pub enum SyntheticError {
         action: String,
         #[source]
         source: netcdf::Error,
+    },
+    #[error("{path}: libhdf5 error while {action}: {message}")]
+    Hdf5 {
+        path: PathBuf,
+        action: String,
+        message: String,
     },
 }
 
@@ -236,6 +244,9 @@ pub struct GranuleSpec {
     pub deflate_level: u8,
     /// Shuffle before deflate (real files: always, but 2003-09-11).
     pub shuffle: bool,
+    /// The data variables' pipeline lists deflate, then shuffle (real files:
+    /// 2021-12-24..2022-01-26); lat/lon keep shuffle first.
+    pub deflate_first: bool,
     /// Store lat/lon as one shuffle + deflate chunk, as real granules do; `false` makes them
     /// contiguous and unfiltered, like the files behind the reference store layout.
     pub coordinate_filters: bool,
@@ -257,6 +268,7 @@ impl GranuleSpec {
             chunks: ChunkLayout::default(),
             deflate_level: 7,
             shuffle: true,
+            deflate_first: false,
             coordinate_filters: true,
             variables: DataVar::ALL.to_vec(),
             seed: 0,
@@ -274,12 +286,12 @@ impl GranuleSpec {
 
     /// A full-size granule with the chunk shapes and filters a real granule of `date` has.
     pub fn historical(date: NaiveDate) -> Self {
-        let since_l7 = NaiveDate::from_ymd_opt(2024, 5, 12).expect("valid date");
-        let no_shuffle = NaiveDate::from_ymd_opt(2003, 9, 11).expect("valid date");
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).expect("valid date");
         Self {
             chunks: ChunkLayout::for_date(date),
-            deflate_level: if date >= since_l7 { 7 } else { 6 },
-            shuffle: date != no_shuffle,
+            deflate_level: if date >= d(2024, 5, 12) { 7 } else { 6 },
+            shuffle: date != d(2003, 9, 11),
+            deflate_first: (d(2021, 12, 24)..=d(2022, 1, 26)).contains(&date),
             ..Self::new(date)
         }
     }
@@ -362,6 +374,9 @@ impl GranuleSpec {
                 self.lon_start,
                 self.lon_start + self.lon_size
             ));
+        }
+        if self.deflate_first && !self.shuffle {
+            return bad("deflate before shuffle needs shuffle".into());
         }
         if !(1..=9).contains(&self.deflate_level) {
             return bad(format!(
@@ -999,6 +1014,9 @@ fn write_to(path: &Path, spec: &GranuleSpec) -> Result<(), SyntheticError> {
     write_coordinates(&mut file, path, spec)?;
     write_data(&mut file, path, spec, &vars)?;
     file.close().map_err(nc(path, "closing the file"))?;
+    if spec.deflate_first {
+        filter_order::deflate_before_shuffle(path, spec, &vars)?;
+    }
     Ok(())
 }
 
