@@ -319,6 +319,48 @@ async fn init_over_a_layout_change_materializes_the_misfit_variable() {
     );
 }
 
+/// A store whose first day is one of the record's quirks (deflate listed before
+/// shuffle, or no shuffle) still declares the producer's codecs, shuffle then deflate:
+/// the quirky first day is materialized, and the ordinary days after it stay virtual.
+#[tokio::test]
+async fn a_quirky_first_day_is_materialized_onto_the_producer_codecs() {
+    for (tag, quirk) in [
+        (
+            "deflate-first",
+            (|s: &mut GranuleSpec| s.deflate_first = true) as fn(&mut GranuleSpec),
+        ),
+        ("no-shuffle", |s| s.shuffle = false),
+    ] {
+        let fx = Fixture::new(tag, 2..=3);
+        let mut first = spec(day(1));
+        quirk(&mut first);
+        write(&fx.granules, [first]);
+        let report = fx.init(1, 3).await.expect("init");
+        assert_eq!(report.days_added, [day(1), day(2), day(3)], "{tag}");
+        assert_eq!(
+            report.native.keys().collect::<Vec<_>>(),
+            [&day(1)],
+            "{tag}: {report:?}"
+        );
+        assert_eq!(
+            report.native[&day(1)].len(),
+            4,
+            "{tag}: {:?}",
+            report.native
+        );
+        assert!(report.validation.unwrap().values_compared > 0, "{tag}");
+        let (_, state) = fx.main_state().await;
+        for name in default_variables() {
+            let chain = state.schema.arrays[&name].codecs.to_string();
+            assert!(
+                chain.find("numcodecs.shuffle") < chain.find("numcodecs.zlib")
+                    && chain.contains("numcodecs.shuffle"),
+                "{tag}: {name}: {chain}"
+            );
+        }
+    }
+}
+
 /// A store chunked unlike any of its granules (`--chunks`): every variable of every
 /// day materialized, reading back as the sources hold it.
 #[tokio::test]

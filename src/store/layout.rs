@@ -50,6 +50,9 @@ pub const MUR_GRID: [u64; 2] = [17999, 36000];
 /// of the full grid gets unless told otherwise, so daily appends stay virtual.
 pub const PRODUCER_CHUNKS: [u64; 2] = [1023, 2047];
 
+/// PO.DAAC's deflate level since 2024-05-12, for a first day that does not deflate.
+pub const PRODUCER_DEFLATE_LEVEL: u32 = 7;
+
 /// A Zarr v3 codec chain as the store declares it: the `bytes` codec's byte order, then
 /// the granule's filters in encode order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,26 @@ impl CodecChain {
             endian: (dtype.size() > 1).then_some(endian),
             filters: filters.to_vec(),
         }
+    }
+
+    /// PO.DAAC's chain for data variables, shuffle then deflate at `level`: what a new
+    /// store's data arrays declare whatever its first day's quirks (no shuffle, deflate
+    /// listed first), so those days are materialized rather than imposed on the record.
+    pub fn producer(dtype: DataType, endian: Endian, level: u32) -> Self {
+        let element_size = u32::try_from(dtype.size()).unwrap_or(u32::MAX);
+        Self::new(
+            dtype,
+            endian,
+            &[Codec::Shuffle { element_size }, Codec::Zlib { level }],
+        )
+    }
+
+    /// The deflate level, if the chain deflates.
+    pub fn zlib_level(&self) -> Option<u32> {
+        self.filters.iter().find_map(|c| match c {
+            Codec::Zlib { level } => Some(*level),
+            Codec::Shuffle { .. } => None,
+        })
     }
 
     /// Whether chunks encoded with either chain decode the same: the zlib level is the

@@ -148,8 +148,10 @@ pub(crate) fn chunk_refs<'a>(
 
 /// The layout a new store takes from its first granule, keeping `variables`, with its
 /// data arrays chunked `(1, chunks[0], chunks[1])` (clamped to the grid) if given, else
-/// today's producer layout on the full MUR grid, else as the first granule is: what every later day of the same `init` must fit or be
-/// materialized onto, checked before anything is written.
+/// today's producer layout on the full MUR grid, else as the first granule is, and
+/// encoded with the producer's codecs (shuffle, then deflate at the first granule's
+/// level): what every later day of the same `init` must fit or be materialized onto,
+/// checked before anything is written.
 pub fn new_schema(
     first: &PreparedGranule,
     variables: &[String],
@@ -181,6 +183,12 @@ pub fn new_schema(
             ));
         }
         let mut meta = layout::data_array(var, 0);
+        let level = meta.codecs.zlib_level();
+        meta.codecs = layout::CodecChain::producer(
+            var.dtype,
+            var.endian,
+            level.unwrap_or(layout::PRODUCER_DEFLATE_LEVEL),
+        );
         let producer = (var.shape.get(1..) == Some(&layout::MUR_GRID[..]))
             .then_some(&layout::PRODUCER_CHUNKS[..]);
         if let Some(target) = chunks.or(producer) {
