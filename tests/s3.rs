@@ -228,15 +228,19 @@ async fn validation_reads_only_what_it_compares_and_still_catches_a_wrong_refere
     }
 }
 
-/// A materialized day lives in the store's own bucket: it reads with the granules gone,
-/// while a virtual day still needs them.
+/// A materialized day lives in the store's own bucket: it reads with no credentials for
+/// the source bucket, while a virtual day needs them. The granules sit behind a proxy
+/// that, as PO.DAAC's bucket does, refuses every request not signed with the source's
+/// own key (403 AccessDenied).
 #[tokio::test]
 async fn native_days_read_without_the_source_bucket_and_virtual_days_need_it() {
+    use mursst::source::StaticCredentials;
     use mursst::store::SessionStores;
 
     let moto = MotoServer::start();
     moto.create_bucket("granules").await;
     moto.create_bucket("stores").await;
+    let guard = common::standins::s3_guard(&moto.endpoint(), "granules", "SOURCEKEY");
     let tmp = TempDir::new("s3-native");
     for (d, chunks) in [(1, [16, 32]), (2, [20, 45])] {
         let mut spec = GranuleSpec::small(day(d), 40, 90);
@@ -246,11 +250,21 @@ async fn native_days_read_without_the_source_bucket_and_virtual_days_need_it() {
             .await;
     }
     let s3 = moto.s3_settings();
+    let signed_by = |key: &str| mursst::source::S3Settings {
+        endpoint: Some(guard.url()),
+        credentials: Some(StaticCredentials {
+            access_key_id: key.into(),
+            secret_access_key: "secret".into(),
+            session_token: None,
+        }),
+        ..s3.clone()
+    };
+    let source_s3 = signed_by("SOURCEKEY");
     let ctx = Context {
         store: RepoLocation::parse("s3://stores/native").unwrap(),
         store_s3: s3.clone(),
-        source: GranuleSource::parse("s3://granules/mur/", &s3).unwrap(),
-        source_s3: s3.clone(),
+        source: GranuleSource::parse("s3://granules/mur/", &source_s3).unwrap(),
+        source_s3: source_s3.clone(),
         artifacts: tmp.path().join("artifacts").display().to_string(),
         ..Context::local(tmp.path().join("store"), tmp.path())
     };
@@ -265,24 +279,21 @@ async fn native_days_read_without_the_source_bucket_and_virtual_days_need_it() {
         .expect("init");
     assert_eq!(report.native.keys().collect::<Vec<_>>(), [&day(2)]);
 
-    // The granules gone from their bucket, as if it were out of reach.
-    let client = s3.client().await;
-    for d in 1..=2 {
-        let key = format!("mur/{}", synthetic::granule_file_name(day(d)));
-        client
-            .delete_object()
-            .bucket("granules")
-            .key(key)
-            .send()
-            .await
-            .unwrap();
-    }
-    let repo = StoreRepo::open(&ctx.store, &s3, &s3).await.unwrap();
-    let tip = repo.branch_tip("main").await.unwrap();
-    let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
-    let array = stores.array("analysed_sst").await.unwrap();
-    let native = array
-        .async_retrieve_chunk::<Vec<i16>>(&[1, 0, 0])
+    // A reader with the source's key reads both days; one with another key (a user
+    // without Earthdata credentials) reads the native day and is refused the virtual
+    // one, by the source bucket.
+    let read = |source: mursst::source::S3Settings, chunk: [u64; 3]| {
+        let (store, s3) = (ctx.store.clone(), s3.clone());
+        async move {
+            let repo = StoreRepo::open(&store, &s3, &source).await.unwrap();
+            let tip = repo.branch_tip("main").await.unwrap();
+            let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
+            let array = stores.array("analysed_sst").await.unwrap();
+            array.async_retrieve_chunk::<Vec<i16>>(&chunk).await
+        }
+    };
+    let denied_before = denied(&guard);
+    let native = read(signed_by("NOEDLKEY"), [1, 0, 0])
         .await
         .expect("a native day reads from the store alone");
     assert_eq!(
@@ -290,11 +301,29 @@ async fn native_days_read_without_the_source_bucket_and_virtual_days_need_it() {
         16 * 32,
         "the store's chunk shape, not the granule's"
     );
-    assert!(
-        array
-            .async_retrieve_chunk::<Vec<i16>>(&[0, 0, 0])
-            .await
-            .is_err(),
-        "a virtual day's chunk came from nowhere"
+    assert_eq!(
+        denied(&guard),
+        denied_before,
+        "the native read never asked the source"
     );
+    let err = read(signed_by("NOEDLKEY"), [0, 0, 0])
+        .await
+        .expect_err("a virtual day's chunk without the source's credentials");
+    assert!(
+        denied(&guard) > denied_before,
+        "refused by the source bucket: {err}"
+    );
+    let virtual_day = read(source_s3, [0, 0, 0])
+        .await
+        .expect("the source's own key reads the virtual day");
+    assert_eq!(virtual_day.len(), 16 * 32);
+}
+
+/// Requests the guard refused.
+fn denied(guard: &common::standins::Standin) -> usize {
+    guard
+        .entries()
+        .iter()
+        .filter(|e| e["fault"] == "denied")
+        .count()
 }

@@ -96,6 +96,16 @@ pub fn edl(user: &str, password: &str, token: &str, lifetime_s: f64) -> Standin 
 }
 
 /// The recording, fault-injecting proxy in front of `upstream`.
+/// An S3 proxy that refuses any request for `bucket` not signed with `access_key_id`
+/// (403 AccessDenied), as a bucket only its own credentials open.
+pub fn s3_guard(upstream: &str, bucket: &str, access_key_id: &str) -> Standin {
+    let require = format!("{bucket}={access_key_id}");
+    Standin::start(
+        "s3_proxy.py",
+        &["--upstream", upstream, "--require-key", &require],
+    )
+}
+
 pub fn s3_proxy(upstream: &str, fault_rate: f64, faults: &str, only_key: Option<&str>) -> Standin {
     let rate = fault_rate.to_string();
     let mut args = vec![

@@ -3,7 +3,7 @@
 
     s3_proxy.py --upstream http://127.0.0.1:PORT --log FILE [--port 0]
                 [--fault-rate 0.1] [--faults slowdown,internal,reset,truncate] [--seed 1]
-                [--only-key SUBSTRING]
+                [--only-key SUBSTRING] [--require-key BUCKET=ACCESS_KEY_ID]
 
 Every request is forwarded to --upstream (method, path, query, headers and body) and
 the answer streamed back with its status, headers and Content-Length (HEAD answers keep
@@ -17,6 +17,10 @@ With --fault-rate, that share of requests (optionally only those whose path cont
   reset     the connection is closed before any answer
   truncate  the answer's headers and half its body, then the connection is closed
 The rate can be changed while running: POST /__proxy/fault-rate with a number body.
+
+With --require-key, a request for BUCKET (path-style) not signed with ACCESS_KEY_ID is
+refused as S3 refuses it (403 AccessDenied) and never reaches the upstream: a bucket
+only its own credentials open, as PO.DAAC's is (moto checks no credentials).
 Prints "READY <port>" once listening.
 """
 
@@ -37,6 +41,7 @@ from urllib.parse import urlparse
 ERRORS = {
     "slowdown": (503, "SlowDown", "Please reduce your request rate."),
     "internal": (500, "InternalError", "We encountered an internal error. Please try again."),
+    "denied": (403, "AccessDenied", "Access Denied"),
 }
 HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"}
 AKID = re.compile(r"Credential=([A-Z0-9]+)/")
@@ -58,10 +63,12 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(200, {}, b"ok")
         auth = self.headers.get("Authorization", "")
         m = AKID.search(auth) or AKID.search(self.path.replace("%2F", "/"))
+        bucket, _, key_id = (st["require"] or "").partition("=")
+        denied = bool(bucket) and urlparse(self.path).path.startswith(f"/{bucket}/") and (m.group(1) if m else None) != key_id
         with st["lock"]:
             eligible = st["only"] is None or st["only"] in self.path
-            fault = None
-            if eligible and st["rng"].random() < st["rate"]:
+            fault = "denied" if denied else None
+            if not denied and eligible and st["rng"].random() < st["rate"]:
                 fault = st["rng"].choice(st["faults"])
             entry = {"method": self.command, "path": self.path, "access_key_id": m.group(1) if m else None, "fault": fault}
             with open(st["log"], "a") as f:
@@ -127,13 +134,14 @@ def main() -> None:
     ap.add_argument("--faults", default="slowdown,internal,reset,truncate")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only-key", default=None)
+    ap.add_argument("--require-key", default=None)
     args = ap.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
     server.state = {
         "upstream": args.upstream, "log": args.log, "rate": args.fault_rate,
         "faults": args.faults.split(","), "rng": random.Random(args.seed),
-        "only": args.only_key, "lock": threading.Lock(),
+        "only": args.only_key, "require": args.require_key, "lock": threading.Lock(),
     }
     print(f"READY {server.server_address[1]}", flush=True)
     server.serve_forever()
