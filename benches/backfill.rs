@@ -114,6 +114,7 @@ async fn backfill(days: u64) -> Figures {
                     .map(|s| s.to_string())
                     .collect(),
                 chunks: None,
+                spec_version: None,
             }),
             ..Default::default()
         },

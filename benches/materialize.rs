@@ -20,6 +20,7 @@ use chrono::NaiveDate;
 use common::tooling::TempDir;
 use common::{human, median, print_table};
 use mursst::pipeline::{self, Context, DEFAULT_VARIABLES, UpdateOptions};
+use mursst::store::writer::GridChunks;
 use mursst::synthetic::GranuleSpec;
 use mursst::validate::ValidateMode;
 
@@ -90,7 +91,7 @@ fn main() {
             let options = UpdateOptions {
                 lag_days: 0,
                 validate: ValidateMode::Off,
-                chunks: Some(target.clone()),
+                chunks: Some(GridChunks::All(target.clone())),
                 ..Default::default()
             };
             let vars: Vec<String> = DEFAULT_VARIABLES.iter().map(|s| s.to_string()).collect();

@@ -243,3 +243,85 @@ async fn native_and_virtual_days_read_in_python_icechunk_1_and_2() {
         assert_eq!(check["time"]["store"].as_array().unwrap().len(), 5);
     }
 }
+
+/// The full record's way, in little: one `init` (spec v1, the store's grid by variable)
+/// over days of every era's layout: the producer's today, the int8 variables chunked as
+/// 2002–2023, deflate without shuffle (2003-09-11), deflate listed before shuffle
+/// (2021-12-24..2022-01-26), every variable chunked otherwise (2023-09..2024-05). One
+/// store, read by Python icechunk 1 and 2 with uniform chunks, every value equal to
+/// netCDF4's read of its granule.
+#[tokio::test]
+async fn one_init_over_every_era_reads_in_python_icechunk_1_and_2() {
+    let tmp = TempDir::new("eras-interop");
+    let granules = tmp.path().join("granules");
+    let era = |d: u32, tweak: fn(&mut GranuleSpec)| {
+        let mut s = spec(d);
+        s.chunks = ChunkLayout::uniform([64, 100]);
+        tweak(&mut s);
+        synthetic::write_granule(&granules, &s).expect("write granule")
+    };
+    let files = [
+        era(1, |_| {}),
+        era(2, |s| {
+            s.chunks = ChunkLayout::uniform([64, 100])
+                .with(DataVar::Mask, [70, 120])
+                .with(DataVar::SeaIceFraction, [70, 120])
+        }),
+        era(3, |s| s.shuffle = false),
+        era(4, |s| s.deflate_first = true),
+        era(5, |s| s.chunks = ChunkLayout::uniform([100, 200])),
+        era(6, |_| {}),
+    ];
+    let store = tmp.path().join("store");
+    let grid = serde_json::json!({"*": [64, 100], "mask": [64, 130]});
+    let options = UpdateOptions {
+        chunks: Some(serde_json::from_value(grid).unwrap()),
+        spec_version: Some(1),
+        validate: ValidateMode::Full,
+        ..options()
+    };
+    let variables: Vec<String> = pipeline::DEFAULT_VARIABLES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let report = pipeline::init(
+        &ctx(&store, &granules),
+        &options,
+        day(1),
+        day(6),
+        &variables,
+    )
+    .await
+    .expect("init over every era");
+    assert_eq!(report.days_added.len(), 6);
+    let native: Vec<(u32, usize)> = report
+        .native
+        .iter()
+        .map(|(d, vars)| (chrono::Datelike::day(d), vars.len()))
+        .collect();
+    // mask is chunked (64, 130) in the store, so every day's mask is native.
+    assert_eq!(
+        native,
+        [(1, 1), (2, 2), (3, 4), (4, 4), (5, 4), (6, 1)],
+        "{:?}",
+        report.native
+    );
+    let layout = layout(&store);
+    assert_eq!(
+        layout["mask"]["chunk_grid"]["configuration"]["chunk_shape"],
+        serde_json::json!([1, 64, 130])
+    );
+    for python in [common::python(), python_ic1()] {
+        let mut args = vec![store.as_os_str().to_owned()];
+        args.extend(files.iter().map(|f| f.as_os_str().to_owned()));
+        let out = run_python_with(&python, &python_script("check_store.py"), args);
+        let check: Value = serde_json::from_str(&out.stdout).expect("check JSON");
+        assert_eq!(
+            check["ok"],
+            Value::Bool(true),
+            "{}: {check:#}",
+            python.display()
+        );
+        assert_eq!(check["time"]["store"].as_array().unwrap().len(), 6);
+    }
+}

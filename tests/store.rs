@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use common::TempDir;
 use mursst::pipeline::{self, Context, PipelineError, UpdateOptions};
 use mursst::source::S3Settings;
-use mursst::store::writer;
+use mursst::store::writer::{self, GridChunks};
 use mursst::store::{RepoLocation, SessionStores, StoreError, StoreRepo, StoreState};
 use mursst::synthetic::{self, ChunkLayout, DataVar, GranuleSpec};
 use mursst::validate::{self, Rule, ValidateMode, ValidationError};
@@ -303,14 +303,7 @@ async fn init_over_a_layout_change_materializes_the_misfit_variable() {
         (contents.state.days, contents.state.last_day),
         (4, Some(day(4)))
     );
-    for (name, coords, what) in &contents.refs {
-        let native = name == "analysed_sst" && coords[0] == 2;
-        assert_eq!(
-            what.starts_with("not virtual"),
-            native,
-            "{name} {coords:?}: {what}"
-        );
-    }
+    contents.assert_native_where(|name, c| name == "analysed_sst" && c[0] == 2);
     let tip = repo.branch_tip("main").await.unwrap();
     let record = repo.snapshot_record(&tip).await.unwrap().unwrap();
     assert!(
@@ -367,7 +360,7 @@ async fn a_quirky_first_day_is_materialized_onto_the_producer_codecs() {
 async fn init_onto_a_configured_grid_materializes_every_day() {
     let fx = Fixture::new("init-grid", 1..=3);
     let options = UpdateOptions {
-        chunks: Some(vec![16, 45]),
+        chunks: Some(GridChunks::All(vec![16, 45])),
         ..options()
     };
     let report = pipeline::init(&fx.ctx(), &options, day(1), day(3), &default_variables())
@@ -770,8 +763,29 @@ async fn a_full_grid_store_defaults_to_the_producer_chunks() {
     for name in &vars {
         assert_eq!(schema.arrays[name].chunk_shape(), [1, 1023, 2047], "{name}");
     }
-    let schema = writer::new_schema(&first, &vars, Some(&[3600, 7200])).unwrap();
+    let schema =
+        writer::new_schema(&first, &vars, Some(&GridChunks::All(vec![3600, 7200]))).unwrap();
     assert_eq!(schema.arrays["mask"].chunk_shape(), [1, 3600, 7200]);
+    // By variable: one named, `*` for the rest; without `*` the rest keep the default.
+    let by = |json: serde_json::Value| -> GridChunks { serde_json::from_value(json).unwrap() };
+    let per = by(serde_json::json!({"mask": [1447, 2895], "*": [3600, 7200]}));
+    let schema = writer::new_schema(&first, &vars, Some(&per)).unwrap();
+    assert_eq!(schema.arrays["mask"].chunk_shape(), [1, 1447, 2895]);
+    assert_eq!(
+        schema.arrays["sea_ice_fraction"].chunk_shape(),
+        [1, 3600, 7200]
+    );
+    let per = by(serde_json::json!({"mask": [1447, 2895]}));
+    let schema = writer::new_schema(&first, &vars, Some(&per)).unwrap();
+    assert_eq!(schema.arrays["analysed_sst"].chunk_shape(), [1, 1023, 2047]);
+    let bad = by(serde_json::json!({"mask": [1447]}));
+    let err = writer::new_schema(&first, &vars, Some(&bad))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("mask") && err.contains("two positive sizes"),
+        "{err}"
+    );
     // Another grid keeps its first day's chunking.
     let small = fx.prepare(&[1]).await.remove(0);
     let schema = writer::new_schema(&small, &vars, None).unwrap();

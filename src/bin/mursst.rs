@@ -12,6 +12,7 @@ use icechunk::format::SnapshotId;
 use mursst::discover::GranuleSource;
 use mursst::pipeline::{self, Context, Progress, Report, Step, UpdateOptions};
 use mursst::source::{self, Counted, RangeRead, S3Settings};
+use mursst::store::writer::GridChunks;
 use mursst::store::{RepoLocation, StoreRepo};
 use mursst::validate::ValidateMode;
 
@@ -46,11 +47,16 @@ enum Command {
         /// Variables to keep (comma separated), or `all`.
         #[arg(long, value_delimiter = ',', default_values_t = pipeline::DEFAULT_VARIABLES.iter().map(|s| s.to_string()))]
         variables: Vec<String>,
-        /// Chunk every data array (1, LAT, LON); days chunked otherwise are
-        /// materialized onto it. Default on the full MUR grid: `1023,2047` (today's
-        /// producer layout, so daily appends stay virtual); elsewhere the first day's.
-        #[arg(long, value_delimiter = ',', num_args = 1, value_names = ["LAT,LON"])]
-        chunks: Option<Vec<u64>>,
+        /// Chunk the data arrays (1, LAT, LON): `LAT,LON` for all, `VAR=LAT,LON` for
+        /// one (repeat the flag); days chunked otherwise are materialized onto it.
+        /// Default on the full MUR grid: `1023,2047` (today's producer layout, so daily
+        /// appends stay virtual); elsewhere the first day's.
+        #[arg(long, value_names = ["[VAR=]LAT,LON"])]
+        chunks: Vec<String>,
+        /// The icechunk format of the new repository: 1 for readers on icechunk 1.x (as
+        /// the public store's), 2 for the current one.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
+        spec_version: Option<u8>,
     },
     /// Run the whole pipeline on sample granules: no AWS, no NASA access needed.
     Demo {
@@ -378,16 +384,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             end,
             variables,
             chunks,
+            spec_version,
         } => {
             let ctx = common.context()?;
-            if chunks
-                .as_ref()
-                .is_some_and(|c| c.len() != 2 || c.contains(&0))
-            {
-                anyhow::bail!("--chunks takes two positive sizes: LAT,LON");
-            }
             let options = UpdateOptions {
-                chunks,
+                chunks: grid_chunks(&chunks)?,
+                spec_version,
                 ..common.options(None)
             };
             let report = pipeline::init(&ctx, &options, start, end, &variables).await?;
@@ -689,6 +691,26 @@ async fn demo(
     Ok(())
 }
 
+/// `--chunks` values: `LAT,LON` for every data array, `VAR=LAT,LON` for one.
+fn grid_chunks(values: &[String]) -> anyhow::Result<Option<GridChunks>> {
+    let mut by = std::collections::BTreeMap::new();
+    for value in values {
+        let (name, shape) = value.split_once('=').unwrap_or(("*", value));
+        let shape: Vec<u64> = shape
+            .split(',')
+            .map(|n| n.trim().parse::<u64>().ok().filter(|n| *n > 0))
+            .collect::<Option<_>>()
+            .filter(|s: &Vec<u64>| s.len() == 2)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--chunks {value:?}: expected LAT,LON or VAR=LAT,LON, two positive sizes"
+                )
+            })?;
+        by.insert(name.to_string(), shape);
+    }
+    Ok((!by.is_empty()).then_some(GridChunks::ByVariable(by)))
+}
+
 fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
@@ -755,4 +777,24 @@ async fn refs(granule: &str, stats: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_flags_give_one_shape_for_all_or_by_variable() {
+        let parse = |v: &[&str]| grid_chunks(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(parse(&[]).unwrap(), None);
+        let all = parse(&["1023,2047"]).unwrap().unwrap();
+        assert_eq!(all.for_variable("mask"), Some(&[1023, 2047][..]));
+        let by = parse(&["1023,2047", "mask=1447,2895"]).unwrap().unwrap();
+        assert_eq!(by.for_variable("mask"), Some(&[1447, 2895][..]));
+        assert_eq!(by.for_variable("analysed_sst"), Some(&[1023, 2047][..]));
+        for bad in ["1023", "0,2047", "mask=a,b", "1,2,3"] {
+            let err = parse(&[bad]).unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains("LAT,LON"), "{bad}: {err}");
+        }
+    }
 }

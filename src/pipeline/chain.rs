@@ -14,6 +14,7 @@ use super::{
     GenerateRefsOutput, PipelineError, PromoteInput, Repoint, Reprocess, WriteInput, WriteOutput,
 };
 use crate::store::materialize::Materialized;
+use crate::store::writer::GridChunks;
 use crate::store::{StoreError, StoreRepo};
 use crate::validate::{ValidateMode, ValidationReport};
 
@@ -69,8 +70,10 @@ pub struct UpdateOptions {
     pub dates: Option<Vec<NaiveDate>>,
     /// Stored days to re-point as well (`--reprocess`).
     pub reprocess: Option<Reprocess>,
-    /// `init`: the `(lat, lon)` chunk shape of the new store's data arrays.
-    pub chunks: Option<Vec<u64>>,
+    /// `init`: the `(lat, lon)` chunk shapes of the new store's data arrays.
+    pub chunks: Option<GridChunks>,
+    /// `init`: the icechunk format of the new repository (1 or 2; default 2).
+    pub spec_version: Option<u8>,
     pub reprocess_window_days: Option<u32>,
 }
 
@@ -87,6 +90,7 @@ impl Default for UpdateOptions {
             reprocess: None,
             reprocess_window_days: None,
             chunks: None,
+            spec_version: None,
         }
     }
 }
@@ -140,6 +144,7 @@ pub async fn init(
         end,
         variables: variables.to_vec(),
         chunks: options.chunks.clone(),
+        spec_version: options.spec_version,
     };
     run(ctx, options.discover_input(Some(create))).await
 }

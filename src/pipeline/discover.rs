@@ -114,14 +114,17 @@ async fn open_store(
 ) -> Result<(StoreRepo, Option<StoreState>), PipelineError> {
     let repo = match create {
         None => StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?,
-        Some(_) => match StoreRepo::create(&ctx.store, &ctx.store_s3, &ctx.source).await {
-            Ok(repo) => repo,
-            // A run that died before main moved left an empty repository: carry on.
-            Err(StoreError::AlreadyExists { .. }) => {
-                StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?
+        Some(spec) => {
+            match StoreRepo::create(&ctx.store, &ctx.store_s3, &ctx.source, spec.spec_version).await
+            {
+                Ok(repo) => repo,
+                // A run that died before main moved left an empty repository: carry on.
+                Err(StoreError::AlreadyExists { .. }) => {
+                    StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
-        },
+        }
     };
     let tip = repo.branch_tip("main").await?;
     let state = repo.state_at(&tip).await?;

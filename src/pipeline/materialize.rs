@@ -24,8 +24,8 @@ use crate::store::{StoreError, StoreRepo};
 
 /// How long a day's native chunks stay usable by a commit. Until a commit references
 /// them they are unreferenced objects, which garbage collection deletes once older than
-/// its cut-off (maintenance: `expire_older_than_days`, at least 2 in every stage); older
-/// ones are written anew.
+/// its cut-off, never less than [`crate::store::hygiene::CHUNK_MIN_AGE`]; older ones are
+/// written anew.
 pub const NATIVE_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
 /// One day for the materialize step: an item of the state machines' materialize Map.

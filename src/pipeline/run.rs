@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Context, PipelineError, Reprocess};
 use crate::store::StoreError;
+use crate::store::writer::GridChunks;
 use crate::validate::ValidateMode;
 
 /// Who a run is and what it was asked to do.
@@ -137,11 +138,15 @@ pub struct CreateSpec {
     /// Data variables to keep, or `["all"]`; none: the process's defaults.
     #[serde(default)]
     pub variables: Vec<String>,
-    /// `(lat, lon)` chunk shape of every data array; none: `[1023, 2047]` (today's
-    /// producer layout) on the full MUR grid, else the first granule's. Days chunked
-    /// otherwise are materialized onto it.
+    /// `(lat, lon)` chunk shape of the data arrays, one for all or by variable; where
+    /// it is silent: `[1023, 2047]` (today's producer layout) on the full MUR grid, else
+    /// the first granule's. Days chunked otherwise are materialized onto it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chunks: Option<Vec<u64>>,
+    pub chunks: Option<GridChunks>,
+    /// The icechunk format of the new repository: 1 for readers still on icechunk 1.x
+    /// (as the public store's), 2 (the default) for the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_version: Option<u8>,
 }
 
 impl Run {

@@ -254,7 +254,7 @@ fn split_by_schema(
             (None, Some(schema)) => schema::check(&day.refs, &day.coordinates, schema),
             (None, None) => {
                 let new = new_store(run, &day);
-                writer::new_schema(&day, &new.variables, new.chunks.as_deref()).and_then(|schema| {
+                writer::new_schema(&day, &new.variables, new.chunks.as_ref()).and_then(|schema| {
                     let route = schema::check(&day.refs, &day.coordinates, &schema);
                     created = Some(schema);
                     route

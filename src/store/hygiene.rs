@@ -198,13 +198,19 @@ impl StoreRepo {
     }
 }
 
-/// Collect everything unreachable that was written before `cutoff`; the bounds are
-/// icechunk's own defaults for memory and concurrency.
+/// Chunk objects younger than this are never collected, whatever the cut-off: a run's
+/// native chunks stay unreferenced until its commit (the pipeline uses them for a day at
+/// most, `pipeline::NATIVE_MAX_AGE`), so collecting them would break a running backfill.
+pub const CHUNK_MIN_AGE: chrono::TimeDelta = chrono::TimeDelta::days(2);
+
+/// Collect everything unreachable that was written before `cutoff` (chunks: before
+/// `CHUNK_MIN_AGE` ago at the latest); the bounds are icechunk's own defaults for
+/// memory and concurrency.
 fn gc_config(cutoff: DateTime<Utc>) -> GCConfig {
     let n16 = |n: u16| NonZeroU16::new(n).unwrap_or(NonZeroU16::MIN);
     let nsize = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
     GCConfig::clean_all(
-        cutoff,
+        cutoff.min(Utc::now() - CHUNK_MIN_AGE),
         cutoff,
         Some(HashSet::new()),
         n16(10),

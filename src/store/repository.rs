@@ -11,6 +11,7 @@ use icechunk::config::{
     S3StaticCredentials,
 };
 use icechunk::format::SnapshotId;
+use icechunk::format::format_constants::SpecVersionBin;
 use icechunk::repository::VersionInfo;
 use icechunk::session::Session;
 use icechunk::virtual_chunks::VirtualChunkContainer;
@@ -180,12 +181,20 @@ pub struct StoreRepo {
 }
 
 impl StoreRepo {
-    /// Create a repository (current spec) whose config holds the container for `source`.
+    /// Create a repository whose config holds the container for `source`, in icechunk's
+    /// format `spec_version` (1 for icechunk 1.x readers; `None`: the current one).
     pub async fn create(
         location: &RepoLocation,
         store_s3: &S3Settings,
         source: &GranuleSource,
+        spec_version: Option<u8>,
     ) -> Result<Self, StoreError> {
+        let spec = match spec_version {
+            None => SpecVersionBin::current(),
+            Some(v) => SpecVersionBin::try_from(v).map_err(|_| {
+                StoreError::metadata("/", format!("icechunk spec version {v}: expected 1 or 2"))
+            })?,
+        };
         let storage = location.storage(store_s3).await?;
         let place = location.describe(store_s3);
         if Repository::exists(Arc::clone(&storage), None)
@@ -198,6 +207,7 @@ impl StoreRepo {
         }
         let container = container_for(source)?;
         let repo = Repository::create(storage)
+            .spec_version(spec)
             .config(repo_config(Some(container.clone())))
             .authorize_virtual_chunk_access(authorizations([&container], source_settings(source)))
             .execute()

@@ -146,8 +146,8 @@ pub(crate) fn chunk_refs<'a>(
         .collect()
 }
 
-/// The layout a new store takes from its first granule, keeping `variables`, with its
-/// data arrays chunked `(1, chunks[0], chunks[1])` (clamped to the grid) if given, else
+/// The layout a new store takes from its first granule, keeping `variables`, with each
+/// data array chunked `(1, lat, lon)` as `chunks` says for it (clamped to the grid), else
 /// today's producer layout on the full MUR grid, else as the first granule is, and
 /// encoded with the producer's codecs (shuffle, then deflate at the first granule's
 /// level): what every later day of the same `init` must fit or be materialized onto,
@@ -155,7 +155,7 @@ pub(crate) fn chunk_refs<'a>(
 pub fn new_schema(
     first: &PreparedGranule,
     variables: &[String],
-    chunks: Option<&[u64]>,
+    chunks: Option<&GridChunks>,
 ) -> Result<StoreSchema, StoreError> {
     let refs = &first.refs;
     let g = refs.object.url.as_str();
@@ -191,8 +191,18 @@ pub fn new_schema(
         );
         let producer = (var.shape.get(1..) == Some(&layout::MUR_GRID[..]))
             .then_some(&layout::PRODUCER_CHUNKS[..]);
-        if let Some(target) = chunks.or(producer) {
-            meta.set_grid_chunks(target);
+        match (chunks.and_then(|c| c.for_variable(name)), producer) {
+            (Some(target), _) => {
+                if target.len() != 2 || target.contains(&0) {
+                    return Err(StoreError::metadata(
+                        name,
+                        format!("chunks {target:?}: expected two positive sizes, (lat, lon)"),
+                    ));
+                }
+                meta.set_grid_chunks(target);
+            }
+            (None, Some(target)) => meta.set_grid_chunks(target),
+            (None, None) => {}
         }
         arrays.insert(name.clone(), meta);
         for dim in var.dimensions.iter().skip(1) {
@@ -235,7 +245,7 @@ async fn create_layout(
     stores: &SessionStores,
     first: &PreparedGranule,
     variables: &[String],
-    chunks: Option<&[u64]>,
+    chunks: Option<&GridChunks>,
 ) -> Result<StoreState, StoreError> {
     let schema = new_schema(first, variables, chunks)?;
     stores.set_group(Map::new()).await?;
@@ -266,8 +276,29 @@ async fn create_layout(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewStore {
     pub variables: Vec<String>,
-    /// `(lat, lon)` chunk shape of every data array; `None`: the first granule's.
-    pub chunks: Option<Vec<u64>>,
+    /// `(lat, lon)` chunk shapes of the data arrays; `None`: see [`new_schema`].
+    pub chunks: Option<GridChunks>,
+}
+
+/// The `(lat, lon)` chunk shape a new store gives its data arrays: one for all (JSON
+/// `[1023, 2047]`), or by variable, `"*"` for the rest (JSON `{"mask": [1447, 2895],
+/// "*": [1023, 2047]}`). A variable it does not name gets the default of
+/// [`new_schema`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GridChunks {
+    All(Vec<u64>),
+    ByVariable(BTreeMap<String, Vec<u64>>),
+}
+
+impl GridChunks {
+    /// The shape for data array `name`, if this names one.
+    pub fn for_variable(&self, name: &str) -> Option<&[u64]> {
+        match self {
+            GridChunks::All(shape) => Some(shape),
+            GridChunks::ByVariable(by) => by.get(name).or_else(|| by.get("*")).map(Vec::as_slice),
+        }
+    }
 }
 
 /// Write `days` to the session and commit: a day the store already holds is re-pointed
@@ -298,7 +329,7 @@ pub async fn write_days(
                 stores,
                 first,
                 &new_store.variables,
-                new_store.chunks.as_deref(),
+                new_store.chunks.as_ref(),
             )
             .await?;
             (&created, None)

@@ -58,6 +58,20 @@ pub struct MainContents {
     pub refs: Vec<(String, Vec<u32>, String)>,
 }
 
+impl MainContents {
+    /// Every chunk is native exactly where `native(array, chunk index)` says, virtual
+    /// elsewhere.
+    pub fn assert_native_where(&self, native: impl Fn(&str, &[u32]) -> bool) {
+        for (name, coords, what) in &self.refs {
+            assert_eq!(
+                what.starts_with("not virtual"),
+                native(name, coords),
+                "{name} {coords:?}: {what}"
+            );
+        }
+    }
+}
+
 pub async fn main_contents(repo: &StoreRepo) -> MainContents {
     let tip = repo.branch_tip("main").await.unwrap();
     let state = repo.state_at(&tip).await.unwrap().expect("main holds days");
