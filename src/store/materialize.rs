@@ -214,7 +214,7 @@ pub async fn materialize(
             carry_start = end;
         }
     }
-    let mut chunks = sink.take()?;
+    let mut chunks = sink.take();
     chunks.sort_by(|a, b| a.index.cmp(&b.index));
     Ok(NativeVariable {
         target,
@@ -301,7 +301,6 @@ pub(crate) struct ChunkSink {
     path: Path,
     writer: Session,
     written: Mutex<Vec<NativeChunk>>,
-    failed: Mutex<Option<String>>,
 }
 
 impl ChunkSink {
@@ -312,16 +311,12 @@ impl ChunkSink {
             path: super::writer::array_path(name)?,
             writer: session.clone(),
             written: Mutex::new(Vec::new()),
-            failed: Mutex::new(None),
         })
     }
 
-    /// The chunks written, or why one could not be.
-    fn take(&self) -> Result<Vec<NativeChunk>, StoreError> {
-        if let Some(why) = self.failed.lock().take() {
-            return Err(StoreError::metadata(self.path.to_string(), why));
-        }
-        Ok(std::mem::take(&mut *self.written.lock()))
+    /// The chunks written so far (a failed write fails the zarrs call that made it).
+    fn take(&self) -> Vec<NativeChunk> {
+        std::mem::take(&mut *self.written.lock())
     }
 
     /// `name/c/0/i/j` → `[i, j]` (the time index is always 0: one time step).
@@ -373,14 +368,10 @@ impl AsyncWritableStorageTraits for ChunkSink {
             .writer
             .get_chunk_writer(&self.path, &coords)
             .map_err(|e| StorageError::Other(format!("{}: {e}", key.as_str())))?;
-        match write(value).await {
-            Ok(payload) => self.written.lock().push(NativeChunk { index, payload }),
-            Err(e) => {
-                let why = format!("writing chunk {}: {e}", key.as_str());
-                *self.failed.lock() = Some(why.clone());
-                return Err(StorageError::Other(why));
-            }
-        }
+        let payload = write(value)
+            .await
+            .map_err(|e| StorageError::Other(format!("writing chunk {}: {e}", key.as_str())))?;
+        self.written.lock().push(NativeChunk { index, payload });
         Ok(())
     }
 
