@@ -756,6 +756,8 @@ fn the_backfill_runs_its_distributed_map_inline() {
     let native_round = ["CommitBatch", "AnyNative", "MaterializeBatch"];
     let commit = ["CommitBatch", "AnyNative", "MoreBatches"];
     let mut want = vec![
+        "CreatesStore",
+        "CreateStore",
         "Discover",
         "AnythingNew",
         "GenerateRefs.ItemReader",
@@ -790,6 +792,13 @@ fn the_backfill_runs_its_distributed_map_inline() {
         r.state_output("GenerateRefs").unwrap()["refs"],
         Value::Null,
         "ResultPath null: nothing of the Map's result in the state"
+    );
+    // The commit Lambda made the empty repository before discover, which only reads.
+    assert_eq!(
+        r.invocations("mursst-commit")[0]["event"]["action"],
+        "create",
+        "{}",
+        r.summary()
     );
     // Only the native days reached the materialize Lambda, once each.
     let mut materialized: Vec<String> = r

@@ -354,6 +354,50 @@ async fn a_quirky_first_day_is_materialized_onto_the_producer_codecs() {
     }
 }
 
+/// The write ⇄ materialize loop is bounded by the write itself: a native day asked for
+/// again and again without usable chunks (here, the materialize step never runs) stops
+/// the write after `NATIVE_ROUNDS` asks, naming the day; nothing was committed.
+#[tokio::test]
+async fn a_write_that_never_gets_its_native_chunks_gives_up() {
+    let fx = Fixture::new("native-loop", 1..=1);
+    fx.init(1, 1).await.expect("init");
+    let before = fx.main_state().await.0;
+    let mut other = spec(day(2));
+    other.chunks = other.chunks.with(DataVar::AnalysedSst, [20, 50]);
+    write(&fx.granules, [other]);
+    let ctx = fx.ctx();
+    let found = pipeline::discover(
+        &ctx,
+        pipeline::DiscoverInput {
+            lag_days: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut refs = Vec::new();
+    for granule in found.granules {
+        let input = pipeline::GenerateRefsInput {
+            run: found.run.clone(),
+            granule,
+        };
+        refs.push(pipeline::generate_refs(&ctx, input).await.unwrap());
+    }
+    let input = pipeline::WriteInput {
+        run: found.run,
+        refs,
+    };
+    for round in 1..=pipeline::NATIVE_ROUNDS {
+        let write = pipeline::write_branch(&ctx, input.clone()).await.unwrap();
+        assert_eq!(write.materialize.len(), 1, "round {round}: {write:?}");
+        assert_eq!(write.materialize[0].date, day(2));
+    }
+    let err = pipeline::write_branch(&ctx, input).await.unwrap_err();
+    assert_eq!(err.kind(), pipeline::ErrorKind::Failed, "{err}");
+    assert!(err.to_string().contains(&day(2).to_string()), "{err}");
+    assert_eq!(fx.main_state().await.0, before, "main must not move");
+}
+
 /// A store chunked unlike any of its granules (`--chunks`): every variable of every
 /// day materialized, reading back as the sources hold it.
 #[tokio::test]

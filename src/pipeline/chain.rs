@@ -291,18 +291,14 @@ async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, Pipelin
     Ok(report)
 }
 
-/// Rounds of write → materialize before a write that still asks for native days fails
-/// (one is enough unless the chunks were lost meanwhile).
-const NATIVE_ROUNDS: usize = 2;
-
 /// The commit step's write, after the materialize step for every native day it asks
-/// for: the loop the state machines run.
+/// for: the loop the state machines run (the write bounds it, see
+/// [`super::NATIVE_ROUNDS`]).
 async fn write_with_native(
     ctx: &Context,
     input: &WriteInput,
     timer: &mut Timer,
 ) -> Result<WriteOutput, PipelineError> {
-    let mut round = 0;
     loop {
         let write = retried("write", || {
             Box::pin(super::write_branch(ctx, input.clone()))
@@ -311,10 +307,6 @@ async fn write_with_native(
         if write.materialize.is_empty() {
             return Ok(write);
         }
-        if round == NATIVE_ROUNDS {
-            write.check_committed()?;
-        }
-        round += 1;
         timer.lap("write");
         Box::pin(materialize_all(ctx, &input.run, write.materialize)).await?;
         timer.lap("materialize");

@@ -106,25 +106,72 @@ pub struct DiscoverOutput {
     pub message: String,
 }
 
-/// Open the store, creating an empty one when the run creates the store (the only
-/// write discover makes; an empty repository holds nothing a reader sees).
+/// The commit Lambda's `create` action: the empty repository a backfill builds into, so
+/// that discover, which only reads the store, finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateStoreInput {
+    pub create: CreateSpec,
+}
+
+/// Whether the repository was made now or was there (empty, from an earlier attempt).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateStoreOutput {
+    pub store: String,
+    pub created: bool,
+}
+
+/// Create step: the empty repository a run that creates the store writes into.
+pub async fn create_store(
+    ctx: &Context,
+    input: CreateStoreInput,
+) -> Result<CreateStoreOutput, PipelineError> {
+    let (_, created) = open_or_create(ctx, &input.create).await?;
+    Ok(CreateStoreOutput {
+        store: ctx.store.to_string(),
+        created,
+    })
+}
+
+/// The store, created empty if absent; one left by an earlier attempt must be of the
+/// format the spec asks for.
+async fn open_or_create(
+    ctx: &Context,
+    spec: &CreateSpec,
+) -> Result<(StoreRepo, bool), PipelineError> {
+    let created =
+        StoreRepo::create(&ctx.store, &ctx.store_s3, &ctx.source, spec.spec_version).await;
+    match created {
+        Ok(repo) => Ok((repo, true)),
+        // A run that died before main moved left an empty repository: carry on.
+        Err(StoreError::AlreadyExists { .. }) => {
+            let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
+            match spec.spec_version {
+                Some(want) if want != repo.spec_version() => Err(StoreError::metadata(
+                    "/",
+                    format!(
+                        "{} is icechunk format {}, not the {want} asked for",
+                        ctx.store,
+                        repo.spec_version()
+                    ),
+                )
+                .into()),
+                _ => Ok((repo, false)),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Open the store, creating an empty one when the run creates the store and it is
+/// absent (locally; in AWS the commit Lambda's `create` action ran first, and discover
+/// only reads). An empty repository holds nothing a reader sees.
 async fn open_store(
     ctx: &Context,
     create: Option<&CreateSpec>,
 ) -> Result<(StoreRepo, Option<StoreState>), PipelineError> {
     let repo = match create {
         None => StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?,
-        Some(spec) => {
-            match StoreRepo::create(&ctx.store, &ctx.store_s3, &ctx.source, spec.spec_version).await
-            {
-                Ok(repo) => repo,
-                // A run that died before main moved left an empty repository: carry on.
-                Err(StoreError::AlreadyExists { .. }) => {
-                    StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        Some(spec) => open_or_create(ctx, spec).await?.0,
     };
     let tip = repo.branch_tip("main").await?;
     let state = repo.state_at(&tip).await?;

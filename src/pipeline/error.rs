@@ -83,6 +83,11 @@ pub enum PipelineError {
         .days.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
     )]
     NotMaterialized { days: Vec<NaiveDate> },
+    #[error(
+        "{date}: asked the materialize step for its native chunks {rounds} times, and they \
+         were never usable (lost or outdated each time); start a new run"
+    )]
+    NativeLoop { date: NaiveDate, rounds: u32 },
     #[error("this binary was built without the `{feature}` feature, which the {step} step needs")]
     NotBuilt {
         step: &'static str,
@@ -205,6 +210,7 @@ impl PipelineError {
             PipelineError::BranchTaken { .. } | PipelineError::KeptMoving { .. } => {
                 ErrorKind::Conflict
             }
+            PipelineError::NativeLoop { .. } => ErrorKind::Failed,
             #[cfg(feature = "synthetic")]
             PipelineError::Synthetic(_) => ErrorKind::Failed,
         }

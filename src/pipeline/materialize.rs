@@ -28,6 +28,11 @@ use crate::store::{StoreError, StoreRepo};
 /// written anew.
 pub const NATIVE_MAX_AGE: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
+/// Times the write may ask for one day's native chunks before it gives up: the first,
+/// and two more for chunks that expired meanwhile (a late redrive). It bounds the
+/// write ⇄ materialize loop of the state machines.
+pub const NATIVE_ROUNDS: u32 = 3;
+
 /// One day for the materialize step: an item of the state machines' materialize Map.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NativeJob {
@@ -64,6 +69,20 @@ pub struct NativePlan {
     /// The granule version whose chunk index the refs artifact holds.
     pub granule: ObjectInfo,
     pub variables: BTreeMap<String, PlannedVariable>,
+    /// How many times the write has asked for these chunks (see [`NATIVE_ROUNDS`]).
+    #[serde(default = "first_round")]
+    pub round: u32,
+}
+
+fn first_round() -> u32 {
+    1
+}
+
+impl NativePlan {
+    /// Whether both ask for the same chunks (whatever the round).
+    fn same_ask(&self, other: &NativePlan) -> bool {
+        same_version(&self.granule, &other.granule) && self.variables == other.variables
+    }
 }
 
 /// One variable to materialize: onto which store array, and why it cannot be referenced.
@@ -124,7 +143,7 @@ pub async fn materialize(
     let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
     let plan: NativePlan = store.get_json(&job.plan).await?;
     let key = artifacts::native_key(&run.id, job.date, &plan.granule);
-    if let Some(done) = store.find_json::<NativeDay>(&key).await?
+    if let Some(done) = find_native(&store, &key).await?
         && done.fulfils(&plan, Utc::now())
     {
         return Ok(done.output(job.date, key, true));
@@ -140,8 +159,10 @@ pub async fn materialize(
         .into());
     }
     let reader = open_unchanged(&day, &ctx.source_s3).await?;
+    // Any session of the repository will do (only its chunk writer is used): main's tip
+    // is one that no expiry can have removed.
     let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
-    let session = repo.readonly_at(&run.base()?).await?;
+    let session = repo.readonly_at(&repo.branch_tip("main").await?).await?;
     let mut variables = BTreeMap::new();
     for (name, planned) in &plan.variables {
         let var = day.refs.variable(name).ok_or_else(|| {
@@ -206,10 +227,10 @@ pub(super) async fn attach_native(
     let now = Utc::now();
     let mut jobs = Vec::new();
     for day in days.iter_mut().filter(|d| !d.route.is_virtual()) {
-        let plan = plan_for(day, schema)?;
+        let mut plan = plan_for(day, schema)?;
         let (date, object) = (day.granule.date, &day.refs.object);
         let key = artifacts::native_key(&run.id, date, object);
-        match store.find_json::<NativeDay>(&key).await? {
+        match find_native(store, &key).await? {
             Some(done) if done.fulfils(&plan, now) => {
                 day.native = done
                     .variables
@@ -219,6 +240,20 @@ pub(super) async fn attach_native(
             }
             _ => {
                 let plan_key = artifacts::native_plan_key(&run.id, date, object);
+                let asked = store
+                    .find_json::<NativePlan>(&plan_key)
+                    .await
+                    .ok()
+                    .flatten();
+                if let Some(asked) = asked.filter(|a| a.same_ask(&plan)) {
+                    plan.round = asked.round + 1;
+                }
+                if plan.round > NATIVE_ROUNDS {
+                    return Err(PipelineError::NativeLoop {
+                        date,
+                        rounds: NATIVE_ROUNDS,
+                    });
+                }
                 store.put_json(&plan_key, &plan).await?;
                 jobs.push(NativeJob {
                     date,
@@ -250,5 +285,15 @@ fn plan_for(day: &PreparedGranule, schema: &StoreSchema) -> Result<NativePlan, S
     Ok(NativePlan {
         granule: day.refs.object.clone(),
         variables,
+        round: first_round(),
     })
+}
+
+/// A day's native artifact; one that does not parse (an older format) counts as absent
+/// and is written anew.
+async fn find_native(store: &ArtifactStore, key: &str) -> Result<Option<NativeDay>, PipelineError> {
+    match store.find_json::<NativeDay>(key).await {
+        Err(crate::artifacts::ArtifactError::Json { .. }) => Ok(None),
+        other => Ok(other?),
+    }
 }

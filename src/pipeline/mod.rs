@@ -28,7 +28,10 @@ use std::sync::Arc;
 
 #[cfg(feature = "validate")]
 pub use chain::{Report, UpdateOptions, init, update};
-pub use discover::{BATCH_DAYS, DiscoverInput, DiscoverOutput, Manifest, discover};
+pub use discover::{
+    BATCH_DAYS, CreateStoreInput, CreateStoreOutput, DiscoverInput, DiscoverOutput, Manifest,
+    create_store, discover,
+};
 pub use error::{ErrorKind, PipelineError};
 pub use generate::{
     GenerateRefsBatch, GenerateRefsBatchOutput, GenerateRefsInput, GenerateRefsOutput,
@@ -36,8 +39,8 @@ pub use generate::{
 };
 pub use maintain::{MaintainInput, MaintainOutput, maintain};
 pub use materialize::{
-    MaterializeInput, MaterializeOutput, NATIVE_MAX_AGE, NativeDay, NativeJob, NativePlan,
-    materialize,
+    MaterializeInput, MaterializeOutput, NATIVE_MAX_AGE, NATIVE_ROUNDS, NativeDay, NativeJob,
+    NativePlan, materialize,
 };
 pub use promote::{PromoteInput, PromoteOutput, promote};
 pub use reprocess::{Changed, DEFAULT_WINDOW_DAYS, Recorded, Repoint, Reprocess, recorded};

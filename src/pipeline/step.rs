@@ -43,6 +43,8 @@ pub enum CommitEvent {
     WriteBatch(WriteBatchInput),
     /// Prune leftover branches, expire old snapshots (the maintenance schedule).
     Maintain(super::MaintainInput),
+    /// Create the empty repository a backfill builds (before its discover).
+    Create(super::CreateStoreInput),
 }
 
 /// The generate-refs Lambda's event: one granule (the update's Map) or a batch (the
@@ -94,6 +96,7 @@ pub async fn run_step(ctx: &Context, step: Step, event: Value) -> Result<Value, 
                 json(Box::pin(super::write::write_batch(ctx, input)).await?)
             }
             CommitEvent::Maintain(input) => json(Box::pin(super::maintain(ctx, input)).await?),
+            CommitEvent::Create(input) => json(Box::pin(super::create_store(ctx, input)).await?),
         },
         Step::Materialize => json(Box::pin(super::materialize(ctx, parse(step, event)?)).await?),
         #[cfg(feature = "validate")]

@@ -219,6 +219,11 @@ impl StoreRepo {
         })
     }
 
+    /// The repository's icechunk format (1 or 2).
+    pub fn spec_version(&self) -> u8 {
+        self.repo.spec_version() as u8
+    }
+
     /// Open an existing repository (spec v1 or v2, without migrating it), authorizing
     /// reads from every container its config declares, with `source_s3` for S3 ones.
     pub async fn open(

@@ -159,6 +159,14 @@ pub fn new_schema(
 ) -> Result<StoreSchema, StoreError> {
     let refs = &first.refs;
     let g = refs.object.url.as_str();
+    if let Some(GridChunks::ByVariable(by)) = chunks
+        && let Some(unknown) = by.keys().find(|k| *k != "*" && !variables.contains(k))
+    {
+        return Err(StoreError::metadata(
+            unknown,
+            format!("chunks are given for it, but the store keeps only {variables:?}"),
+        ));
+    }
     let mut arrays = std::collections::BTreeMap::new();
     let time_var = refs
         .variable(TIME)
