@@ -47,6 +47,24 @@ fn python_v1_store(store: &Path, files: &[PathBuf]) {
     run_python_with(&python_ic1(), &python_script("virtualizarr_store.py"), args);
 }
 
+/// Python icechunk 2 and 1 both read `store` (spec v1) with `days` time steps, every
+/// value equal to netCDF4's read of `files`.
+fn check_in_icechunk_1_and_2(store: &Path, files: &[PathBuf], days: usize) {
+    for python in [common::python(), python_ic1()] {
+        let mut args = vec![store.as_os_str().to_owned()];
+        args.extend(files.iter().map(|f| f.as_os_str().to_owned()));
+        let out = run_python_with(&python, &python_script("check_store.py"), args);
+        let check: Value = serde_json::from_str(&out.stdout).expect("check JSON");
+        assert_eq!(
+            check["ok"],
+            Value::Bool(true),
+            "{}: {check:#}",
+            python.display()
+        );
+        assert_eq!(check["time"]["store"].as_array().unwrap().len(), days);
+    }
+}
+
 fn ctx(store: &Path, granules: &Path) -> Context {
     Context::local(store, granules)
 }
@@ -229,19 +247,7 @@ async fn native_and_virtual_days_read_in_python_icechunk_1_and_2() {
             assert_eq!(after[node]["chunk_grid"], meta["chunk_grid"], "{node}");
         }
     }
-    for python in [common::python(), python_ic1()] {
-        let mut args = vec![store.as_os_str().to_owned()];
-        args.extend(files.iter().map(|f| f.as_os_str().to_owned()));
-        let out = run_python_with(&python, &python_script("check_store.py"), args);
-        let check: Value = serde_json::from_str(&out.stdout).expect("check JSON");
-        assert_eq!(
-            check["ok"],
-            Value::Bool(true),
-            "{}: {check:#}",
-            python.display()
-        );
-        assert_eq!(check["time"]["store"].as_array().unwrap().len(), 5);
-    }
+    check_in_icechunk_1_and_2(&store, &files, 5);
 }
 
 /// The full record's way, in little: one `init` (spec v1, the store's grid by variable)
@@ -311,17 +317,5 @@ async fn one_init_over_every_era_reads_in_python_icechunk_1_and_2() {
         layout["mask"]["chunk_grid"]["configuration"]["chunk_shape"],
         serde_json::json!([1, 64, 130])
     );
-    for python in [common::python(), python_ic1()] {
-        let mut args = vec![store.as_os_str().to_owned()];
-        args.extend(files.iter().map(|f| f.as_os_str().to_owned()));
-        let out = run_python_with(&python, &python_script("check_store.py"), args);
-        let check: Value = serde_json::from_str(&out.stdout).expect("check JSON");
-        assert_eq!(
-            check["ok"],
-            Value::Bool(true),
-            "{}: {check:#}",
-            python.display()
-        );
-        assert_eq!(check["time"]["store"].as_array().unwrap().len(), 6);
-    }
+    check_in_icechunk_1_and_2(&store, &files, 6);
 }
