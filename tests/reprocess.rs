@@ -48,6 +48,13 @@ struct Local {
 }
 
 impl Local {
+    fn new(tmp: &str) -> Self {
+        Self {
+            tmp: TempDir::new(tmp),
+            puts: Default::default(),
+        }
+    }
+
     fn granules(&self) -> PathBuf {
         self.tmp.path().join("granules")
     }
@@ -80,6 +87,20 @@ struct OnS3 {
     moto: MotoServer,
     tmp: TempDir,
     tag: String,
+}
+
+impl OnS3 {
+    /// A moto server of its own with the granule and store buckets.
+    async fn new(tmp: &str, tag: &str) -> Self {
+        let moto = MotoServer::start();
+        moto.create_bucket("granules").await;
+        moto.create_bucket("stores").await;
+        Self {
+            moto,
+            tmp: TempDir::new(tmp),
+            tag: tag.into(),
+        }
+    }
 }
 
 impl Place for OnS3 {
@@ -232,36 +253,16 @@ async fn remove_branch(ctx: &Context, report: &Report) {
 
 #[tokio::test]
 async fn a_replaced_granule_fails_reads_until_reprocess_changed_repoints_it() {
-    let place = Local {
-        tmp: TempDir::new("reprocess-local"),
-        puts: Default::default(),
-    };
-    let clean = Local {
-        tmp: TempDir::new("reprocess-clean"),
-        puts: Default::default(),
-    };
+    let place = Local::new("reprocess-local");
+    let clean = Local::new("reprocess-clean");
     replaced_two_days_after_ingest(&place, &clean).await;
 }
 
 #[tokio::test]
 async fn on_s3_a_new_etag_is_found_and_repointed() {
-    let moto = MotoServer::start();
-    moto.create_bucket("granules").await;
-    moto.create_bucket("stores").await;
-    let place = OnS3 {
-        moto,
-        tmp: TempDir::new("reprocess-s3"),
-        tag: "ours".into(),
-    };
+    let place = OnS3::new("reprocess-s3", "ours").await;
     // The clean build needs its own granules: another moto server.
-    let clean_moto = MotoServer::start();
-    clean_moto.create_bucket("granules").await;
-    clean_moto.create_bucket("stores").await;
-    let clean = OnS3 {
-        moto: clean_moto,
-        tmp: TempDir::new("reprocess-s3-clean"),
-        tag: "clean".into(),
-    };
+    let clean = OnS3::new("reprocess-s3-clean", "clean").await;
     replaced_two_days_after_ingest(&place, &clean).await;
 }
 
@@ -294,10 +295,7 @@ async fn granules_and_store(place: &impl Place, last: u32) -> Context {
 
 /// A local store of days 1..=3.
 async fn three_days(tag: &str) -> (Local, Context) {
-    let place = Local {
-        tmp: TempDir::new(tag),
-        puts: Default::default(),
-    };
+    let place = Local::new(tag);
     let ctx = granules_and_store(&place, 3).await;
     (place, ctx)
 }
@@ -396,4 +394,89 @@ async fn a_repointed_day_moves_between_virtual_and_native() {
             .iter()
             .all(|(_, _, w)| !w.starts_with("not virtual"))
     );
+}
+
+/// Day 2 of `place`'s store re-pointed at a granule whose every variable is native, with
+/// values from `seed`.
+fn fully_native(seed: u64) -> GranuleSpec {
+    let mut s = spec(2, seed);
+    s.chunks = ChunkLayout::uniform([16, 32])
+        .with(synthetic::DataVar::AnalysedSst, [20, 45])
+        .with(synthetic::DataVar::Mask, [20, 45]);
+    s
+}
+
+/// A `changed` run that re-points day 2 onto a fully native granule.
+async fn day2_materialized(ctx: &Context, what: &str) -> Report {
+    let report = pipeline::update(ctx, &options(5, changed()))
+        .await
+        .expect(what);
+    let dates: Vec<NaiveDate> = report.days_reprocessed.iter().map(|r| r.date).collect();
+    assert_eq!(dates, [day(2)], "{what}: {report:?}");
+    assert_eq!(report.native[&day(2)].len(), 2, "{what}: {report:?}");
+    report
+}
+
+/// A fully native day holds no reference to pin its granule's version; the commit that
+/// materialized it records the version, so `--reprocess changed` still sees the granule
+/// replaced again, and nothing when it was not.
+async fn a_fully_native_day_replaced(place: &impl Place) {
+    let ctx = granules_and_store(place, 3).await;
+    place.put(&fully_native(0)).await;
+    day2_materialized(&ctx, "re-point onto a fully native day").await;
+    let contents = main_contents(&repo(&ctx).await).await;
+    let day2: Vec<&String> = contents
+        .refs
+        .iter()
+        .filter(|(_, coords, _)| coords[0] == 1)
+        .map(|(_, _, what)| what)
+        .collect();
+    assert!(!day2.is_empty());
+    assert!(
+        day2.iter().all(|w| w.starts_with("not virtual")),
+        "{day2:?}"
+    );
+    let first_chunk = |ctx: Context| async move {
+        let repo = repo(&ctx).await;
+        let tip = repo.branch_tip("main").await.unwrap();
+        let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
+        let array = stores.array("analysed_sst").await.unwrap();
+        array
+            .async_retrieve_encoded_chunk(&[1, 0, 0])
+            .await
+            .unwrap()
+    };
+    let before = first_chunk(ctx.clone()).await;
+
+    let report = pipeline::update(&ctx, &options(5, changed()))
+        .await
+        .expect("a run with nothing replaced");
+    assert!(report.days_reprocessed.is_empty(), "{report:?}");
+    assert!(!report.main_moved, "{report:?}");
+
+    place.put(&fully_native(5)).await;
+    let report = day2_materialized(&ctx, "re-materialize the replaced native day").await;
+    assert!(
+        report.days_reprocessed[0].reason.contains("changed"),
+        "{report:?}"
+    );
+    assert!(report.main_moved, "{report:?}");
+    assert!(report.validation.expect("validated").values_compared > 0);
+    assert_ne!(
+        first_chunk(ctx.clone()).await,
+        before,
+        "day 2 holds the replacement's values"
+    );
+}
+
+#[tokio::test]
+async fn a_replaced_fully_native_day_is_found_by_its_recorded_version() {
+    let place = Local::new("reprocess-native");
+    a_fully_native_day_replaced(&place).await;
+}
+
+#[tokio::test]
+async fn on_s3_a_replaced_fully_native_day_is_found_by_its_recorded_etag() {
+    let place = OnS3::new("reprocess-native-s3", "native").await;
+    a_fully_native_day_replaced(&place).await;
 }

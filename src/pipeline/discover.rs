@@ -331,7 +331,7 @@ async fn to_reprocess(
         }
         Reprocess::Changed(_) => {
             let stores = SessionStores::new(repo.readonly_at(&state.snapshot).await?).await;
-            reprocess::changed(&stores, state, &listed, &ctx.source_s3).await
+            reprocess::changed(repo, &stores, state, &listed, &ctx.source_s3).await
         }
     }
 }

@@ -3,6 +3,8 @@
 //! the days discover hands back to the pipeline to re-point, through the same branch →
 //! validate → merge path as new days.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
 use icechunk::format::manifest::{Checksum, ChunkPayload};
@@ -12,7 +14,7 @@ use super::PipelineError;
 use crate::granule::Granule;
 use crate::source::{self, S3Settings};
 use crate::store::writer::{self, store_chunk_index};
-use crate::store::{SessionStores, StoreError, StoreState};
+use crate::store::{SessionStores, StoreError, StoreRepo, StoreState};
 
 /// Which stored days a run re-points: the execution input's `"reprocess"`, either
 /// `"changed"` or a list of dates.
@@ -115,41 +117,68 @@ pub async fn recorded(
 }
 
 /// The listed granules of stored days whose source differs from what the store
-/// references: another URL, or the same object at another version (ETag or, for
-/// local files, modification time). One HEAD per day, a few at a time.
+/// pins: another URL, or the same object at another version (ETag or, for local files,
+/// modification time). A day's references pin its version; a fully native day has
+/// none, so the version its materializing commit recorded stands in. One HEAD per day,
+/// a few at a time.
 pub async fn changed(
+    repo: &StoreRepo,
     stores: &SessionStores,
     state: &StoreState,
     listed: &[Granule],
     s3: &S3Settings,
 ) -> Result<Vec<(Granule, Repoint)>, PipelineError> {
-    let checks = listed.iter().map(|g| async move {
-        // A day with no reference (all native) has no version to compare: no HEAD.
-        let Some(recorded) = recorded(stores, state, g.date).await? else {
-            return Ok(None);
-        };
-        let current = source::open(&g.url, s3).await?.info().await?;
-        let now = writer::checksum(&current);
-        let reason = if recorded.url != current.url {
-            format!(
-                "the catalog's granule is now {}, not {}",
-                current.url, recorded.url
-            )
-        } else if recorded.checksum != now {
-            format!(
-                "the source changed: {} then, {} now",
-                describe(recorded.checksum.as_ref()),
-                describe(now.as_ref())
-            )
-        } else {
-            return Ok(None);
-        };
-        let repoint = Repoint {
-            date: g.date,
-            url: g.url.clone(),
-            reason,
-        };
-        Ok::<_, PipelineError>(Some((g.clone(), repoint)))
+    let stored = listed.iter().filter(|g| state.holds(g.date));
+    let pinned: Vec<(&Granule, Option<Recorded>)> = futures::stream::iter(stored)
+        .map(|g| async move { Ok::<_, StoreError>((g, recorded(stores, state, g.date).await?)) })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    let fully_native: BTreeMap<NaiveDate, u64> = pinned
+        .iter()
+        .filter(|(_, r)| r.is_none())
+        .filter_map(|(g, _)| Some((g.date, state.index_of(g.date)?)))
+        .collect();
+    let mut materialized_from = if fully_native.is_empty() {
+        BTreeMap::new()
+    } else {
+        repo.native_sources(&state.snapshot, &fully_native).await?
+    };
+    let checks = pinned.into_iter().filter_map(|(g, pinned)| {
+        let recorded = pinned.or_else(|| {
+            let v = materialized_from.remove(&g.date);
+            if v.is_none() {
+                tracing::warn!(date = %g.date, "a fully native day with no recorded source version: not checked");
+            }
+            v.map(|v| Recorded {
+                checksum: v.checksum(),
+                url: v.url,
+            })
+        })?;
+        Some(async move {
+            let current = source::open(&g.url, s3).await?.info().await?;
+            let now = writer::checksum(&current);
+            let reason = if recorded.url != current.url {
+                format!(
+                    "the catalog's granule is now {}, not {}",
+                    current.url, recorded.url
+                )
+            } else if recorded.checksum != now {
+                format!(
+                    "the source changed: {} then, {} now",
+                    describe(recorded.checksum.as_ref()),
+                    describe(now.as_ref())
+                )
+            } else {
+                return Ok(None);
+            };
+            let repoint = Repoint {
+                date: g.date,
+                url: g.url.clone(),
+                reason,
+            };
+            Ok::<_, PipelineError>(Some((g.clone(), repoint)))
+        })
     });
     let found: Vec<Option<(Granule, Repoint)>> = futures::stream::iter(checks)
         .buffered(16)

@@ -1,10 +1,12 @@
 //! Opening and creating the icechunk repository, with the virtual chunk container for
 //! the granule source and manifest splitting along `time` in its configuration.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use chrono::NaiveDate;
+use futures::TryStreamExt;
 use icechunk::config::{
     Credentials, ManifestConfig, ManifestSplitCondition, ManifestSplitDim,
     ManifestSplitDimCondition, ManifestSplittingConfig, S3Credentials, S3Options,
@@ -16,10 +18,12 @@ use icechunk::repository::VersionInfo;
 use icechunk::session::Session;
 use icechunk::virtual_chunks::VirtualChunkContainer;
 use icechunk::{ObjectStoreConfig, Repository, RepositoryConfig, Storage};
+use serde::Deserialize;
 
 use super::StoreError;
 use super::session::SessionStores;
 use super::state::{StoreState, read_state};
+use super::writer::{NATIVE_SOURCES_KEY, PROPERTIES_KEY, SourceVersion};
 use crate::discover::GranuleSource;
 use crate::source::{Location, S3Settings};
 
@@ -357,7 +361,52 @@ impl StoreRepo {
             .lookup_snapshot(snapshot)
             .await
             .map_err(|e| StoreError::icechunk(format!("reading snapshot {snapshot}"), e))?;
-        Ok(info.metadata.get(super::writer::PROPERTIES_KEY).cloned())
+        Ok(info.metadata.get(PROPERTIES_KEY).cloned())
+    }
+
+    /// The source versions that `from`'s history recorded for native days (date → time
+    /// index), the newest commit's for each. The walk stops at the first commit that
+    /// left the store shorter than the earliest day still sought: no older one added
+    /// it. A day no commit recorded (one written before versions were) is absent.
+    pub async fn native_sources(
+        &self,
+        from: &SnapshotId,
+        days: &BTreeMap<NaiveDate, u64>,
+    ) -> Result<BTreeMap<NaiveDate, SourceVersion>, StoreError> {
+        let context = || format!("reading the history of snapshot {from}");
+        let mut sought = days.clone();
+        let mut found = BTreeMap::new();
+        let history = self
+            .repo
+            .ancestry(&VersionInfo::SnapshotId(from.clone()))
+            .await
+            .map_err(|e| StoreError::icechunk(context(), e))?;
+        let mut history = std::pin::pin!(history);
+        while let Some(earliest) = sought.values().min().copied() {
+            let Some(info) = history
+                .try_next()
+                .await
+                .map_err(|e| StoreError::icechunk(context(), e))?
+            else {
+                break;
+            };
+            let Some(record) = info.metadata.get(PROPERTIES_KEY) else {
+                continue;
+            };
+            if let Some(sources) = record.get(NATIVE_SOURCES_KEY) {
+                sought.retain(|date, _| {
+                    let version = sources
+                        .get(date.to_string())
+                        .and_then(|v| SourceVersion::deserialize(v).ok());
+                    version.map(|v| found.insert(*date, v)).is_none()
+                });
+            }
+            let days_after = record.get("days_after").and_then(serde_json::Value::as_u64);
+            if days_after.is_some_and(|n| n <= earliest) {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     /// Move `main` to `to`, only if it still points at `expected` (compare-and-swap).

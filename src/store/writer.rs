@@ -92,6 +92,48 @@ pub struct WriteSummary {
     pub materialized: Materialized,
 }
 
+/// Where, in a commit's record, the source versions of its days with native variables
+/// are kept.
+pub const NATIVE_SOURCES_KEY: &str = "native_sources";
+
+/// The source version a day's native chunks were materialized from. Native chunks pin no
+/// version (references do), so the commit records it, for `--reprocess changed` to see
+/// a fully native day's granule replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceVersion {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Modification time in whole seconds, rounded up, where there is no ETag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<u32>,
+}
+
+impl SourceVersion {
+    /// The version of `object` as a reference to it would pin it.
+    pub fn of(object: &ObjectInfo) -> Self {
+        let (etag, modified) = match checksum(object) {
+            Some(Checksum::ETag(e)) => (Some(e.0), None),
+            Some(Checksum::LastModified(s)) => (None, Some(s.0)),
+            None => (None, None),
+        };
+        Self {
+            url: object.url.clone(),
+            etag,
+            modified,
+        }
+    }
+
+    /// The version as a reference's checksum, to compare with one.
+    pub fn checksum(&self) -> Option<Checksum> {
+        match (&self.etag, self.modified) {
+            (Some(e), _) => Some(Checksum::ETag(ETag(e.clone()))),
+            (None, Some(s)) => Some(Checksum::LastModified(SecondsSinceEpoch(s))),
+            (None, None) => None,
+        }
+    }
+}
+
 /// The version a reference pins: the ETag, else the last-modified time.
 pub(crate) fn checksum(object: &ObjectInfo) -> Option<Checksum> {
     if let Some(etag) = &object.etag {
@@ -381,13 +423,15 @@ pub async fn write_days(
             .collect();
         record.insert("reprocessed".into(), json!(dates));
     }
-    let native: Map<String, Value> = days
-        .iter()
-        .filter(|d| !d.route.is_virtual())
-        .map(|d| (d.granule.date.to_string(), json!(d.route.native)))
-        .collect();
+    let (mut native, mut sources) = (Map::new(), Map::new());
+    for d in days.iter().filter(|d| !d.route.is_virtual()) {
+        let date = d.granule.date.to_string();
+        native.insert(date.clone(), json!(d.route.native));
+        sources.insert(date, json!(SourceVersion::of(&d.refs.object)));
+    }
     if !native.is_empty() {
         record.insert("native".into(), Value::Object(native));
+        record.insert(NATIVE_SOURCES_KEY.into(), Value::Object(sources));
     }
     let snapshot = stores
         .commit(message, commit_properties(days, record))
@@ -658,4 +702,35 @@ pub(crate) fn check_time(day: &PreparedGranule) -> Result<(), StoreError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    /// A recorded version reads back as the checksum a reference to the object pins.
+    #[test]
+    fn a_source_version_is_the_checksum_a_reference_pins() {
+        let object = |etag: Option<&str>, nanos| ObjectInfo {
+            url: "s3://b/k.nc".into(),
+            size: 1,
+            etag: etag.map(String::from),
+            last_modified: Some(Utc.timestamp_opt(1_700_000_000, nanos).unwrap()),
+        };
+        for o in [object(Some("\"abc\""), 0), object(None, 0), object(None, 5)] {
+            let v = SourceVersion::of(&o);
+            let json = serde_json::to_value(&v).unwrap();
+            let back: SourceVersion = serde_json::from_value(json).unwrap();
+            assert_eq!(back, v);
+            assert_eq!(back.checksum(), checksum(&o), "{o:?}");
+            assert_eq!(back.url, o.url);
+        }
+        let no_version = ObjectInfo {
+            last_modified: None,
+            ..object(None, 0)
+        };
+        assert_eq!(SourceVersion::of(&no_version).checksum(), None);
+    }
 }
