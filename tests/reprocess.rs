@@ -396,87 +396,109 @@ async fn a_repointed_day_moves_between_virtual_and_native() {
     );
 }
 
-/// Day 2 of `place`'s store re-pointed at a granule whose every variable is native, with
+/// The granule of day `d` with every variable chunked unlike the store (so native), and
 /// values from `seed`.
-fn fully_native(seed: u64) -> GranuleSpec {
-    let mut s = spec(2, seed);
+fn fully_native(d: u32, seed: u64) -> GranuleSpec {
+    let mut s = spec(d, seed);
     s.chunks = ChunkLayout::uniform([16, 32])
         .with(synthetic::DataVar::AnalysedSst, [20, 45])
         .with(synthetic::DataVar::Mask, [20, 45]);
     s
 }
 
-/// A `changed` run that re-points day 2 onto a fully native granule.
-async fn day2_materialized(ctx: &Context, what: &str) -> Report {
-    let report = pipeline::update(ctx, &options(5, changed()))
+/// A `changed` run on day `today` that re-points exactly `days`, each fully native.
+async fn materialized(ctx: &Context, today: u32, days: &[u32], what: &str) -> Report {
+    let report = pipeline::update(ctx, &options(today, changed()))
         .await
         .expect(what);
-    let dates: Vec<NaiveDate> = report.days_reprocessed.iter().map(|r| r.date).collect();
-    assert_eq!(dates, [day(2)], "{what}: {report:?}");
-    assert_eq!(report.native[&day(2)].len(), 2, "{what}: {report:?}");
+    let got: Vec<NaiveDate> = report.days_reprocessed.iter().map(|r| r.date).collect();
+    let want: Vec<NaiveDate> = days.iter().map(|d| day(*d)).collect();
+    assert_eq!(got, want, "{what}: {report:?}");
+    for d in &want {
+        assert_eq!(report.native[d].len(), 2, "{what}: {report:?}");
+    }
+    assert!(
+        report
+            .days_reprocessed
+            .iter()
+            .all(|r| r.reason.contains("changed")),
+        "{what}: {report:?}"
+    );
+    assert!(report.main_moved, "{what}: {report:?}");
+    let validation = report.validation.as_ref().expect("validated");
+    assert!(validation.values_compared > 0, "{what}: {validation:?}");
     report
+}
+
+/// The encoded chunk (t, 0, 0) of analysed_sst on main.
+async fn first_chunk(ctx: &Context, t: u64) -> Vec<u8> {
+    let repo = repo(ctx).await;
+    let tip = repo.branch_tip("main").await.unwrap();
+    let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
+    let array = stores.array("analysed_sst").await.unwrap();
+    array
+        .async_retrieve_encoded_chunk(&[t, 0, 0])
+        .await
+        .unwrap()
+        .expect("a native chunk")
+        .to_vec()
 }
 
 /// A fully native day holds no reference to pin its granule's version; the commit that
 /// materialized it records the version, so `--reprocess changed` still sees the granule
-/// replaced again, and nothing when it was not.
-async fn a_fully_native_day_replaced(place: &impl Place) {
-    let ctx = granules_and_store(place, 3).await;
-    place.put(&fully_native(0)).await;
-    day2_materialized(&ctx, "re-point onto a fully native day").await;
+/// replaced again (found behind later commits, each day by its newest record), and
+/// nothing when it was not.
+async fn fully_native_days_replaced(place: &impl Place) {
+    let ctx = granules_and_store(place, 4).await;
+    place.put(&fully_native(2, 0)).await;
+    place.put(&fully_native(3, 0)).await;
+    materialized(&ctx, 5, &[2, 3], "re-point onto fully native days").await;
     let contents = main_contents(&repo(&ctx).await).await;
-    let day2: Vec<&String> = contents
+    let native: Vec<&String> = contents
         .refs
         .iter()
-        .filter(|(_, coords, _)| coords[0] == 1)
+        .filter(|(_, coords, _)| coords[0] == 1 || coords[0] == 2)
         .map(|(_, _, what)| what)
         .collect();
-    assert!(!day2.is_empty());
+    assert!(!native.is_empty());
     assert!(
-        day2.iter().all(|w| w.starts_with("not virtual")),
-        "{day2:?}"
+        native.iter().all(|w| w.starts_with("not virtual")),
+        "{native:?}"
     );
-    let first_chunk = |ctx: Context| async move {
-        let repo = repo(&ctx).await;
-        let tip = repo.branch_tip("main").await.unwrap();
-        let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
-        let array = stores.array("analysed_sst").await.unwrap();
-        array
-            .async_retrieve_encoded_chunk(&[1, 0, 0])
-            .await
-            .unwrap()
-    };
-    let before = first_chunk(ctx.clone()).await;
+    let before = first_chunk(&ctx, 1).await;
 
-    let report = pipeline::update(&ctx, &options(5, changed()))
+    // Day 4 is added on top: nothing was replaced, and the records are one commit back.
+    let report = pipeline::update(&ctx, &options(6, changed()))
+        .await
+        .expect("day 6's run");
+    assert_eq!(report.days_added, [day(4)], "{report:?}");
+    assert!(report.days_reprocessed.is_empty(), "{report:?}");
+
+    place.put(&fully_native(3, 3)).await;
+    materialized(&ctx, 6, &[3], "day 3 replaced").await;
+    place.put(&fully_native(2, 5)).await;
+    materialized(&ctx, 6, &[2], "day 2 replaced").await;
+    assert_ne!(
+        first_chunk(&ctx, 1).await,
+        before,
+        "day 2 holds the replacement's values"
+    );
+    // Each day's newest record is its current version: nothing to re-point.
+    let report = pipeline::update(&ctx, &options(6, changed()))
         .await
         .expect("a run with nothing replaced");
     assert!(report.days_reprocessed.is_empty(), "{report:?}");
     assert!(!report.main_moved, "{report:?}");
-
-    place.put(&fully_native(5)).await;
-    let report = day2_materialized(&ctx, "re-materialize the replaced native day").await;
-    assert!(
-        report.days_reprocessed[0].reason.contains("changed"),
-        "{report:?}"
-    );
-    assert!(report.main_moved, "{report:?}");
-    assert!(report.validation.expect("validated").values_compared > 0);
-    assert_ne!(
-        first_chunk(ctx.clone()).await,
-        before,
-        "day 2 holds the replacement's values"
-    );
 }
 
 #[tokio::test]
-async fn a_replaced_fully_native_day_is_found_by_its_recorded_version() {
+async fn replaced_fully_native_days_are_found_by_their_recorded_version() {
     let place = Local::new("reprocess-native");
-    a_fully_native_day_replaced(&place).await;
+    fully_native_days_replaced(&place).await;
 }
 
 #[tokio::test]
-async fn on_s3_a_replaced_fully_native_day_is_found_by_its_recorded_etag() {
+async fn on_s3_replaced_fully_native_days_are_found_by_their_recorded_etag() {
     let place = OnS3::new("reprocess-native-s3", "native").await;
-    a_fully_native_day_replaced(&place).await;
+    fully_native_days_replaced(&place).await;
 }

@@ -365,9 +365,10 @@ impl StoreRepo {
     }
 
     /// The source versions that `from`'s history recorded for native days (date → time
-    /// index), the newest commit's for each. The walk stops at the first commit that
-    /// left the store shorter than the earliest day still sought: no older one added
-    /// it. A day no commit recorded (one written before versions were) is absent.
+    /// index): each day's from the newest commit that wrote it, so a day that commit
+    /// did not record (written before versions were, or no longer fully native) is
+    /// absent. The walk ends at the first commit that left the store shorter than the
+    /// earliest day still sought: no older one wrote it.
     pub async fn native_sources(
         &self,
         from: &SnapshotId,
@@ -393,14 +394,24 @@ impl StoreRepo {
             let Some(record) = info.metadata.get(PROPERTIES_KEY) else {
                 continue;
             };
-            if let Some(sources) = record.get(NATIVE_SOURCES_KEY) {
-                sought.retain(|date, _| {
-                    let version = sources
-                        .get(date.to_string())
-                        .and_then(|v| SourceVersion::deserialize(v).ok());
-                    version.map(|v| found.insert(*date, v)).is_none()
-                });
-            }
+            let written = |date: &NaiveDate| {
+                let date = date.to_string();
+                let days = record.get("days").and_then(serde_json::Value::as_array);
+                days.is_some_and(|d| d.iter().any(|d| d.as_str() == Some(date.as_str())))
+            };
+            sought.retain(|date, _| {
+                if !written(date) {
+                    return true;
+                }
+                let version = record
+                    .get(NATIVE_SOURCES_KEY)
+                    .and_then(|s| s.get(date.to_string()))
+                    .and_then(|v| SourceVersion::deserialize(v).ok());
+                if let Some(v) = version {
+                    found.insert(*date, v);
+                }
+                false
+            });
             let days_after = record.get("days_after").and_then(serde_json::Value::as_u64);
             if days_after.is_some_and(|n| n <= earliest) {
                 break;
