@@ -23,9 +23,20 @@ use serde::Deserialize;
 use super::StoreError;
 use super::session::SessionStores;
 use super::state::{StoreState, read_state};
-use super::writer::{NATIVE_SOURCES_KEY, PROPERTIES_KEY, SourceVersion};
+use super::writer::{PROPERTIES_KEY, SourceVersion};
 use crate::discover::GranuleSource;
 use crate::source::{Location, S3Settings};
+
+/// What a pipeline commit's record says of the days it wrote (see `writer::write_days`).
+#[derive(Deserialize)]
+struct CommitDays {
+    #[serde(default)]
+    days: Vec<NaiveDate>,
+    days_after: Option<u64>,
+    /// Under `writer::NATIVE_SOURCES_KEY`.
+    #[serde(default)]
+    native_sources: BTreeMap<NaiveDate, SourceVersion>,
+}
 
 /// Days of references per manifest: appending a day rewrites at most one split.
 pub const TIME_SPLIT_SIZE: u32 = 64;
@@ -391,29 +402,24 @@ impl StoreRepo {
             else {
                 break;
             };
-            let Some(record) = info.metadata.get(PROPERTIES_KEY) else {
+            let Some(commit) = info
+                .metadata
+                .get(PROPERTIES_KEY)
+                .and_then(|r| CommitDays::deserialize(r).ok())
+            else {
                 continue;
             };
-            let written = |date: &NaiveDate| {
-                let date = date.to_string();
-                let days = record.get("days").and_then(serde_json::Value::as_array);
-                days.is_some_and(|d| d.iter().any(|d| d.as_str() == Some(date.as_str())))
-            };
+            let mut sources = commit.native_sources;
             sought.retain(|date, _| {
-                if !written(date) {
+                if !commit.days.contains(date) {
                     return true;
                 }
-                let version = record
-                    .get(NATIVE_SOURCES_KEY)
-                    .and_then(|s| s.get(date.to_string()))
-                    .and_then(|v| SourceVersion::deserialize(v).ok());
-                if let Some(v) = version {
+                if let Some(v) = sources.remove(date) {
                     found.insert(*date, v);
                 }
                 false
             });
-            let days_after = record.get("days_after").and_then(serde_json::Value::as_u64);
-            if days_after.is_some_and(|n| n <= earliest) {
+            if commit.days_after.is_some_and(|n| n <= earliest) {
                 break;
             }
         }
