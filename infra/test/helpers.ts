@@ -63,12 +63,20 @@ export interface Synthesized {
 
 const cache = new Map<string, Synthesized>();
 
+/** The feature flags `cdk.json` sets, so the tests synthesize what the CLI deploys. */
+export const CDK_JSON_CONTEXT: Record<string, unknown> = JSON.parse(
+  fs.readFileSync(path.join(INFRA_DIR, 'cdk.json'), 'utf8'),
+).context;
+
 /** Synthesize one stage (cached per config). */
 export function synth(config: StageConfig): Synthesized {
   const key = JSON.stringify(config);
   const hit = cache.get(key);
   if (hit) return hit;
-  const app = new App({ outdir: fs.mkdtempSync(path.join(os.tmpdir(), 'mursst-infra-cdkout-')) });
+  const app = new App({
+    outdir: fs.mkdtempSync(path.join(os.tmpdir(), 'mursst-infra-cdkout-')),
+    context: CDK_JSON_CONTEXT,
+  });
   const stack = new MursstStack(app, `mursst-${config.stage}`, { config });
   const template = Template.fromStack(stack);
   const out = { stack, template, json: template.toJSON() };

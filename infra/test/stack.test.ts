@@ -41,7 +41,7 @@ const PASCAL: Record<FunctionKey, string> = {
 function bucketRefs(json: Record<string, any>, cfg: StageConfig) {
   const ref = (id: string, src: StageConfig['store']['bucket']) => {
     if (src.kind === 'import') {
-      return { name: src.bucketName, arn: `arn:\${AWS::Partition}:s3:::${src.bucketName}` };
+      return { name: src.bucketName, arn: `arn:aws:s3:::${src.bucketName}` };
     }
     const lid = logicalId(json, 'AWS::S3::Bucket', id);
     return { name: '${' + lid + '}', arn: '${' + lid + '.Arn}' };
@@ -49,7 +49,7 @@ function bucketRefs(json: Record<string, any>, cfg: StageConfig) {
   return {
     store: ref('StoreBucket', cfg.store.bucket),
     artifacts: ref('ArtifactsBucket', cfg.artifacts.bucket),
-    source: { name: cfg.source.bucket, arn: `arn:\${AWS::Partition}:s3:::${cfg.source.bucket}` },
+    source: { name: cfg.source.bucket, arn: `arn:aws:s3:::${cfg.source.bucket}` },
   };
 }
 
@@ -197,7 +197,7 @@ for (const stage of STAGE_NAMES) {
 
     test('the state machine roles: invoke the five Lambdas, publish to the topic, nothing else of the stage', () => {
       const fnArns = FUNCTION_KEYS.map((k) => '${' + fnId(k) + '.Arn}');
-      const machineArn = (kind: string) => `arn:\${AWS::Partition}:states:us-west-2:\${AWS::AccountId}:stateMachine:mursst-${stage}-${kind}`;
+      const machineArn = (kind: string) => `arn:aws:states:us-west-2:\${AWS::AccountId}:stateMachine:mursst-${stage}-${kind}`;
       const common = [...fnArns.map((a) => `lambda:InvokeFunction ${a}`), 'sns:Publish ${' + topicId + '}'];
       const loggingAndTracing = (ss: ReturnType<typeof roleStatements>) =>
         ss.filter((s) => s.resources.length === 1 && s.resources[0] === '*');
@@ -212,7 +212,7 @@ for (const stage of STAGE_NAMES) {
           ...common,
           `states:StartExecution ${machineArn('backfill')}`,
           ...['DescribeExecution', 'StopExecution', 'RedriveExecution'].map(
-            (x) => `states:${x} arn:\${AWS::Partition}:states:us-west-2:\${AWS::AccountId}:execution:mursst-${stage}-backfill/*`,
+            (x) => `states:${x} arn:aws:states:us-west-2:\${AWS::AccountId}:execution:mursst-${stage}-backfill/*`,
           ),
           ...s3Lines(a, ap, ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload']),
           `s3:ListMultipartUploadParts ${a}/${ap}/*`,
@@ -338,7 +338,8 @@ for (const stage of STAGE_NAMES) {
       );
       const role = (k: string) => '${' + logicalId(json, 'AWS::IAM::Role', `${k}Role`) + '}';
       assert.deepEqual(
-        writers.map((s) => [s.roles.join(), s.resources.join()]).sort(),
+        // Only the store's resources: minimizePolicies merges a role's statements of equal actions.
+        writers.map((s) => [s.roles.join(), s.resources.filter((r) => r.startsWith(storeArn)).join()]).sort(),
         [
           [role('Commit'), `${storeArn}*`],
           [role('Materialize'), `${storeArn}chunks/*`],
@@ -476,13 +477,13 @@ for (const stage of STAGE_NAMES) {
       assert.equal(resourcesOfType(json, 'Custom::S3AutoDeleteObjects').length, 0);
       if (stage === 'prod') {
         assert.ok(!JSON.stringify(json).includes('StoreBucket'), 'prod creates no store bucket');
-        assert.equal(buckets.store.arn, 'arn:${AWS::Partition}:s3:::nasa-eodc-public');
+        assert.equal(buckets.store.arn, 'arn:aws:s3:::nasa-eodc-public');
       }
     });
 
     test('the operator role: start, inspect and redrive executions of this stage, read its logs', () => {
       const ss = roleStatements(json, 'OperatorRole');
-      const exec = (kind: string) => `arn:\${AWS::Partition}:states:us-west-2:\${AWS::AccountId}:execution:mursst-${stage}-${kind}:*`;
+      const exec = (kind: string) => `arn:aws:states:us-west-2:\${AWS::AccountId}:execution:mursst-${stage}-${kind}:*`;
       const groups = resourcesOfType(json, 'AWS::Logs::LogGroup').map(([id]) => '${' + id + '.Arn}');
       assert.deepEqual(
         grants(ss),
@@ -498,7 +499,7 @@ for (const stage of STAGE_NAMES) {
       );
       const role = json.Resources[logicalId(json, 'AWS::IAM::Role', 'OperatorRole')].Properties;
       assert.equal(role.RoleName, `mursst-${stage}-operator`);
-      assert.equal(flat(role.AssumeRolePolicyDocument.Statement[0].Principal.AWS), 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root');
+      assert.equal(flat(role.AssumeRolePolicyDocument.Statement[0].Principal.AWS), 'arn:aws:iam::${AWS::AccountId}:root');
     });
 
     test('outputs name the store, artifacts, machines, topic and operator role', () => {
@@ -523,7 +524,7 @@ describe('variants', () => {
     const { stack, json } = synth(cfg);
     assert.equal(resourcesOfType(json, 'AWS::S3::Bucket').length, 0);
     const commit = grants(roleStatements(json, 'CommitRole'));
-    assert.ok(commit.includes('s3:DeleteObject arn:${AWS::Partition}:s3:::mursst-prod-artifacts/runs-root/*'), commit.join('\n'));
+    assert.ok(commit.includes('s3:DeleteObject arn:aws:s3:::mursst-prod-artifacts/runs-root/*'), commit.join('\n'));
     const warnings = stack.node.metadata.filter((m) => m.type === 'aws:cdk:warning').map((m) => String(m.data));
     assert.ok(warnings.some((w) => w.includes('runs-root/runs/') && w.includes('by hand')), warnings.join('\n'));
   });
@@ -537,7 +538,7 @@ describe('variants', () => {
     });
     const { json } = synth(cfg);
     const discover = grants(roleStatements(json, 'DiscoverRole'));
-    assert.ok(discover.includes('s3:GetObject arn:${AWS::Partition}:s3:::mursst-mirror/granules/*'));
+    assert.ok(discover.includes('s3:GetObject arn:aws:s3:::mursst-mirror/granules/*'));
     assert.ok(!JSON.stringify(json).includes('podaac-ops-cumulus-protected'));
     const fn = resourcesOfType(json, 'AWS::Lambda::Function')[0][1];
     assert.equal(fn.Properties.Environment.Variables.MURSST_SOURCE, 's3://mursst-mirror/granules');
