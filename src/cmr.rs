@@ -156,7 +156,7 @@ pub struct Page {
     pub hits: Option<u64>,
     pub granules: Vec<CmrGranule>,
     pub unusable: Vec<Unusable>,
-    /// Items on the page (usable or not): a short page ends the search.
+    /// Items on the page (usable or not): an empty page ends the search.
     pub items: usize,
 }
 
@@ -383,21 +383,30 @@ impl CmrClient {
         let mut search = CmrSearch::default();
         let mut all = Vec::new();
         let mut after: Option<String> = None;
+        let mut seen = 0u64;
         loop {
             let (page, next) = self
                 .page(&url, &temporal, after.as_deref(), &mut search.retries)
                 .await?;
             search.pages += 1;
             search.hits = search.hits.or(page.hits);
-            let short = page.items < self.config.page_size as usize;
+            seen += page.items as u64;
             all.extend(
                 page.granules
                     .into_iter()
                     .filter(|g| g.day >= start && g.day <= end),
             );
             search.unusable.extend(page.unusable);
+            // CMR may return a page shorter than asked for before the end: only an empty
+            // page, or as many items as it said it has, ends the search.
+            let exhausted = page.items == 0 || search.hits.is_some_and(|hits| seen >= hits);
             match next {
-                Some(n) if !short && page.items > 0 => after = Some(n),
+                Some(n) if !exhausted && after.as_deref() != Some(n.as_str()) => after = Some(n),
+                Some(_) if !exhausted => {
+                    tracing::warn!(pages = search.pages, seen, hits = ?search.hits,
+                        "CMR returned the same search-after token twice: stopping");
+                    break;
+                }
                 _ => break,
             }
         }
@@ -442,11 +451,14 @@ impl CmrClient {
                 }
             };
             let status = resp.status().as_u16();
-            let next = resp
-                .headers()
-                .get("CMR-Search-After")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let next = header("CMR-Search-After");
+            let hits_header = header("CMR-Hits").and_then(|h| h.trim().parse::<u64>().ok());
             let body = match resp.bytes().await {
                 Ok(b) => b,
                 Err(e) => {
@@ -455,7 +467,9 @@ impl CmrClient {
                 }
             };
             if status == 200 {
-                return Ok((parse_page(url, &body)?, next));
+                let mut page = parse_page(url, &body)?;
+                page.hits = page.hits.or(hits_header);
+                return Ok((page, next));
             }
             let messages = error_messages(&body);
             if status == 429 || status >= 500 {

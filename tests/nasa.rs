@@ -106,6 +106,31 @@ async fn cmr_search_pages_resolves_duplicates_and_reports_what_it_cannot_use() {
 }
 
 #[tokio::test]
+async fn cmr_search_pages_past_short_pages_until_the_hits_are_exhausted() {
+    let tmp = TempDir::new("cmr-short");
+    // page_size 3, but the stand-in answers 2 items a page while more remain.
+    let path = catalog(
+        tmp.path(),
+        1..=10,
+        json!({"faults": {"short_page_items": 2}}),
+    );
+    let cmr = standins::cmr(&path);
+    let found = CmrClient::new(config(&cmr))
+        .unwrap()
+        .granules(day(1), day(10))
+        .await
+        .unwrap();
+    let days: Vec<NaiveDate> = found.granules.iter().map(|g| g.day).collect();
+    assert_eq!(days, (1..=10).map(day).collect::<Vec<_>>());
+    assert_eq!(
+        (found.pages, found.hits),
+        (5, Some(10)),
+        "2 + 2 + 2 + 2 + 2 items, and no request after the hits are read"
+    );
+    assert_eq!(cmr.entries().len(), 5);
+}
+
+#[tokio::test]
 async fn cmr_errors_are_shown_retried_or_named() {
     let tmp = TempDir::new("cmr-errors");
     // Two 503s, then the answer: retried, and counted.

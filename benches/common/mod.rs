@@ -47,51 +47,26 @@ pub fn bench_data_dir() -> PathBuf {
     dir
 }
 
-/// FNV-1a: a stable hash for cache keys (std's hasher may change between releases).
-pub fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in *part {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 /// A granule written by [`synthetic::write_granule`], cached under
 /// `target/bench-data/granules/<key>/`; the key covers the spec and the writer's source,
 /// so a changed writer writes a new file.
 pub fn cached_granule(spec: &GranuleSpec) -> PathBuf {
-    let key = fnv1a(&[
-        format!("{spec:?}").as_bytes(),
-        include_str!("../../src/synthetic/mod.rs").as_bytes(),
-        include_str!("../../src/synthetic/filter_order.rs").as_bytes(),
-    ]);
-    let dir = bench_data_dir()
-        .join("granules")
-        .join(format!("{key:016x}"));
-    let path = dir.join(spec.file_name());
-    if path.exists() {
-        eprintln!("granule {} (cached)", path.display());
-        return path;
-    }
-    eprintln!(
-        "writing {} × {} granule for {} to {} ...",
-        spec.lat_size,
-        spec.lon_size,
-        spec.date,
-        dir.display()
-    );
+    let cache = bench_data_dir().join("granules");
     let start = Instant::now();
-    let path = synthetic::write_granule(&dir, spec).expect("write synthetic granule");
-    eprintln!(
-        "  {} in {:.0} s",
-        mb(file_size(&path)),
-        start.elapsed().as_secs_f64()
-    );
+    let (path, cached) = synthetic::write_cached(&cache, spec).expect("write synthetic granule");
+    if cached {
+        eprintln!("granule {} (cached)", path.display());
+    } else {
+        eprintln!(
+            "wrote {} × {} granule for {} to {}: {} in {:.0} s",
+            spec.lat_size,
+            spec.lon_size,
+            spec.date,
+            path.display(),
+            mb(file_size(&path)),
+            start.elapsed().as_secs_f64()
+        );
+    }
     path
 }
 

@@ -192,7 +192,14 @@ impl PipelineError {
             PipelineError::Unvalidated { source, .. } => match source {
                 ValidationError::Failed { .. } => ErrorKind::ValidationFailed,
                 ValidationError::Store(e) => store_kind(e),
-                ValidationError::Source { .. } => ErrorKind::Retryable,
+                ValidationError::Fetch { retryable, .. } => {
+                    if *retryable {
+                        ErrorKind::Retryable
+                    } else {
+                        ErrorKind::Failed
+                    }
+                }
+                ValidationError::Oracle { .. } => ErrorKind::Failed,
             },
             PipelineError::Rejected { .. } => ErrorKind::SchemaRejected,
             PipelineError::Io { .. } => ErrorKind::Retryable,

@@ -193,6 +193,9 @@ impl ChunkLayout {
         let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).expect("valid date");
         if date >= d(2024, 6, 2) {
             Self::since_2024_06_02()
+        } else if date == d(2024, 3, 24) {
+            // Earthmover's inventory: analysed_sst (1, 1023, 2047), analysis_error not.
+            Self::large().with(DataVar::AnalysedSst, Self::SMALL)
         } else if (d(2023, 2, 24)..=d(2023, 2, 28)).contains(&date)
             || date == d(2023, 4, 22)
             || date >= d(2023, 9, 4)
@@ -967,6 +970,29 @@ impl GranuleSpec {
     }
 }
 
+/// Where `spec` is (or is written to) in a cache of granules under `cache`: one directory
+/// per spec and generator version, so a changed spec or generator never reuses a file.
+/// Full-size granules take about a minute each to write; benches and the rehearsal keep
+/// them across runs.
+pub fn write_cached(cache: &Path, spec: &GranuleSpec) -> Result<(PathBuf, bool), SyntheticError> {
+    let mut key: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [
+        format!("{spec:?}").as_bytes(),
+        include_str!("mod.rs").as_bytes(),
+        include_str!("filter_order.rs").as_bytes(),
+    ] {
+        for b in part.iter().chain([&0xff]) {
+            key = (key ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let dir = cache.join(format!("{key:016x}"));
+    let path = dir.join(spec.file_name());
+    if path.exists() {
+        return Ok((path, true));
+    }
+    write_granule(&dir, spec).map(|p| (p, false))
+}
+
 /// Write the granule `spec` describes into `dir` and return its path.
 ///
 /// The file is written under a temporary name and renamed at the end, so an interrupted
@@ -1263,6 +1289,10 @@ mod tests {
             ChunkLayout::for_date(date(2022, 11, 9)).get(DataVar::Mask),
             [1023, 2047]
         );
+        let l = ChunkLayout::for_date(date(2024, 3, 24));
+        assert_eq!(l.get(DataVar::AnalysedSst), [1023, 2047]);
+        assert_eq!(l.get(DataVar::AnalysisError), [3600, 7200]);
+        assert_eq!(l.get(DataVar::Mask), [4500, 9000]);
         let h = GranuleSpec::historical(date(2003, 9, 11));
         assert!(!h.shuffle);
         assert_eq!(h.deflate_level, 6);

@@ -97,6 +97,7 @@ pub async fn check(
     report.chunks_compared = compared.chunks;
     report.values_compared = compared.values;
     report.source_bytes_read = compared.source_bytes;
+    report.source_fetches_on_demand = compared.fetched_on_demand;
     report.rules.push(Rule::DataEqualToSource);
     Ok(report)
 }

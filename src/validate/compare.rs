@@ -2,7 +2,7 @@
 //! references, which checks each granule's recorded version) against the same region
 //! of the source read by libhdf5.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use futures::{StreamExt, TryStreamExt};
 use rand::SeedableRng;
@@ -10,10 +10,10 @@ use rand::seq::IndexedRandom;
 use zarrs::array::{Array, ArraySubset};
 use zarrs_icechunk::AsyncIcechunkStore;
 
-use super::sparse::SparseCopy;
+use super::sparse::{OpenError, SparseCopy, Window};
 use super::{Branch, Rule, SAMPLE_CHUNKS, ValidateMode, ValidationError, failed};
 use crate::refs::DataType;
-use crate::source::{self, BoxError, Location, RangeRead, S3Settings};
+use crate::source::{self, BoxError, Location, S3Settings, SourceError};
 use crate::store::StoreError;
 use crate::store::values::{Element, with_element_type};
 
@@ -23,6 +23,7 @@ pub(super) struct Compared {
     pub chunks: u64,
     pub values: u64,
     pub source_bytes: u64,
+    pub fetched_on_demand: u64,
 }
 
 /// Compare the chosen chunks of every new day and data variable with the source.
@@ -36,19 +37,21 @@ pub(super) async fn compare_data(
     for day in branch.days {
         let t = branch.index(day)?;
         let url = day.granule.url.as_str();
-        let tmp = tempfile::tempdir().map_err(|e| source_error(url, "", e))?;
-        let mut oracle = OracleFile::open(url, tmp.path(), s3).await?;
+        let tmp = tempfile::tempdir().map_err(|e| oracle_error(url, "", e))?;
+        let oracle = OracleFile::open(url, tmp.path(), s3).await?;
         for name in branch.after.data_arrays() {
             let array = branch.stores.array(&name).await?;
             let dtype = branch.after.schema.arrays[&name].data_type;
             let chunks = chunks_to_compare(array.chunk_grid_shape(), mode, seed, t, &name);
-            let dataset = oracle.dataset(&array, &chunks, &name, url).await?;
+            let windows = granule_windows(&array, &chunks, &name)?;
+            let dataset = oracle.dataset(&name, &windows).await?;
             let values: Vec<u64> = futures::stream::iter(chunks.into_iter().map(|chunk| {
                 let job = Chunk {
                     array: &array,
                     dtype,
                     index: chunk,
                     source: dataset.clone(),
+                    oracle: &oracle,
                     variable: &name,
                     granule: url,
                 };
@@ -61,89 +64,106 @@ pub(super) async fn compare_data(
             compared.values += values.iter().sum::<u64>();
         }
         compared.source_bytes += oracle.bytes_read();
+        compared.fetched_on_demand += oracle.fetched_on_demand();
     }
     Ok(compared)
 }
 
-/// The granule as libhdf5 opens it: the file itself, a sparse copy of a remote one
-/// holding only what the comparison reads, or (if libhdf5 needs more than that) a
-/// whole download.
+/// The granule as libhdf5 opens it: the file itself, or a sparse copy of a remote one
+/// that holds what the comparison reads and fetches anything else libhdf5 asks for.
 enum OracleFile {
-    Local(PathBuf),
-    Sparse(SparseCopy),
-    Whole { path: PathBuf, bytes: u64 },
+    Local { file: libhdf5::File, url: String },
+    Sparse { copy: SparseCopy, url: String },
 }
 
 impl OracleFile {
     async fn open(url: &str, tmp: &Path, s3: &S3Settings) -> Result<Self, ValidationError> {
-        let err = |e: BoxError| source_error(url, "", e);
-        if let Location::Local(path) = Location::parse(url).map_err(|e| err(e.into()))? {
-            return Ok(Self::Local(path));
+        let location = Location::parse(url).map_err(|e| oracle_error(url, "", e))?;
+        if let Location::Local(path) = location {
+            let file = tokio::task::spawn_blocking(move || {
+                let _libhdf5 = crate::oracle::lock();
+                // Read-only: no need for HDF5's advisory lock, which another process that
+                // inherited a descriptor of the file may hold.
+                libhdf5::FileBuilder::new()
+                    .with_fapl(|p| p.file_locking(false))
+                    .open(&path)
+            })
+            .await
+            .map_err(|e| oracle_error(url, "", e))?
+            .map_err(|e| oracle_error(url, "", e))?;
+            return Ok(Self::Local {
+                file,
+                url: url.to_string(),
+            });
         }
-        let reader = source::open(url, s3).await.map_err(|e| err(e.into()))?;
-        Ok(Self::Sparse(
-            SparseCopy::metadata(reader, tmp).await.map_err(err)?,
-        ))
+        let reader = source::open(url, s3)
+            .await
+            .map_err(|e| fetch_error(url, "", e))?;
+        let copy = SparseCopy::open(reader, tmp)
+            .await
+            .map_err(|e| explained(url, "", e))?;
+        Ok(Self::Sparse {
+            copy,
+            url: url.to_string(),
+        })
     }
 
     fn bytes_read(&self) -> u64 {
         match self {
-            Self::Local(_) => 0,
-            Self::Sparse(copy) => copy.bytes_read(),
-            Self::Whole { bytes, .. } => *bytes,
+            Self::Local { .. } => 0,
+            Self::Sparse { copy, .. } => copy.bytes_read(),
         }
     }
 
-    /// `variable` opened by libhdf5, with the chunks in `chunks` (store indices) readable.
+    fn fetched_on_demand(&self) -> u64 {
+        match self {
+            Self::Local { .. } => 0,
+            Self::Sparse { copy, .. } => copy.fetched_on_demand(),
+        }
+    }
+
+    /// `variable` opened by libhdf5, with every source chunk meeting `windows` at hand.
     async fn dataset(
-        &mut self,
-        array: &Array<AsyncIcechunkStore>,
-        chunks: &[Vec<u64>],
+        &self,
         variable: &str,
-        url: &str,
+        windows: &[Window],
     ) -> Result<libhdf5::Dataset, ValidationError> {
-        let copy = match self {
-            Self::Local(path) | Self::Whole { path, .. } => {
-                return open_dataset(path.clone(), variable, url).await;
-            }
-            Self::Sparse(copy) => copy,
+        let (file, url) = match self {
+            Self::Local { file, url } => (file.clone(), url),
+            Self::Sparse { copy, url } => (copy.file().clone(), url),
         };
-        let opened = match open_dataset(copy.path().to_path_buf(), variable, url).await {
-            Ok(dataset) => {
-                let starts = granule_starts(array, chunks, variable)?;
-                copy.fill_chunks(&dataset, &starts)
-                    .await
-                    .map(|()| dataset)
-                    .map_err(|e| source_error(url, variable, e))
-            }
-            Err(e) => Err(e),
-        };
-        match opened {
-            Ok(dataset) => Ok(dataset),
-            Err(e) => {
-                tracing::warn!(granule = url, variable, error = %e,
-                    "libhdf5 needs more of the granule than its metadata and chunks: downloading it whole");
-                let path = copy.path().with_extension("whole");
-                let bytes = download(copy.source(), &path)
-                    .await
-                    .map_err(|e| source_error(url, "", e))?;
-                let bytes = copy.bytes_read() + bytes;
-                *self = Self::Whole {
-                    path: path.clone(),
-                    bytes,
-                };
-                open_dataset(path, variable, url).await
-            }
+        let var = variable.to_string();
+        let dataset = tokio::task::spawn_blocking(move || {
+            let _libhdf5 = crate::oracle::lock();
+            file.dataset(&var)
+        })
+        .await
+        .map_err(|e| oracle_error(url, variable, e))?
+        .map_err(|e| self.failed(variable, e))?;
+        if let Self::Sparse { copy, .. } = self {
+            copy.fill_windows(&dataset, windows)
+                .await
+                .map_err(|e| explained(url, variable, e))?;
+        }
+        Ok(dataset)
+    }
+
+    /// What a failed libhdf5 call on this file means: a fetch inside it failed, or
+    /// libhdf5 cannot read these bytes.
+    fn failed(&self, variable: &str, e: impl Into<BoxError>) -> ValidationError {
+        match self {
+            Self::Local { url, .. } => oracle_error(url, variable, e),
+            Self::Sparse { copy, url } => explained(url, variable, copy.explain(e)),
         }
     }
 }
 
-/// Where each chunk in `chunks` starts in the one-step granule (time index 0).
-fn granule_starts(
+/// Where each chunk in `chunks` lies in the one-step granule (time index 0).
+fn granule_windows(
     array: &Array<AsyncIcechunkStore>,
     chunks: &[Vec<u64>],
     variable: &str,
-) -> Result<Vec<Vec<u64>>, ValidationError> {
+) -> Result<Vec<Window>, ValidationError> {
     chunks
         .iter()
         .map(|index| {
@@ -151,10 +171,11 @@ fn granule_starts(
                 .chunk_subset_bounded(index)
                 .map_err(|e| StoreError::zarr(format!("{variable} chunk {index:?}"), e))?;
             let mut start = subset.start().to_vec();
-            if let Some(t) = start.first_mut() {
-                *t = 0;
+            let mut shape = subset.shape().to_vec();
+            if let (Some(t), Some(n)) = (start.first_mut(), shape.first_mut()) {
+                (*t, *n) = (0, 1);
             }
-            Ok(start)
+            Ok(Window { start, shape })
         })
         .collect()
 }
@@ -211,51 +232,28 @@ fn all_indices(grid: &[u64]) -> Vec<Vec<u64>> {
     out
 }
 
-fn source_error(granule: &str, variable: &str, err: impl Into<BoxError>) -> ValidationError {
-    ValidationError::Source {
+fn oracle_error(granule: &str, variable: &str, err: impl Into<BoxError>) -> ValidationError {
+    ValidationError::Oracle {
         granule: granule.into(),
         variable: variable.into(),
         source: err.into(),
     }
 }
 
-/// Download the whole object behind `reader` to `path`; returns its size.
-async fn download(reader: &dyn RangeRead, path: &Path) -> Result<u64, BoxError> {
-    let size = reader.info().await?.size;
-    let mut file = tokio::fs::File::create(path).await?;
-    const PART: u64 = 16 << 20;
-    let mut pos = 0;
-    while pos < size {
-        let end = (pos + PART).min(size);
-        let bytes = reader.read_range(pos..end).await?;
-        tokio::io::AsyncWriteExt::write_all(&mut file, &bytes).await?;
-        pos = end;
+fn fetch_error(granule: &str, variable: &str, err: SourceError) -> ValidationError {
+    ValidationError::Fetch {
+        granule: granule.into(),
+        variable: variable.into(),
+        retryable: err.is_retryable(),
+        source: err.into(),
     }
-    // tokio hands large writes to a background task: the file is complete only once
-    // flushed, and libhdf5 must not open it before.
-    tokio::io::AsyncWriteExt::flush(&mut file).await?;
-    Ok(size)
 }
 
-/// Open a variable of the source granule with libhdf5, once for all its chunks.
-async fn open_dataset(
-    path: PathBuf,
-    variable: &str,
-    granule: &str,
-) -> Result<libhdf5::Dataset, ValidationError> {
-    let var = variable.to_string();
-    tokio::task::spawn_blocking(move || -> Result<libhdf5::Dataset, libhdf5::Error> {
-        let _libhdf5 = crate::oracle::lock();
-        // Read-only: no need for HDF5's advisory lock, which another process that
-        // inherited a descriptor of the file may hold.
-        let file = libhdf5::FileBuilder::new()
-            .with_fapl(|p| p.file_locking(false))
-            .open(&path)?;
-        file.dataset(&var)
-    })
-    .await
-    .map_err(|e| source_error(granule, variable, e))?
-    .map_err(|e| source_error(granule, variable, e))
+fn explained(granule: &str, variable: &str, err: OpenError) -> ValidationError {
+    match err {
+        OpenError::Fetch(e) => fetch_error(granule, variable, e),
+        OpenError::Oracle(e) => oracle_error(granule, variable, e),
+    }
 }
 
 /// Tries to fetch a chunk through the branch.
@@ -281,6 +279,7 @@ struct Chunk<'a> {
     dtype: DataType,
     index: Vec<u64>,
     source: libhdf5::Dataset,
+    oracle: &'a OracleFile,
     variable: &'a str,
     granule: &'a str,
 }
@@ -298,7 +297,7 @@ impl Chunk<'_> {
         let through_branch: Vec<T> = self.read_through_branch(&subset).await?;
         let from_source = read_source::<T>(self.source.clone(), &subset)
             .await
-            .map_err(|e| source_error(self.granule, self.variable, e))?;
+            .map_err(|e| self.oracle.failed(self.variable, e))?;
         self.check_equal(&through_branch, &from_source)?;
         Ok(through_branch.len() as u64)
     }
@@ -321,15 +320,17 @@ impl Chunk<'_> {
                     attempt += 1;
                 }
                 Err(e) if is_fetch_error(&e) => {
-                    return Err(source_error(
-                        self.granule,
-                        self.variable,
-                        format!(
+                    return Err(ValidationError::Fetch {
+                        granule: self.granule.into(),
+                        variable: self.variable.into(),
+                        retryable: true,
+                        source: format!(
                             "chunk {:?} through the branch: {}",
                             self.index,
                             crate::source::error_chain(&e)
-                        ),
-                    ));
+                        )
+                        .into(),
+                    });
                 }
                 Err(e) => {
                     return Err(failed(

@@ -11,6 +11,8 @@ mod compare;
 mod rules;
 #[cfg(feature = "validate")]
 mod sparse;
+#[cfg(feature = "validate")]
+mod vfd;
 
 #[cfg(feature = "validate")]
 pub use branch::{Branch, check, validate};
@@ -93,13 +95,33 @@ pub enum ValidationError {
     Failed { rule: Rule, detail: String },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("reading the source with libhdf5: {granule}: {variable}: {}", crate::source::error_chain(.source.as_ref()))]
-    Source {
+    /// The source could not be read to compare with; `retryable` when trying again may
+    /// help (a throttle, a dropped connection), decided where the read failed.
+    #[error("reading the source to compare with: {}: {}", place(.granule, .variable), crate::source::error_chain(.source.as_ref()))]
+    Fetch {
+        granule: String,
+        variable: String,
+        retryable: bool,
+        #[source]
+        source: BoxError,
+    },
+    /// libhdf5 cannot open or decode the source: the same bytes fail the same way again.
+    #[error("libhdf5 cannot read the source: {}: {}", place(.granule, .variable), crate::source::error_chain(.source.as_ref()))]
+    Oracle {
         granule: String,
         variable: String,
         #[source]
         source: BoxError,
     },
+}
+
+/// `granule: variable`, or the granule alone when no variable is involved.
+fn place(granule: &str, variable: &str) -> String {
+    if variable.is_empty() {
+        granule.to_string()
+    } else {
+        format!("{granule}: {variable}")
+    }
 }
 
 #[cfg(feature = "validate")]
@@ -121,4 +143,8 @@ pub struct ValidationReport {
     /// Bytes read from the sources to compare data.
     #[serde(default)]
     pub source_bytes_read: u64,
+    /// Reads libhdf5 needed beyond the metadata and the planned chunks, fetched when
+    /// it asked (normally none).
+    #[serde(default)]
+    pub source_fetches_on_demand: u64,
 }

@@ -6,6 +6,7 @@
 pub mod decode;
 pub mod fixtures;
 pub mod oracle;
+pub mod rehearsal;
 pub mod sfn;
 pub mod standins;
 pub mod store;

@@ -7,17 +7,17 @@
 //! Nothing skips: a missing Node.js, npm package or handler binary fails the test with
 //! how to get it.
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::Frame;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
@@ -81,6 +81,15 @@ fn newest_source(dir: &Path, newest: &mut SystemTime) {
     }
 }
 
+/// The build profile this test binary was built with, whose handlers it runs.
+pub fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
 /// The handler binaries, built and not older than the sources they are built from.
 pub fn binaries() -> BTreeMap<&'static str, PathBuf> {
     let root = super::tooling::repo_root();
@@ -89,18 +98,23 @@ pub fn binaries() -> BTreeMap<&'static str, PathBuf> {
     newest_source(&root.join("functions"), &mut newest);
     let mut out = BTreeMap::new();
     for (_, name) in FUNCTIONS {
-        let path = target_dir().join("debug").join(name);
+        let path = target_dir().join(profile()).join(name);
+        let build = if profile() == "release" {
+            "cargo build --release --workspace --bins"
+        } else {
+            "cargo build --workspace --bins"
+        };
         let built = std::fs::metadata(&path)
             .and_then(|m| m.modified())
             .unwrap_or_else(|e| {
                 panic!(
-                    "{}: {e}: build the Lambda handlers first: `cargo build --workspace --bins`",
+                    "{}: {e}: build the Lambda handlers first: `{build}`",
                     path.display()
                 )
             });
         assert!(
             built >= newest,
-            "{} is older than the sources: rebuild it with `cargo build --workspace --bins`",
+            "{} is older than the sources: rebuild it with `{build}`",
             path.display()
         );
         out.insert(name, path);
@@ -135,29 +149,226 @@ pub fn check_node() {
     );
 }
 
-/// A reverse proxy in front of moto that answers `503 SlowDown` to the first `count`
-/// requests whose path contains `path_contains` (S3 throttling one object), and
-/// forwards everything else.
+/// What went through a [`FaultProxy`], by bucket (the first path segment; `""` for
+/// requests to no bucket, such as Secrets Manager's).
+#[derive(Debug, Default, Clone)]
+pub struct Traffic {
+    pub by_bucket: BTreeMap<String, BucketTraffic>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct BucketTraffic {
+    pub requests: u64,
+    /// Response body bytes (Content-Length) of the requests forwarded.
+    pub bytes: u64,
+    /// Requests answered with an injected fault instead.
+    pub faults: u64,
+    /// The access key ids that signed requests (SigV4 `Credential=`).
+    pub access_keys: BTreeSet<String>,
+}
+
+impl Traffic {
+    pub fn bucket(&self, name: &str) -> BucketTraffic {
+        self.by_bucket.get(name).cloned().unwrap_or_default()
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.by_bucket.values().map(|b| b.requests).sum()
+    }
+
+    pub fn faults(&self) -> u64 {
+        self.by_bucket.values().map(|b| b.faults).sum()
+    }
+}
+
+/// A reverse proxy in front of moto that counts what passes by bucket and can fail
+/// requests: `503 SlowDown` to the first `count` requests whose path contains a string
+/// (S3 throttling one object), and, at a rate set any time, random S3 faults (503
+/// SlowDown, 500 InternalError, a connection reset, a body cut short).
 pub struct FaultProxy {
     addr: SocketAddr,
     pub injected: Arc<AtomicUsize>,
     pub forwarded: Arc<AtomicUsize>,
+    rate_ppm: Arc<AtomicU32>,
+    traffic: Arc<Mutex<Traffic>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// What one proxy does with a request, shared by its connections.
+struct ProxyRules {
+    client: Client<HttpConnector, Incoming>,
+    upstream: String,
+    throttle: String,
+    remaining: AtomicUsize,
+    rate_ppm: Arc<AtomicU32>,
+    traffic: Arc<Mutex<Traffic>>,
+    injected: Arc<AtomicUsize>,
+    forwarded: Arc<AtomicUsize>,
+}
+
+/// A random fault in place of S3's answer.
+enum Fault {
+    SlowDown,
+    Internal,
+    Reset,
+    CutBody,
+}
+
+impl ProxyRules {
+    fn note(&self, req: &Request<Incoming>, f: impl FnOnce(&mut BucketTraffic)) {
+        let bucket = bucket_of(req.uri().path());
+        let key = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|a| a.split("Credential=").nth(1))
+            .and_then(|c| c.split('/').next())
+            .map(str::to_string);
+        let mut traffic = self.traffic.lock().unwrap();
+        let entry = traffic.by_bucket.entry(bucket).or_default();
+        entry.access_keys.extend(key);
+        f(entry);
+    }
+
+    fn pick_fault(&self, req: &Request<Incoming>) -> Option<Fault> {
+        let throttled = !self.throttle.is_empty()
+            && req.uri().path().contains(&self.throttle)
+            && self
+                .remaining
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if throttled {
+            return Some(Fault::SlowDown);
+        }
+        let rate = self.rate_ppm.load(Ordering::Relaxed);
+        if rate == 0 || rand::random_range(0..1_000_000) >= rate {
+            return None;
+        }
+        Some(match rand::random_range(0..4) {
+            0 => Fault::SlowDown,
+            1 => Fault::Internal,
+            2 => Fault::Reset,
+            _ => Fault::CutBody,
+        })
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Result<Response<ProxyBody>, std::io::Error> {
+        let fault = self.pick_fault(&req);
+        if fault.is_some() {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            self.note(&req, |b| b.faults += 1);
+        } else {
+            self.forwarded.fetch_add(1, Ordering::SeqCst);
+        }
+        match fault {
+            Some(Fault::SlowDown) => {
+                return Ok(s3_error(
+                    503,
+                    "SlowDown",
+                    "Please reduce your request rate.",
+                ));
+            }
+            Some(Fault::Internal) => {
+                return Ok(s3_error(
+                    500,
+                    "InternalError",
+                    "We encountered an internal error.",
+                ));
+            }
+            Some(Fault::Reset) => return Err(std::io::Error::other("injected connection reset")),
+            Some(Fault::CutBody) => {
+                // Half the body under the full Content-Length: the client sees it cut short.
+                let (parts, body) = forward(req, &self.client, &self.upstream)
+                    .await
+                    .into_parts();
+                let bytes = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let half = bytes.slice(..bytes.len() / 2);
+                let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+                    Ok(Frame::data(half)),
+                    Err("injected: body cut short".into()),
+                ];
+                let body = StreamBody::new(futures::stream::iter(frames)).boxed();
+                return Ok(Response::from_parts(parts, body));
+            }
+            None => {}
+        }
+        Ok(forward_counted(req, self).await)
+    }
+}
+
+/// The bucket of a path-style S3 request (`""` for a request to no bucket).
+fn bucket_of(path: &str) -> String {
+    path.trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Forward `req`, noting it and its response's Content-Length against its bucket.
+async fn forward_counted(req: Request<Incoming>, rules: &ProxyRules) -> Response<ProxyBody> {
+    rules.note(&req, |b| b.requests += 1);
+    let bucket = bucket_of(req.uri().path());
+    let resp = forward(req, &rules.client, &rules.upstream).await;
+    let length: u64 = resp
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut traffic = rules.traffic.lock().unwrap();
+    traffic.by_bucket.entry(bucket).or_default().bytes += length;
+    resp
+}
 
 impl FaultProxy {
+    /// Throttle the first `count` requests whose path contains `path_contains`.
     pub fn start(upstream: String, path_contains: String, count: usize) -> Self {
+        Self::spawn(upstream, path_contains, count)
+    }
+
+    /// Count and forward everything (random faults only once [`Self::set_fault_rate`]).
+    pub fn counting(upstream: String) -> Self {
+        Self::spawn(upstream, String::new(), 0)
+    }
+
+    /// Fail this share (0..=1) of the requests from now on.
+    pub fn set_fault_rate(&self, rate: f64) {
+        self.rate_ppm
+            .store((rate.clamp(0.0, 1.0) * 1e6) as u32, Ordering::Relaxed);
+    }
+
+    /// What went through so far.
+    pub fn traffic(&self) -> Traffic {
+        self.traffic.lock().unwrap().clone()
+    }
+
+    fn spawn(upstream: String, throttle: String, count: usize) -> Self {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         std_listener.set_nonblocking(true).expect("nonblocking");
         let addr = std_listener.local_addr().expect("proxy address");
         let injected = Arc::new(AtomicUsize::new(0));
         let forwarded = Arc::new(AtomicUsize::new(0));
-        let remaining = Arc::new(AtomicUsize::new(count));
+        let rate_ppm = Arc::new(AtomicU32::new(0));
+        let traffic = Arc::new(Mutex::new(Traffic::default()));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let (inj, fwd) = (Arc::clone(&injected), Arc::clone(&forwarded));
+        let rules = (
+            upstream,
+            throttle,
+            count,
+            Arc::clone(&rate_ppm),
+            Arc::clone(&traffic),
+            Arc::clone(&injected),
+            Arc::clone(&forwarded),
+        );
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -165,10 +376,17 @@ impl FaultProxy {
                 .expect("proxy runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
-                let client: Client<HttpConnector, Incoming> =
-                    Client::builder(TokioExecutor::new()).build_http();
-                let upstream: Arc<str> = upstream.into();
-                let path_contains: Arc<str> = path_contains.into();
+                let (upstream, throttle, count, rate_ppm, traffic, injected, forwarded) = rules;
+                let rules = Arc::new(ProxyRules {
+                    client: Client::builder(TokioExecutor::new()).build_http(),
+                    upstream,
+                    throttle,
+                    remaining: AtomicUsize::new(count),
+                    rate_ppm,
+                    traffic,
+                    injected,
+                    forwarded,
+                });
                 loop {
                     let stream = tokio::select! {
                         _ = &mut stopped => return,
@@ -177,38 +395,11 @@ impl FaultProxy {
                             Err(_) => continue,
                         },
                     };
-                    let (client, upstream, path_contains, remaining, inj, fwd) = (
-                        client.clone(),
-                        Arc::clone(&upstream),
-                        Arc::clone(&path_contains),
-                        Arc::clone(&remaining),
-                        Arc::clone(&inj),
-                        Arc::clone(&fwd),
-                    );
+                    let rules = Arc::clone(&rules);
                     tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                            let (client, upstream, path_contains, remaining, inj, fwd) = (
-                                client.clone(),
-                                Arc::clone(&upstream),
-                                Arc::clone(&path_contains),
-                                Arc::clone(&remaining),
-                                Arc::clone(&inj),
-                                Arc::clone(&fwd),
-                            );
-                            async move {
-                                let hit = req.uri().path().contains(&*path_contains)
-                                    && remaining
-                                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                                            n.checked_sub(1)
-                                        })
-                                        .is_ok();
-                                if hit {
-                                    inj.fetch_add(1, Ordering::SeqCst);
-                                    return Ok::<_, Infallible>(slow_down());
-                                }
-                                fwd.fetch_add(1, Ordering::SeqCst);
-                                Ok(forward(req, &client, &upstream).await)
-                            }
+                        let service = hyper::service::service_fn(move |req| {
+                            let rules = Arc::clone(&rules);
+                            async move { rules.handle(req).await }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
@@ -221,6 +412,8 @@ impl FaultProxy {
             addr,
             injected,
             forwarded,
+            rate_ppm,
+            traffic,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -248,14 +441,20 @@ fn full(bytes: impl Into<Bytes>) -> ProxyBody {
         .boxed()
 }
 
-fn slow_down() -> Response<ProxyBody> {
-    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
-                <Message>Please reduce your request rate.</Message></Error>";
+fn boxed_incoming(body: Incoming) -> ProxyBody {
+    body.map_err(|e| -> BoxError { Box::new(e) }).boxed()
+}
+
+fn s3_error(status: u16, code: &str, message: &str) -> Response<ProxyBody> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+         <Message>{message}</Message></Error>"
+    );
     Response::builder()
-        .status(503)
+        .status(status)
         .header("content-type", "application/xml")
         .body(full(body))
-        .expect("a 503")
+        .expect("an S3 error")
 }
 
 async fn forward(
@@ -275,7 +474,7 @@ async fn forward(
         parts.headers.remove(h);
     }
     match client.request(Request::from_parts(parts, body)).await {
-        Ok(resp) => resp.map(|b| b.boxed()),
+        Ok(resp) => resp.map(boxed_incoming),
         Err(e) => Response::builder()
             .status(502)
             .body(full(format!("proxy: {e}")))
@@ -307,6 +506,17 @@ pub struct RunSpec {
     pub inline_distributed_map: bool,
     /// Extra environment per binary name (e.g. another `AWS_ENDPOINT_URL`).
     pub env: BTreeMap<String, BTreeMap<String, String>>,
+    /// Run these binaries' sandboxes under Lambda's limits: memory (a cgroup), CPU in
+    /// proportion, their own /tmp, and the timeout.
+    pub limits: BTreeMap<String, Sizing>,
+}
+
+/// A function's size as deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizing {
+    pub memory_mb: u64,
+    pub timeout_s: u64,
+    pub ephemeral_mb: u64,
 }
 
 impl SfnEnv {
@@ -472,11 +682,15 @@ impl SfnEnv {
             if let Some(extra) = spec.env.get(binary) {
                 env.extend(extra.clone());
             }
-            lambdas.insert(
-                function_arn(binary),
-                // A hung handler is killed, as Lambda ends an invocation at its timeout.
-                json!({ "command": self.binaries[binary], "env": env, "timeout_s": 300 }),
-            );
+            // A hung handler is killed, as Lambda ends an invocation at its timeout.
+            let config = match spec.limits.get(binary) {
+                Some(size) => json!({
+                    "command": self.binaries[binary], "env": env, "limits": true,
+                    "timeout_s": size.timeout_s, "memory_mb": size.memory_mb,
+                }),
+                None => json!({ "command": self.binaries[binary], "env": env, "timeout_s": 300 }),
+            };
+            lambdas.insert(function_arn(binary), config);
         }
         let definition = spec
             .definition
@@ -611,6 +825,17 @@ impl SfnResult {
         self.top_level("StateEntered")
             .find(|e| e["state"]["name"] == name)
             .map(|e| &e["state"]["input"])
+    }
+
+    /// The top-level state whose failure a Catch took last, with its input: where a
+    /// redrive starts.
+    pub fn caught(&self) -> Option<(String, Value)> {
+        self.top_level("StateCaught").last().map(|e| {
+            (
+                e["state"]["name"].as_str().unwrap_or_default().to_string(),
+                e["state"]["input"].clone(),
+            )
+        })
     }
 
     /// The output of the top-level state `name` (its last exit).

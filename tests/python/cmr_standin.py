@@ -18,10 +18,12 @@ catalog file is re-read on every request, so a test can replace a granule mid-ru
                    "revision_id": 1, "revision_date": "2025-01-02T06:32:41.125Z",
                    "size": 123, "md5": "...", "concept_id": "G1-POCLOUD",
                    "direct_link": true, "nrt": false}],
-     "faults": {"fail_first": 0, "fail_status": 503, "truncate_page": null}}
+     "faults": {"fail_first": 0, "fail_status": 503, "truncate_page": null,
+                "short_page_items": null}}
 
 Faults: the first `fail_first` requests get `fail_status` with a CMR error body;
-page number `truncate_page` (1-based) is cut off mid-JSON. Every request is logged to
+page number `truncate_page` (1-based) is cut off mid-JSON; with `short_page_items`
+every page holds at most that many items, fewer than page_size, as CMR may answer. Every request is logged to
 --log as a JSON line (path, query, CMR-Search-After header, status). Prints
 "READY <port>" on stdout once listening.
 """
@@ -146,7 +148,9 @@ class Handler(BaseHTTPRequestHandler):
         offset = 0
         if after:
             offset = int(json.loads(after)[0])
-        page = grans[offset : offset + page_size]
+        # CMR may answer a page shorter than page_size while more remain.
+        served = min(page_size, faults.get("short_page_items") or page_size)
+        page = grans[offset : offset + served]
         page_no = offset // page_size + 1 if page_size else 1
         template = json.load(open(TEMPLATE))
         headers = {

@@ -42,6 +42,13 @@
 //   an ItemSelector together with an ItemBatcher, or an InputPath are refused.
 // - --start-at STATE --state-input FILE: the execution starts at that top-level state
 //   with that input (a redrive of the failed state and everything after it).
+// - A function whose --lambdas entry has `"limits": true` runs each sandbox as Lambda sizes
+//   it: a memory cgroup limited to `memory_mb` (cgroup v1 under /sys/fs/cgroup/memory, or
+//   v2), a CPU quota of memory_mb / 1769 vCPUs (Lambda's ratio) where the cpu controller is
+//   there, its own TMPDIR (Lambda's /tmp), and `timeout_s`. An invocation the kernel kills
+//   for memory fails `Runtime.OutOfMemory`; one past its timeout is killed and fails
+//   `Sandbox.Timedout`. Each invocation records its peak RSS (VmHWM, reset when the event
+//   is delivered), the cgroup's peak charge, and the peak size of its TMPDIR.
 // - Every state with a Retry waits --retry-interval-ms (default 50) between attempts.
 // - --crash-first MATCH (repeatable): the first invocation whose event JSON contains
 //   MATCH has its sandbox killed (SIGKILL) once the handler has logged the invocation
@@ -55,6 +62,7 @@ import { spawn } from "node:child_process";
 import { createHash, createHmac, randomUUID } from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
+import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 
@@ -334,6 +342,181 @@ class LogFile {
 }
 
 // ---------------------------------------------------------------------------------------
+// Lambda's limits on one sandbox: a memory cgroup, a CPU quota, its own /tmp
+
+// Lambda gives one vCPU per 1,769 MB of memory.
+const MB_PER_VCPU = 1769;
+
+class Limits {
+  static create(root, id, config) {
+    if (!root) fail(`${id}: "limits" needs a writable cgroup hierarchy (v1 /sys/fs/cgroup/memory or v2 /sys/fs/cgroup)`);
+    const memoryMb = Number(config.memory_mb);
+    if (!Number.isFinite(memoryMb) || memoryMb <= 0) fail(`${id}: "limits" needs memory_mb`);
+    return new Limits(root, id, memoryMb);
+  }
+
+  // The cgroup hierarchy this machine has, with a directory made for this harness run; null
+  // when there is none we may write.
+  static root(runId) {
+    const v1 = "/sys/fs/cgroup/memory";
+    const tryMake = (dir) => {
+      try {
+        fs.mkdirSync(dir, { recursive: true });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    if (fs.existsSync(path.join(v1, "memory.limit_in_bytes"))) {
+      const memory = path.join(v1, `mursst-sfn-${runId}`);
+      if (!tryMake(memory)) return null;
+      const cpuBase = "/sys/fs/cgroup/cpu";
+      const cpu = fs.existsSync(path.join(cpuBase, "cpu.cfs_quota_us")) && tryMake(path.join(cpuBase, `mursst-sfn-${runId}`))
+        ? path.join(cpuBase, `mursst-sfn-${runId}`)
+        : null;
+      return { version: 1, memory, cpu };
+    }
+    const v2 = "/sys/fs/cgroup";
+    if (fs.existsSync(path.join(v2, "cgroup.controllers"))) {
+      const dir = path.join(v2, `mursst-sfn-${runId}`);
+      if (!tryMake(dir)) return null;
+      try {
+        fs.writeFileSync(path.join(dir, "cgroup.subtree_control"), "+memory +cpu");
+      } catch {
+        try {
+          fs.writeFileSync(path.join(dir, "cgroup.subtree_control"), "+memory");
+        } catch {
+          return null;
+        }
+      }
+      const cpu = fs.readFileSync(path.join(dir, "cgroup.subtree_control"), "utf8").includes("cpu");
+      return { version: 2, memory: dir, cpu: cpu ? dir : null };
+    }
+    return null;
+  }
+
+  static removeRoot(root) {
+    for (const dir of new Set([root?.memory, root?.cpu].filter(Boolean))) {
+      try {
+        fs.rmdirSync(dir);
+      } catch {}
+    }
+  }
+
+  constructor(root, id, memoryMb) {
+    this.version = root.version;
+    this.memoryMb = memoryMb;
+    this.vcpus = memoryMb / MB_PER_VCPU;
+    this.memory = path.join(root.memory, id);
+    this.cpu = root.cpu ? path.join(root.cpu, id) : null;
+    fs.mkdirSync(this.memory);
+    if (this.cpu && this.cpu !== this.memory) fs.mkdirSync(this.cpu);
+    const bytes = String(memoryMb * 1024 * 1024);
+    const period = 100_000;
+    const quota = String(Math.max(1000, Math.round(period * this.vcpus)));
+    if (this.version === 1) {
+      fs.writeFileSync(path.join(this.memory, "memory.limit_in_bytes"), bytes);
+      if (this.cpu) {
+        fs.writeFileSync(path.join(this.cpu, "cpu.cfs_period_us"), String(period));
+        fs.writeFileSync(path.join(this.cpu, "cpu.cfs_quota_us"), quota);
+      }
+    } else {
+      fs.writeFileSync(path.join(this.memory, "memory.max"), bytes);
+      try {
+        fs.writeFileSync(path.join(this.memory, "memory.swap.max"), "0");
+      } catch {}
+      if (this.cpu) fs.writeFileSync(path.join(this.cpu, "cpu.max"), `${quota} ${period}`);
+    }
+    this.tmpdir = fs.mkdtempSync(path.join(os.tmpdir(), `mursst-sandbox-${id}-`));
+    this.tmpPeak = 0;
+  }
+
+  joinScript() {
+    const dirs = [...new Set([this.memory, this.cpu].filter(Boolean))];
+    return dirs.map((d) => `echo $$ > '${d}/cgroup.procs' &&`).join(" ");
+  }
+
+  read(dir, file) {
+    try {
+      return fs.readFileSync(path.join(dir, file), "utf8");
+    } catch {
+      return "";
+    }
+  }
+
+  oomKills() {
+    const text = this.read(this.memory, this.version === 1 ? "memory.oom_control" : "memory.events");
+    return Number(/^oom_kill (\d+)/m.exec(text)?.[1] ?? 0);
+  }
+
+  resetPeaks(pid) {
+    try {
+      fs.writeFileSync(`/proc/${pid}/clear_refs`, "5");
+    } catch {}
+    try {
+      fs.writeFileSync(path.join(this.memory, this.version === 1 ? "memory.max_usage_in_bytes" : "memory.peak"), "0");
+    } catch {}
+    this.tmpPeak = 0;
+    this.pollTmp();
+  }
+
+  pollTmp() {
+    this.tmpPeak = Math.max(this.tmpPeak, dirBytes(this.tmpdir));
+  }
+
+  usage(pid) {
+    this.pollTmp();
+    let peakRss = null;
+    try {
+      const kb = /^VmHWM:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+      if (kb !== undefined) peakRss = Number(kb) * 1024;
+    } catch {}
+    const charged = Number(this.read(this.memory, this.version === 1 ? "memory.max_usage_in_bytes" : "memory.peak").trim()) || null;
+    return {
+      peak_rss_bytes: peakRss,
+      cgroup_peak_bytes: charged,
+      tmp_peak_bytes: this.tmpPeak,
+      memory_limit_mb: this.memoryMb,
+      cpu_quota_vcpus: this.cpu ? this.vcpus : null,
+      cgroup_version: this.version,
+    };
+  }
+
+  remove() {
+    for (const dir of new Set([this.memory, this.cpu].filter(Boolean))) {
+      for (let i = 0; i < 20; i++) {
+        try {
+          fs.rmdirSync(dir);
+          break;
+        } catch {
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+        }
+      }
+    }
+    fs.rmSync(this.tmpdir, { recursive: true, force: true });
+  }
+}
+
+// Bytes of the files under `dir` (0 if it is gone).
+function dirBytes(dir) {
+  let total = 0;
+  let entries;
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = path.join(dir, e.name);
+    try {
+      if (e.isDirectory()) total += dirBytes(p);
+      else if (e.isFile()) total += fs.statSync(p).blocks * 512;
+    } catch {}
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------
 // The Lambda Runtime API emulator
 
 const RUNTIME = "/2018-06-01/runtime";
@@ -368,9 +551,12 @@ class Sandbox {
     });
     const port = this.server.address().port;
     const { config, name } = this.fn;
+    const limits = config.limits ? Limits.create(this.fn.cgroupRoot, this.id, config) : null;
+    this.limits = limits;
     const env = {
       PATH: process.env.PATH ?? "/usr/bin:/bin",
       HOME: process.env.HOME ?? "/tmp",
+      ...(limits ? { TMPDIR: limits.tmpdir } : {}),
       AWS_LAMBDA_RUNTIME_API: `127.0.0.1:${port}`,
       AWS_LAMBDA_FUNCTION_NAME: name,
       AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(config.memory_mb ?? 1024),
@@ -381,7 +567,12 @@ class Sandbox {
       LAMBDA_TASK_ROOT: path.dirname(config.command),
       ...(config.env ?? {}),
     };
-    this.process = spawn(config.command, config.args ?? [], { env, stdio: ["ignore", "pipe", "pipe"] });
+    // Under limits the process joins its cgroups before it execs the handler, so every
+    // byte the handler allocates is charged there.
+    const [command, args] = limits
+      ? ["/bin/sh", ["-c", `${limits.joinScript()} exec "$0" "$@"`, config.command, ...(config.args ?? [])]]
+      : [config.command, config.args ?? []];
+    this.process = spawn(command, args, { env, stdio: ["ignore", "pipe", "pipe"] });
     this.pid = this.process.pid;
     this.process.once("error", (e) => {
       this.spawnError = e.message;
@@ -414,6 +605,21 @@ class Sandbox {
     this.fn.log.line(this.id, "harness", JSON.stringify({ message: "sandbox exited", code, signal }));
     const how = signal ? `signal: ${signal}` : `exit status ${code}`;
     const inv = this.current;
+    const oomKilled = this.limits?.oomKills() > 0;
+    if (inv && !inv.settled && (oomKilled || inv.timedOut)) {
+      inv.measure?.();
+      inv.fail(
+        oomKilled
+          ? lambdaError("Runtime.OutOfMemory", {
+              errorType: "Runtime.OutOfMemory",
+              errorMessage: `RequestId: ${inv.requestId} Error: Runtime exited with error: ${how} (memory limit ${this.fn.config.memory_mb} MB)`,
+            })
+          : lambdaError("Sandbox.Timedout", {
+              errorType: "Sandbox.Timedout",
+              errorMessage: `RequestId: ${inv.requestId} Error: Task timed out after ${Number(this.fn.config.timeout_s).toFixed(2)} seconds`,
+            }),
+      );
+    }
     if (inv && !inv.settled) {
       const detail = this.initError
         ? `init error ${JSON.stringify(this.initError)}`
@@ -434,6 +640,7 @@ class Sandbox {
     }
     this.server.close();
     this.server.closeAllConnections?.();
+    this.limits?.remove();
     this.onExited();
   }
 
@@ -449,6 +656,18 @@ class Sandbox {
     this.pendingNext = null;
     inv.delivered = true;
     inv.started = Date.now();
+    if (this.limits) {
+      this.limits.resetPeaks(this.pid);
+      const limits = this.limits;
+      const pid = this.pid;
+      inv.measure = () => {
+        if (inv.measured) return;
+        inv.measured = true;
+        clearInterval(inv.tmpPoll);
+        inv.usage = limits.usage(pid);
+      };
+      inv.tmpPoll = setInterval(() => limits.pollTmp(), 500);
+    }
     const body = JSON.stringify(inv.event);
     res.writeHead(200, {
       "Content-Type": "application/json",
@@ -506,6 +725,7 @@ class Sandbox {
         }
         reply(202);
         this.current = null;
+        inv.measure?.();
         if (kind === "response") {
           inv.succeed(parseBody(body));
         } else {
@@ -539,7 +759,7 @@ function parseBody(text) {
 }
 
 class LambdaFunction {
-  constructor(arn, config, logDir, recorder) {
+  constructor(arn, config, logDir, recorder, cgroupRoot) {
     if (!config || typeof config.command !== "string") fail(`--lambdas: ${arn}: "command" is required`);
     if (!path.isAbsolute(config.command)) fail(`--lambdas: ${arn}: command ${config.command} is not absolute`);
     if (!fs.existsSync(config.command)) fail(`--lambdas: ${arn}: ${config.command} does not exist`);
@@ -549,6 +769,7 @@ class LambdaFunction {
     this.log = new LogFile(path.join(logDir, `${this.name}.log`));
     this.sandboxes = [];
     this.recorder = recorder;
+    this.cgroupRoot = cgroupRoot;
   }
 
   async invoke(stateName, event) {
@@ -624,6 +845,7 @@ class Recorder {
       record.cold = inv.cold;
       record.duration_ms = Date.now() - (inv.started ?? record.timestamp);
       if (inv.crashedAt) record.crashed = inv.crashedAt;
+      if (inv.usage) Object.assign(record, inv.usage, { timeout_s: fn.config.timeout_s ?? null });
       if (inv.timedOut) record.timed_out = true;
       this.inFlight.delete(promise);
     };
@@ -753,6 +975,7 @@ async function main() {
   fs.mkdirSync(logDir, { recursive: true });
 
   const recorder = new Recorder(opts.crashFirst);
+  let cgroupRoot;
   const snsRecords = [];
   const functions = new Map();
   const handlers = {};
@@ -777,7 +1000,10 @@ async function main() {
     if (Object.hasOwn(handlers, name)) problems.push(`two Task states are named ${name}`);
     const resource = state.Resource;
     if (Object.hasOwn(lambdas, resource)) {
-      if (!functions.has(resource)) functions.set(resource, new LambdaFunction(resource, lambdas[resource], logDir, recorder));
+      if (!functions.has(resource)) {
+        if (lambdas[resource]?.limits && cgroupRoot === undefined) cgroupRoot = Limits.root(process.pid);
+        functions.set(resource, new LambdaFunction(resource, lambdas[resource], logDir, recorder, cgroupRoot));
+      }
       const fn = functions.get(resource);
       handlers[name] = guard(name, (taskInput) => fn.invoke(name, taskInput));
     } else if (resource === SNS_PUBLISH) {
@@ -836,6 +1062,7 @@ async function main() {
     await Promise.race([Promise.allSettled([...recorder.inFlight]), new Promise((r) => setTimeout(r, 1000))]);
   }
   await Promise.all([...functions.values()].map((f) => f.stop()));
+  Limits.removeRoot(cgroupRoot);
   if (harnessErrors.length) fail(`the harness failed during the execution:\n${harnessErrors.join("\n")}`);
   if (recorder.inFlight.size > 0) fail(`${recorder.inFlight.size} invocation(s) still running after the execution ended`);
 
