@@ -15,7 +15,7 @@ scripts/bootstrap.sh
 # shellcheck source=env.sh
 source scripts/env.sh
 
-echo "== release build (the handlers the rehearsal runs)"
+echo "== release build (the handlers and the CLI the rehearsal runs)"
 cargo build --release --workspace --bins
-echo "== the rehearsal"
-cargo test --release --test rehearsal -- --ignored --exact full --nocapture
+echo "== the rehearsal (its driver is a debug test binary: it only orchestrates)"
+cargo test --test rehearsal -- --ignored --exact full --nocapture

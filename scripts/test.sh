@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (CI runs exactly this): install the tooling, check formatting and
-# lints, then build and run every test. Servers the tests need (moto) are started by the
-# tests themselves, so after one bootstrap plain `cargo test` works too.
+# lints, then build and run every test, and the production rehearsal's reduced form.
+# Servers the tests need (moto, the stand-ins) are started by the tests themselves, so
+# after one bootstrap plain `cargo test` works too.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -9,7 +10,7 @@ scripts/bootstrap.sh
 # shellcheck source=env.sh
 source scripts/env.sh
 
-echo "== infra tests (CDK app: synth every stage offline, cdk-nag)"
+echo "== infra tests (CDK app: synth every stage offline, cdk-nag, npm run synth + cfn-lint)"
 (cd infra && npm test)
 echo "== cargo fmt --check"
 cargo fmt --all --check
@@ -20,3 +21,9 @@ cargo build --workspace --bins
 echo "== cargo test"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+# The rehearsal runs the handlers as they ship (release), under Lambda's limits; its
+# driver is the debug test binary built above.
+echo "== cargo build --release --bins (the handlers and the CLI the rehearsal runs)"
+cargo build --release --workspace --bins
+echo "== the production rehearsal, reduced: two full-size days through both machines under Lambda's limits"
+cargo test --test rehearsal -- --ignored --exact reduced --nocapture

@@ -1,11 +1,12 @@
 //! The production rehearsal (`tests/common/rehearsal.rs`): full-size granules of every
 //! era over S3, through both state machines with the release handlers, each Lambda under
-//! its deployed memory, CPU share and timeout. Release builds only: `scripts/test.sh`
-//! runs the reduced form, `scripts/rehearse.sh` the full one; both print the report.
+//! its deployed memory, CPU share and timeout. It runs the release handlers and CLI:
+//! `scripts/test.sh` runs the reduced form, `scripts/rehearse.sh` the full one; both
+//! print the report.
 //!
 //! ```sh
 //! cargo build --release --workspace --bins
-//! cargo test --release --test rehearsal -- --ignored --nocapture reduced
+//! cargo test --test rehearsal -- --ignored --exact reduced --nocapture
 //! ```
 
 mod common;
@@ -80,8 +81,7 @@ fn assert_inside_limits(report: &Report) {
 #[ignore = "release build with full-size granules: scripts/test.sh runs it"]
 fn reduced() {
     let mut r = Rehearsal::start("reduced");
-    r.publish(day(1), Era::Classic, 0);
-    r.publish(day(2), Era::Current, 0);
+    r.publish(&[(day(1), Era::Classic, 0), (day(2), Era::Current, 0)]);
     let built = r.run(
         "backfill",
         "backfill.asl.json",
@@ -118,9 +118,8 @@ fn full() {
         Era::Current,
         Era::Current,
     ];
-    for (n, era) in (1..).zip(eras) {
-        r.publish(day(n), era, 0);
-    }
+    let days: Vec<_> = (1..).zip(eras).map(|(n, era)| (day(n), era, 0)).collect();
+    r.publish(&days);
     // The backfill; materialize crashes on every try of the no-shuffle day, so the
     // execution fails there and an operator redrives it from the failed state.
     let crash = format!("\"job\":{{\"date\":\"{}\"", day(2));
@@ -150,8 +149,7 @@ fn full() {
     assert_eq!(redriven.status(), "SUCCEEDED", "{}", redriven.summary());
 
     // Two new days, with 10 % of every function's S3 requests failing.
-    r.publish(day(9), Era::Current, 0);
-    r.publish(day(10), Era::Current, 0);
+    r.publish(&[(day(9), Era::Current, 0), (day(10), Era::Current, 0)]);
     let added = r.run(
         "update (10 % S3 faults)",
         "update.asl.json",
@@ -164,7 +162,7 @@ fn full() {
     assert_eq!(added.status(), "SUCCEEDED", "{}", added.summary());
 
     // PO.DAAC replaces a granule in place: the next run re-points its day.
-    r.publish(day(6), Era::Classic, 1);
+    r.publish(&[(day(6), Era::Classic, 1)]);
     let repointed = r.run(
         "update (reprocess changed)",
         "update.asl.json",

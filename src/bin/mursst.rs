@@ -76,6 +76,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a MUR-shaped sample granule (full size unless `--grid`) with the chunk
+    /// layout and filters that real granules of any day of the record have; prints its
+    /// path. `--dir` is a cache: the same granule is written once.
+    Sample {
+        /// The granule's day.
+        #[arg(long)]
+        date: NaiveDate,
+        /// Take the layout real granules of this day have (default: `--date`'s own).
+        #[arg(long)]
+        layout_of: Option<NaiveDate>,
+        /// Other values for the same day (a replaced granule).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Grid size (latitudes × longitudes); default the full 17999 × 36000.
+        #[arg(long, num_args = 2, value_names = ["LAT", "LON"])]
+        grid: Option<Vec<usize>>,
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
     /// What the next run would take, writing nothing: "what will tonight's run do?".
     Discover {
         /// Where the granules are: a directory, s3://bucket/prefix, or `cmr`.
@@ -402,6 +421,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
             grid,
             json,
         } => demo(dir, days, init_days, &grid, json).await,
+        Command::Sample {
+            date,
+            layout_of,
+            seed,
+            grid,
+            dir,
+        } => {
+            let mut spec = mursst::synthetic::GranuleSpec {
+                date,
+                seed,
+                ..mursst::synthetic::GranuleSpec::historical(layout_of.unwrap_or(date))
+            };
+            if let Some([lat, lon]) = grid.as_deref() {
+                (spec.lat_size, spec.lon_size) = (*lat, *lon);
+            }
+            let (path, _) = mursst::synthetic::write_cached(&dir, &spec)?;
+            println!("{}", path.display());
+            Ok(())
+        }
         Command::Update {
             common,
             limit,

@@ -1150,7 +1150,10 @@ fn write_coordinates(
     Ok(())
 }
 
-/// Every data variable's values, one block of chunk rows at a time.
+/// Every data variable's values, row by row: each tile row is computed once for all the
+/// variables (on every core), and each variable's rows are written a block of chunk
+/// rows at a time, so memory stays at one block per variable (about 1.3 GB for the
+/// largest historical chunks) and the file is written chunk row by chunk row.
 fn write_data(
     file: &mut netcdf::FileMut,
     path: &Path,
@@ -1158,80 +1161,118 @@ fn write_data(
     vars: &[DataVar],
 ) -> Result<(), SyntheticError> {
     let field = Field::new(spec);
-    for &var in vars {
-        let mut v = file
-            .variable_mut(var.name())
-            .expect("variable defined above");
-        let block = spec.chunk_shape(var)[1];
-        let mut rows = RowBlocks::new(&field, spec, var);
-        let mut r0 = 0;
-        while r0 < spec.lat_size {
-            let r1 = (r0 + block).min(spec.lat_size);
-            let buf = rows.fill(r0, r1);
-            let ext = [0..1, r0..r1, 0..spec.lon_size];
-            match var.dtype() {
-                DType::Int16 => {
-                    let b: Vec<i16> = buf.iter().map(|&x| x as i16).collect();
-                    v.put_values(&b, ext)
-                }
-                DType::Int8 => {
-                    let b: Vec<i8> = buf.iter().map(|&x| x as i8).collect();
-                    v.put_values(&b, ext)
-                }
+    let mut blocks: Vec<RowBlock> = vars.iter().map(|&var| RowBlock::new(spec, var)).collect();
+    let mut tiles = TileRow::default();
+    for i in 0..spec.lat_size {
+        tiles.compute(&field, spec, (spec.lat_start + i) / TILE);
+        for block in &mut blocks {
+            block.push_row(&tiles, spec);
+            if block.rows == block.height || i + 1 == spec.lat_size {
+                block.flush(file, path, spec)?;
             }
-            .map_err(nc(path, &format!("writing {} rows {r0}..{r1}", var.name())))?;
-            r0 = r1;
         }
     }
     Ok(())
 }
 
-/// Expands tiles into rows of one variable, computing each tile row once.
-struct RowBlocks<'a> {
-    field: &'a Field,
-    spec: &'a GranuleSpec,
-    var: DataVar,
-    /// Tile row cached in `row` (global tile index), if any.
-    cached_ti: Option<usize>,
-    /// One full window row for `cached_ti`.
-    row: Vec<i32>,
-    buf: Vec<i32>,
+/// The tiles of one tile row of the window, all six variables' values each.
+#[derive(Default)]
+struct TileRow {
+    ti: Option<usize>,
+    /// Global index of the first tile.
+    tj0: usize,
+    values: Vec<TileValues>,
 }
 
-impl<'a> RowBlocks<'a> {
-    fn new(field: &'a Field, spec: &'a GranuleSpec, var: DataVar) -> Self {
+impl TileRow {
+    /// Make this tile row `ti`, splitting its tiles over the machine's cores.
+    fn compute(&mut self, field: &Field, spec: &GranuleSpec, ti: usize) {
+        if self.ti == Some(ti) {
+            return;
+        }
+        self.tj0 = spec.lon_start / TILE;
+        let tj1 = (spec.lon_start + spec.lon_size).div_ceil(TILE);
+        self.values.clear();
+        self.values.resize(tj1 - self.tj0, TileValues([0; 6]));
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = self.values.len().div_ceil(threads).max(1);
+        let tj0 = self.tj0;
+        std::thread::scope(|scope| {
+            for (k, part) in self.values.chunks_mut(per).enumerate() {
+                scope.spawn(move || {
+                    for (n, slot) in part.iter_mut().enumerate() {
+                        *slot = field.tile(ti, tj0 + k * per + n);
+                    }
+                });
+            }
+        });
+        self.ti = Some(ti);
+    }
+}
+
+/// One variable's rows waiting to be written: a block of its chunk rows.
+struct RowBlock {
+    var: DataVar,
+    /// Rows per block: the variable's chunk height.
+    height: usize,
+    /// Window row of the block's first row.
+    r0: usize,
+    rows: usize,
+    int16: Vec<i16>,
+    int8: Vec<i8>,
+}
+
+impl RowBlock {
+    fn new(spec: &GranuleSpec, var: DataVar) -> Self {
         Self {
-            field,
-            spec,
             var,
-            cached_ti: None,
-            row: vec![0; spec.lon_size],
-            buf: Vec::new(),
+            height: spec.chunk_shape(var)[1],
+            r0: 0,
+            rows: 0,
+            int16: Vec::new(),
+            int8: Vec::new(),
         }
     }
 
-    /// Values of window rows `r0..r1`, row-major.
-    fn fill(&mut self, r0: usize, r1: usize) -> &[i32] {
-        let n = self.spec.lon_size;
-        self.buf.clear();
-        self.buf.reserve((r1 - r0) * n);
-        for i in r0..r1 {
-            let ti = (self.spec.lat_start + i) / TILE;
-            if self.cached_ti != Some(ti) {
-                let mut j = 0;
-                while j < n {
-                    let gj = self.spec.lon_start + j;
-                    let tj = gj / TILE;
-                    let end = ((tj + 1) * TILE - self.spec.lon_start).min(n);
-                    let value = self.field.tile(ti, tj).get(self.var);
-                    self.row[j..end].fill(value);
-                    j = end;
-                }
-                self.cached_ti = Some(ti);
-            }
-            self.buf.extend_from_slice(&self.row);
+    /// Append the window row whose tiles are `tiles`.
+    fn push_row(&mut self, tiles: &TileRow, spec: &GranuleSpec) {
+        let value = |j: usize| tiles.values[(spec.lon_start + j) / TILE - tiles.tj0].get(self.var);
+        match self.var.dtype() {
+            DType::Int16 => self
+                .int16
+                .extend((0..spec.lon_size).map(|j| value(j) as i16)),
+            DType::Int8 => self.int8.extend((0..spec.lon_size).map(|j| value(j) as i8)),
         }
-        &self.buf
+        self.rows += 1;
+    }
+
+    /// Write the block's rows and start the next block.
+    fn flush(
+        &mut self,
+        file: &mut netcdf::FileMut,
+        path: &Path,
+        spec: &GranuleSpec,
+    ) -> Result<(), SyntheticError> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let (r0, r1) = (self.r0, self.r0 + self.rows);
+        let ext = [0..1, r0..r1, 0..spec.lon_size];
+        let mut v = file
+            .variable_mut(self.var.name())
+            .expect("variable defined above");
+        match self.var.dtype() {
+            DType::Int16 => v.put_values(&self.int16, ext),
+            DType::Int8 => v.put_values(&self.int8, ext),
+        }
+        .map_err(nc(
+            path,
+            &format!("writing {} rows {r0}..{r1}", self.var.name()),
+        ))?;
+        self.int16.clear();
+        self.int8.clear();
+        (self.r0, self.rows) = (r1, 0);
+        Ok(())
     }
 }
 

@@ -23,7 +23,6 @@ use std::process::Command;
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use mursst::synthetic::GranuleSpec;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -51,7 +50,7 @@ pub enum Era {
 
 impl Era {
     /// A real day of the record with this layout.
-    fn exemplar(self) -> NaiveDate {
+    pub fn exemplar(self) -> NaiveDate {
         let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd).expect("a date");
         match self {
             Era::Classic => d(2015, 6, 1),
@@ -60,15 +59,6 @@ impl Era {
             Era::Large => d(2023, 10, 15),
             Era::Mixed => d(2024, 3, 24),
             Era::Current => d(2025, 1, 15),
-        }
-    }
-
-    /// A full-size granule of `date` with this era's layout and filters.
-    pub fn spec(self, date: NaiveDate, seed: u64) -> GranuleSpec {
-        GranuleSpec {
-            date,
-            seed,
-            ..GranuleSpec::historical(self.exemplar())
         }
     }
 
@@ -194,6 +184,8 @@ pub struct FunctionFigures {
     pub s3_faults: u64,
     /// Bytes read from the granules' bucket.
     pub source_bytes: u64,
+    /// The access keys that signed its granule reads (PO.DAAC's, from the EDL stand-in).
+    pub source_keys: BTreeSet<String>,
     pub cpu_quota_vcpus: Option<f64>,
 }
 
@@ -254,13 +246,14 @@ pub struct Rehearsal {
 
 /// PO.DAAC credentials last this long in the rehearsal (an hour in production), and are
 /// refreshed this long before they expire: several refreshes in every run.
-const EDL_LIFETIME_S: f64 = 90.0;
-const EDL_REFRESH_MARGIN_S: &str = "30";
+const EDL_LIFETIME_S: f64 = 30.0;
+const EDL_REFRESH_MARGIN_S: &str = "10";
 
 impl Rehearsal {
     pub fn start(plan: &str) -> Self {
         let started = Instant::now();
-        let env = SfnEnv::start(&format!("rehearsal-{plan}"));
+        // The release handlers, whatever this driver was built as.
+        let env = SfnEnv::start_with(&format!("rehearsal-{plan}"), "release");
         let sizing = deployed_sizing(&env.binaries);
         let proxies = FUNCTIONS
             .iter()
@@ -307,33 +300,58 @@ impl Rehearsal {
         }
     }
 
-    /// Write (or take from the cache) `date`'s granule in `era`'s layout, upload it and
-    /// list it in CMR; a day published again is a replaced granule (a new revision).
-    pub fn publish(&mut self, date: NaiveDate, era: Era, seed: u64) -> PathBuf {
-        let spec = era.spec(date, seed);
-        let t = Instant::now();
-        let (path, cached) =
-            mursst::synthetic::write_cached(&rehearsal_dir().join("granules"), &spec)
-                .expect("write a full-size granule");
-        eprintln!(
-            "rehearsal: {date} ({era:?}) {} {:.0} s",
-            if cached { "cached" } else { "written" },
-            t.elapsed().as_secs_f64()
-        );
-        self.env.put_granule(&path);
-        let revision = self.days.get(&date).map_or(1, |p| p.revision + 1);
-        self.days.insert(
-            date,
-            Published {
-                era,
-                path: path.clone(),
-                revision,
-            },
-        );
+    /// Write (or take from the cache) each day's granule in its era's layout, upload it
+    /// and list it in CMR; a day published again is a replaced granule (a new revision).
+    /// The release CLI writes them (`mursst sample`), as many at once as there are cores.
+    pub fn publish(&mut self, days: &[(NaiveDate, Era, u64)]) {
+        let cli = self.env.binaries["mursst-discover"].with_file_name("mursst");
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for batch in days.chunks(cores) {
+            let t = Instant::now();
+            let writers: Vec<_> = batch
+                .iter()
+                .map(|(date, era, seed)| {
+                    super::tooling::spawn(
+                        Command::new(&cli)
+                            .arg("sample")
+                            .args(["--date", &date.to_string()])
+                            .args(["--layout-of", &era.exemplar().to_string()])
+                            .args(["--seed", &seed.to_string()])
+                            .arg("--dir")
+                            .arg(rehearsal_dir().join("granules"))
+                            .stdout(std::process::Stdio::piped()),
+                    )
+                })
+                .collect();
+            for ((date, era, _), writer) in batch.iter().zip(writers) {
+                let out = writer.wait_with_output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "{} sample {date} failed",
+                    cli.display()
+                );
+                let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+                eprintln!(
+                    "rehearsal: {date} ({era:?}) {} after {:.0} s",
+                    path.display(),
+                    t.elapsed().as_secs_f64()
+                );
+                self.env.put_granule(&path);
+                let revision = self.days.get(date).map_or(1, |p| p.revision + 1);
+                let era = *era;
+                self.days.insert(
+                    *date,
+                    Published {
+                        era,
+                        path,
+                        revision,
+                    },
+                );
+            }
+        }
         let listed: Vec<(NaiveDate, u32)> =
             self.days.iter().map(|(d, p)| (*d, p.revision)).collect();
         write_catalog(&self.catalog, &listed);
-        path
     }
 
     /// The environment every function gets on top of [`SfnEnv::lambda_env`]: granules
@@ -358,6 +376,8 @@ impl Rehearsal {
                     ),
                     ("MURSST_SOURCE_ENDPOINT_URL", proxy.endpoint()),
                     ("AWS_ENDPOINT_URL", proxy.endpoint()),
+                    // Tags its S3 requests (User-Agent `app/…`) for the proxies' counts.
+                    ("AWS_SDK_UA_APP_ID", binary.to_string()),
                 ]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
@@ -379,11 +399,7 @@ impl Rehearsal {
         for proxy in self.proxies.values() {
             proxy.set_fault_rate(options.fault_rate);
         }
-        let before: BTreeMap<&str, Traffic> = self
-            .proxies
-            .iter()
-            .map(|(b, p)| (*b, p.traffic()))
-            .collect();
+        let before = self.traffic_by_function();
         let t = Instant::now();
         let result = self.env.run(
             name,
@@ -402,15 +418,21 @@ impl Rehearsal {
             proxy.set_fault_rate(0.0);
         }
         let mut faults = 0;
-        for (binary, proxy) in &self.proxies {
-            let now = proxy.traffic();
+        for (binary, now) in self.traffic_by_function() {
             let was = &before[binary];
             let figures = self.report.functions.entry(binary.to_string()).or_default();
-            let delta = |f: &dyn Fn(&Traffic) -> u64| f(&now) - f(was);
+            let delta = |f: &dyn Fn(&Traffic) -> u64| {
+                f(&now)
+                    .checked_sub(f(was))
+                    .unwrap_or_else(|| panic!("{binary}: traffic shrank: was {was:?}, now {now:?}"))
+            };
             figures.s3_requests += delta(&|t| t.requests());
             figures.s3_faults += delta(&|t| t.faults());
-            figures.s3_bytes += delta(&|t| t.by_bucket.values().map(|b| b.bytes).sum());
+            figures.s3_bytes += delta(&|t| t.bytes());
             figures.source_bytes += delta(&|t| t.bucket("granules").bytes);
+            figures
+                .source_keys
+                .extend(now.bucket("granules").access_keys);
             faults += delta(&|t| t.faults());
         }
         self.note_invocations(&result);
@@ -425,6 +447,35 @@ impl Rehearsal {
             attempts_by_error: attempts_by_error(&result),
         });
         result
+    }
+
+    /// Each function's S3 traffic so far: what carried its SDK app id, through any proxy
+    /// (icechunk reads granules through the endpoint the store's config recorded when it
+    /// was created, the creating function's proxy), plus what reached its own proxy
+    /// without one.
+    fn traffic_by_function(&self) -> BTreeMap<&'static str, Traffic> {
+        let all: Vec<(&str, Traffic)> = self
+            .proxies
+            .iter()
+            .map(|(b, p)| (*b, p.traffic()))
+            .collect();
+        self.proxies
+            .keys()
+            .map(|binary| {
+                let mut mine = Traffic::default();
+                for (owner, traffic) in &all {
+                    for ((app, bucket), t) in &traffic.entries {
+                        if app == binary || (app.is_empty() && owner == binary) {
+                            mine.entries
+                                .entry((binary.to_string(), bucket.clone()))
+                                .or_default()
+                                .add(t);
+                        }
+                    }
+                }
+                (*binary, mine)
+            })
+            .collect()
     }
 
     fn note_invocations(&mut self, result: &SfnResult) {
@@ -559,10 +610,12 @@ impl Rehearsal {
             .filter(|e| e["access_key_id"].is_string())
             .count();
         self.report.edl_credentials_issued = issued as u64;
-        let mut keys = BTreeSet::new();
-        for proxy in self.proxies.values() {
-            keys.extend(proxy.traffic().bucket("granules").access_keys);
-        }
+        let keys: BTreeSet<String> = self
+            .report
+            .functions
+            .values()
+            .flat_map(|f| f.source_keys.iter().cloned())
+            .collect();
         self.report.source_access_keys = keys.into_iter().collect();
         self.report.granule_bytes = self
             .days
@@ -776,12 +829,23 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "Granules: {} days, {} on S3. Earthdata: {} credential issues, {} distinct keys signed granule reads.",
+        "Granules: {} days, {} on S3. Earthdata: {} credential issues (a sandbox's keys last {EDL_LIFETIME_S:.0} s and are refreshed {EDL_REFRESH_MARGIN_S} s before they expire) to {} cold starts; {} distinct keys signed granule reads.",
         r.store.len(),
         human(r.granule_bytes),
         r.edl_credentials_issued,
+        r.functions.values().map(|f| f.cold_starts).sum::<u64>(),
         r.source_access_keys.len()
     );
+    for (name, f) in &r.functions {
+        if !f.source_keys.is_empty() {
+            let keys: Vec<&str> = f.source_keys.iter().map(String::as_str).collect();
+            let _ = writeln!(
+                s,
+                "- {name} signed its granule reads with {}",
+                keys.join(", ")
+            );
+        }
+    }
     for note in &r.notes {
         let _ = writeln!(s, "- {note}");
     }

@@ -90,16 +90,17 @@ pub fn profile() -> &'static str {
     }
 }
 
-/// The handler binaries, built and not older than the sources they are built from.
-pub fn binaries() -> BTreeMap<&'static str, PathBuf> {
+/// The handler binaries of build `profile`, built and not older than the sources they
+/// are built from.
+pub fn binaries(profile: &str) -> BTreeMap<&'static str, PathBuf> {
     let root = super::tooling::repo_root();
     let mut newest = SystemTime::UNIX_EPOCH;
     newest_source(&root.join("src"), &mut newest);
     newest_source(&root.join("functions"), &mut newest);
     let mut out = BTreeMap::new();
     for (_, name) in FUNCTIONS {
-        let path = target_dir().join(profile()).join(name);
-        let build = if profile() == "release" {
+        let path = target_dir().join(profile).join(name);
+        let build = if profile == "release" {
             "cargo build --release --workspace --bins"
         } else {
             "cargo build --workspace --bins"
@@ -149,17 +150,18 @@ pub fn check_node() {
     );
 }
 
-/// What went through a [`FaultProxy`], by bucket (the first path segment; `""` for
+/// What went through a [`FaultProxy`], by the client's SDK app id (`AWS_SDK_UA_APP_ID`,
+/// in the User-Agent; `""` without one) and bucket (the first path segment; `""` for
 /// requests to no bucket, such as Secrets Manager's).
 #[derive(Debug, Default, Clone)]
 pub struct Traffic {
-    pub by_bucket: BTreeMap<String, BucketTraffic>,
+    pub entries: BTreeMap<(String, String), BucketTraffic>,
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct BucketTraffic {
     pub requests: u64,
-    /// Response body bytes (Content-Length) of the requests forwarded.
+    /// Response body bytes (Content-Length) of the requests forwarded, HEADs aside.
     pub bytes: u64,
     /// Requests answered with an injected fault instead.
     pub faults: u64,
@@ -167,17 +169,49 @@ pub struct BucketTraffic {
     pub access_keys: BTreeSet<String>,
 }
 
+impl BucketTraffic {
+    pub fn add(&mut self, other: &BucketTraffic) {
+        self.requests += other.requests;
+        self.bytes += other.bytes;
+        self.faults += other.faults;
+        self.access_keys.extend(other.access_keys.iter().cloned());
+    }
+}
+
 impl Traffic {
+    /// Everything for bucket `name`, whichever client.
     pub fn bucket(&self, name: &str) -> BucketTraffic {
-        self.by_bucket.get(name).cloned().unwrap_or_default()
+        let mut out = BucketTraffic::default();
+        for ((_, bucket), t) in &self.entries {
+            if bucket == name {
+                out.add(t);
+            }
+        }
+        out
+    }
+
+    /// What clients with SDK app id `app` sent.
+    pub fn of_app(&self, app: &str) -> Traffic {
+        Traffic {
+            entries: self
+                .entries
+                .iter()
+                .filter(|((a, _), _)| a == app)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
     }
 
     pub fn requests(&self) -> u64 {
-        self.by_bucket.values().map(|b| b.requests).sum()
+        self.entries.values().map(|b| b.requests).sum()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.entries.values().map(|b| b.bytes).sum()
     }
 
     pub fn faults(&self) -> u64 {
-        self.by_bucket.values().map(|b| b.faults).sum()
+        self.entries.values().map(|b| b.faults).sum()
     }
 }
 
@@ -220,7 +254,7 @@ enum Fault {
 
 impl ProxyRules {
     fn note(&self, req: &Request<Incoming>, f: impl FnOnce(&mut BucketTraffic)) {
-        let bucket = bucket_of(req.uri().path());
+        let origin = origin_of(req);
         let key = req
             .headers()
             .get("authorization")
@@ -229,7 +263,7 @@ impl ProxyRules {
             .and_then(|c| c.split('/').next())
             .map(str::to_string);
         let mut traffic = self.traffic.lock().unwrap();
-        let entry = traffic.by_bucket.entry(bucket).or_default();
+        let entry = traffic.entries.entry(origin).or_default();
         entry.access_keys.extend(key);
         f(entry);
     }
@@ -304,20 +338,37 @@ impl ProxyRules {
     }
 }
 
-/// The bucket of a path-style S3 request (`""` for a request to no bucket).
-fn bucket_of(path: &str) -> String {
-    path.trim_start_matches('/')
+/// Who sent a request and to which bucket: the SDK app id in its User-Agent (`""`
+/// without one) and the bucket of a path-style S3 request (`""` for none).
+fn origin_of(req: &Request<Incoming>) -> (String, String) {
+    let app = ["x-amz-user-agent", "user-agent"]
+        .iter()
+        .filter_map(|h| req.headers().get(*h)?.to_str().ok())
+        .flat_map(|ua| ua.split(' '))
+        .find_map(|token| token.strip_prefix("app/"))
+        .unwrap_or_default()
+        .to_string();
+    let bucket = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
         .split('/')
         .next()
         .unwrap_or_default()
-        .to_string()
+        .to_string();
+    (app, bucket)
 }
 
 /// Forward `req`, noting it and its response's Content-Length against its bucket.
 async fn forward_counted(req: Request<Incoming>, rules: &ProxyRules) -> Response<ProxyBody> {
     rules.note(&req, |b| b.requests += 1);
-    let bucket = bucket_of(req.uri().path());
+    let origin = origin_of(&req);
+    // A HEAD's Content-Length is the object's size, not bytes sent.
+    let head = req.method() == hyper::Method::HEAD;
     let resp = forward(req, &rules.client, &rules.upstream).await;
+    if head {
+        return resp;
+    }
     let length: u64 = resp
         .headers()
         .get("content-length")
@@ -325,7 +376,7 @@ async fn forward_counted(req: Request<Incoming>, rules: &ProxyRules) -> Response
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let mut traffic = rules.traffic.lock().unwrap();
-    traffic.by_bucket.entry(bucket).or_default().bytes += length;
+    traffic.entries.entry(origin).or_default().bytes += length;
     resp
 }
 
@@ -520,9 +571,15 @@ pub struct Sizing {
 }
 
 impl SfnEnv {
+    /// A world whose Lambdas are the handlers of this test's own build profile.
     pub fn start(tag: &str) -> Self {
+        Self::start_with(tag, profile())
+    }
+
+    /// A world whose Lambdas are the handlers of build `profile` (`release`, `debug`).
+    pub fn start_with(tag: &str, profile: &str) -> Self {
         check_node();
-        let binaries = binaries();
+        let binaries = binaries(profile);
         let moto = MotoServer::start();
         let tmp = TempDir::new(&format!("sfn-{tag}"));
         let rt = runtime();

@@ -174,7 +174,8 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
-    /// Start `python -m moto.server` on a free port and wait until it answers HTTP.
+    /// Start moto's server (`tests/python/moto_server.py`: ranged GETs read only their
+    /// bytes) on a free port and wait until it answers HTTP.
     pub fn start() -> Self {
         Self::start_with_env(&[])
     }
@@ -190,7 +191,8 @@ impl MotoServer {
             let log_file = std::fs::File::create(&log).expect("create moto log");
             let mut child = spawn(
                 Command::new(python())
-                    .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+                    .arg(python_script("moto_server.py"))
+                    .args(["-H", "127.0.0.1", "-p"])
                     .arg(port.to_string())
                     .envs(env.iter().copied())
                     .stdin(Stdio::null())
