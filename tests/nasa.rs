@@ -208,20 +208,7 @@ fn edl_settings(edl: &Standin, login: LoginSource, margin_s: u64) -> EdlSettings
 
 /// A secret on moto holding the Earthdata login, as the deployment stores it.
 async fn login_secret(moto: &MotoServer) -> String {
-    let config = moto.s3_settings().sdk_config().await;
-    let client = aws_sdk_secretsmanager::Client::new(&config);
-    client
-        .create_secret()
-        .name("mursst/edl")
-        .secret_string(
-            json!({"EARTHDATA_USERNAME": USER, "EARTHDATA_PASSWORD": PASSWORD}).to_string(),
-        )
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create secret: {e:?}"))
-        .arn()
-        .unwrap()
-        .to_string()
+    standins::login_secret(moto, "mursst/edl", USER, PASSWORD).await
 }
 
 fn set_aws_env(moto: &MotoServer) {

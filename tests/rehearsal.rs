@@ -61,15 +61,16 @@ fn assert_inside_limits(report: &Report) {
         }
     }
     for e in &report.executions {
-        for (error, attempts) in &e.attempts_by_error {
-            let transient = matches!(
-                error.as_str(),
-                "Retryable" | "Lambda.Unknown" | "Sandbox.Timedout" | "Runtime.OutOfMemory"
-            );
+        for f in &e.failures {
             assert!(
-                transient || attempts.iter().all(|&n| n == 1),
-                "{}: the deterministic {error} was attempted {attempts:?} times",
-                e.name
+                !f.deterministic || f.attempts == 1,
+                "{}: the deterministic {} of {} ({} {}) was attempted {} times",
+                e.name,
+                f.error,
+                f.function,
+                f.state,
+                f.what,
+                f.attempts
             );
         }
     }

@@ -109,16 +109,23 @@ export type StageOverrides = {
 };
 
 /**
- * Sizing from the benches: to revisit once `benches/` measures full-size days in Lambda.
- * validate gets 4096 MB for more than two vCPUs (decoding compares chunks in parallel);
- * materialize too: one day of the 2023-09..2024-05 era (every variable chunked otherwise)
- * peaks at 1.4 GB RSS and decodes 3.9 GB (benches/materialize.rs).
+ * Sizing from the production rehearsal (`scripts/rehearse.sh`: full-size days of every
+ * era through both machines, each sandbox under these limits; README, "The production
+ * rehearsal"). Peaks seen, December 2026: discover 36 MiB / 0.6 s; generate-refs 34 MiB /
+ * 1.1 s for a backfill batch of 8 granules (I/O-bound: 256 MB, 0.14 vCPU, is plenty, half
+ * the cost of the 512 MB it had); commit 44 MiB / 1.3 s, but it keeps 2048 MB for the
+ * weekly `maintain` (garbage collection lists every chunk of the record, which the
+ * rehearsal does not reach); validate 217 MiB / 10.6 s for a batch of 8 days in `sample`
+ * mode (2048 MB: its libhdf5 half is serial, so 1.2 vCPUs lose little against the 2.3 of
+ * the 4096 MB it had, for half the price); materialize 760 MiB / 58 s on the
+ * 2023-09..2024-05 era (4096 MB: CPU-bound decoding and encoding, where more vCPUs cost
+ * the same and end sooner, with the memory headroom for a real day's worse compression).
  */
 export const DEFAULT_SIZING: StageConfig['functions'] = {
   discover: { memoryMiB: 256, timeoutSeconds: 60, ephemeralStorageMiB: 512 },
-  generateRefs: { memoryMiB: 512, timeoutSeconds: 120, ephemeralStorageMiB: 512 },
+  generateRefs: { memoryMiB: 256, timeoutSeconds: 120, ephemeralStorageMiB: 512 },
   commit: { memoryMiB: 2048, timeoutSeconds: 900, ephemeralStorageMiB: 2048 },
-  validate: { memoryMiB: 4096, timeoutSeconds: 900, ephemeralStorageMiB: 2048 },
+  validate: { memoryMiB: 2048, timeoutSeconds: 900, ephemeralStorageMiB: 2048 },
   materialize: { memoryMiB: 4096, timeoutSeconds: 900, ephemeralStorageMiB: 512 },
 };
 

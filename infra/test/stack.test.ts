@@ -97,12 +97,12 @@ for (const stage of STAGE_NAMES) {
         FUNCTION_KEYS.map(sized),
         [
           [256, 60],
-          [512, 120],
-          [4096, 900],
+          [256, 120],
+          [2048, 900],
           [2048, 900],
           [4096, 900],
         ],
-        'discover, generate-refs, validate, commit, materialize: the sizing from the benches',
+        'discover, generate-refs, validate, commit, materialize: the sizing from the rehearsal',
       );
     });
 

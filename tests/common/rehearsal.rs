@@ -199,8 +199,22 @@ pub struct ExecutionFigures {
     pub path: Vec<String>,
     pub fault_rate: f64,
     pub faults_injected: u64,
-    /// Failed invocations: error name → how many times the same input failed with it.
-    pub attempts_by_error: BTreeMap<String, Vec<u64>>,
+    /// Failed invocations, one row per input and error, with how often that input
+    /// failed so.
+    pub failures: Vec<Failure>,
+}
+
+/// An input that failed, and how many times with one error.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub error: String,
+    pub function: String,
+    pub state: String,
+    /// The day (a materialize job's) or how many granules (a generate-refs batch's).
+    pub what: String,
+    pub attempts: u64,
+    /// The error is one the same bytes would repeat, so it must be attempted once.
+    pub deterministic: bool,
 }
 
 /// The store after the last run.
@@ -268,7 +282,12 @@ impl Rehearsal {
             "unused-token",
             EDL_LIFETIME_S,
         );
-        let secret_arn = runtime().block_on(login_secret(&env));
+        let secret_arn = runtime().block_on(standins::login_secret(
+            &env.moto,
+            "mursst/prod/earthdata",
+            "mursst-rehearsal",
+            "rehearsal-password",
+        ));
         let mut report = Report {
             plan: plan.to_string(),
             date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
@@ -414,6 +433,28 @@ impl Rehearsal {
             },
         );
         let wall_s = t.elapsed().as_secs_f64();
+        // Keep the execution's event log and every sandbox's log with the report.
+        let keep = rehearsal_dir()
+            .join(&self.report.plan)
+            .join("executions")
+            .join(format!(
+                "{:02}-{}",
+                self.report.executions.len(),
+                name.replace(' ', "-")
+            ));
+        let _ = std::fs::remove_dir_all(&keep);
+        std::fs::create_dir_all(keep.parent().unwrap()).unwrap();
+        let copied = Command::new("cp")
+            .arg("-r")
+            .arg(&result.dir)
+            .arg(&keep)
+            .status();
+        assert!(
+            copied.is_ok_and(|s| s.success()),
+            "copy {} to {}",
+            result.dir.display(),
+            keep.display()
+        );
         for proxy in self.proxies.values() {
             proxy.set_fault_rate(0.0);
         }
@@ -444,7 +485,7 @@ impl Rehearsal {
             path: result.path_taken().iter().map(|s| s.to_string()).collect(),
             fault_rate: options.fault_rate,
             faults_injected: faults,
-            attempts_by_error: attempts_by_error(&result),
+            failures: failures(&result),
         });
         result
     }
@@ -656,24 +697,6 @@ fn write_catalog(path: &Path, days: &[(NaiveDate, u32)]) {
     std::fs::write(path, doc.to_string()).unwrap();
 }
 
-/// The Earthdata login as the deployment keeps it: a Secrets Manager secret (on moto).
-async fn login_secret(env: &SfnEnv) -> String {
-    let config = env.moto.s3_settings().sdk_config().await;
-    aws_sdk_secretsmanager::Client::new(&config)
-        .create_secret()
-        .name("mursst/prod/earthdata")
-        .secret_string(
-            json!({"EARTHDATA_USERNAME": "mursst-rehearsal", "EARTHDATA_PASSWORD": "rehearsal-password"})
-                .to_string(),
-        )
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create the login secret: {e:?}"))
-        .arn()
-        .unwrap()
-        .to_string()
-}
-
 /// Which cgroup controls the harness can apply here.
 fn cgroup_note() -> String {
     let v1 = Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists();
@@ -692,24 +715,51 @@ fn cgroup_note() -> String {
     }
 }
 
-/// Failed invocations by error name: for each distinct input that failed with it, how
-/// many times that input was tried and failed so.
-fn attempts_by_error(result: &SfnResult) -> BTreeMap<String, Vec<u64>> {
-    let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+/// Failed invocations: for each input and error, how many times that input failed so.
+fn failures(result: &SfnResult) -> Vec<Failure> {
+    let mut counts: BTreeMap<(String, String, String, String), (u64, String)> = BTreeMap::new();
     for (_, binary) in FUNCTIONS {
         for inv in result.invocations(binary) {
-            if let Some(e) = inv["error"]["Error"].as_str() {
-                *counts
-                    .entry((e.to_string(), format!("{binary} {}", inv["event"])))
-                    .or_default() += 1;
-            }
+            let Some(error) = inv["error"]["Error"].as_str() else {
+                continue;
+            };
+            let event = &inv["event"];
+            let what = if let Some(date) = event["job"]["date"].as_str() {
+                date.to_string()
+            } else if let Some(items) = event["Items"].as_array() {
+                format!("{} granules", items.len())
+            } else {
+                event["granule"]["date"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let state = inv["state"].as_str().unwrap_or_default().to_string();
+            let entry = counts
+                .entry((
+                    error.to_string(),
+                    binary.to_string(),
+                    state,
+                    event.to_string(),
+                ))
+                .or_insert((0, what));
+            entry.0 += 1;
         }
     }
-    let mut out: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for ((error, _), n) in counts {
-        out.entry(error).or_default().push(n);
-    }
-    out
+    counts
+        .into_iter()
+        .map(|((error, function, state, _), (attempts, what))| Failure {
+            deterministic: !matches!(
+                error.as_str(),
+                "Retryable" | "Lambda.Unknown" | "Sandbox.Timedout" | "Runtime.OutOfMemory"
+            ),
+            error,
+            function,
+            state,
+            what,
+            attempts,
+        })
+        .collect()
 }
 
 fn mib(bytes: u64) -> String {
@@ -740,14 +790,17 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "| function | memory | timeout | invocations (cold) | peak RSS | RSS / limit | longest | / timeout | S3 requests | S3 bytes | from granules | faults | errors |"
+        "| function | memory | timeout | invocations (cold) | peak RSS | RSS / limit | longest | / timeout | peak /tmp (of) | S3 requests | S3 bytes | from granules | faults | errors |"
     );
-    let _ = writeln!(s, "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:--|");
+    let _ = writeln!(
+        s,
+        "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|:--|"
+    );
     for (name, f) in &r.functions {
         let errors: Vec<String> = f.errors.iter().map(|(e, n)| format!("{e} ×{n}")).collect();
         let _ = writeln!(
             s,
-            "| {name} | {} MB{} | {} s | {} ({}) | {} | {:.0} % | {:.1} s | {:.1} % | {} | {} | {} | {} | {} |",
+            "| {name} | {} MB{} | {} s | {} ({}) | {} | {:.0} % | {:.1} s | {:.1} % | {} ({} MB) | {} | {} | {} | {} | {} |",
             f.memory_mb,
             f.cpu_quota_vcpus
                 .map(|v| format!(", {v:.2} vCPU"))
@@ -759,6 +812,8 @@ pub fn markdown(r: &Report) -> String {
             100.0 * f.peak_rss_bytes as f64 / (f.memory_mb as f64 * 1048576.0),
             f.longest_ms as f64 / 1000.0,
             100.0 * f.longest_ms as f64 / (f.timeout_s as f64 * 1000.0),
+            mib(f.tmp_peak_bytes),
+            f.ephemeral_mb,
             f.s3_requests,
             human(f.s3_bytes),
             human(f.source_bytes),
@@ -772,14 +827,19 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "\n| execution | machine | status | wall s | S3 fault rate (injected) | failed attempts of one input, by error |"
+        "\n| execution | machine | status | wall s | S3 fault rate (injected) | failed invocations: error, function (state, input) × attempts |"
     );
     let _ = writeln!(s, "|:--|:--|:--|--:|--:|:--|");
     for e in &r.executions {
-        let attempts: Vec<String> = e
-            .attempts_by_error
+        let failed: Vec<String> = e
+            .failures
             .iter()
-            .map(|(k, v)| format!("{k}: {v:?}"))
+            .map(|f| {
+                format!(
+                    "{} {} ({} {}) ×{}",
+                    f.error, f.function, f.state, f.what, f.attempts
+                )
+            })
             .collect();
         let _ = writeln!(
             s,
@@ -790,10 +850,10 @@ pub fn markdown(r: &Report) -> String {
             e.wall_s,
             e.fault_rate * 100.0,
             e.faults_injected,
-            if attempts.is_empty() {
+            if failed.is_empty() {
                 "none".into()
             } else {
-                attempts.join("; ")
+                failed.join("; ")
             },
         );
     }

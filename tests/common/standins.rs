@@ -121,3 +121,27 @@ pub fn s3_proxy(upstream: &str, fault_rate: f64, faults: &str, only_key: Option<
     }
     Standin::start("s3_proxy.py", &args)
 }
+
+/// A Secrets Manager secret on `moto` named `name` holding the Earthdata login, as the
+/// deployment keeps it; its ARN.
+pub async fn login_secret(
+    moto: &super::tooling::MotoServer,
+    name: &str,
+    user: &str,
+    password: &str,
+) -> String {
+    let config = moto.s3_settings().sdk_config().await;
+    aws_sdk_secretsmanager::Client::new(&config)
+        .create_secret()
+        .name(name)
+        .secret_string(
+            serde_json::json!({"EARTHDATA_USERNAME": user, "EARTHDATA_PASSWORD": password})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create secret {name}: {e:?}"))
+        .arn()
+        .unwrap()
+        .to_string()
+}

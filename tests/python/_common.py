@@ -48,6 +48,19 @@ def exit_now(code: int, *streams) -> None:
     os._exit(code)
 
 
+def run_check(main) -> None:
+    """Run a check's `main`: a crash exits 3, so it never looks like a plain mismatch (1)."""
+    try:
+        main()
+    except SystemExit:
+        raise
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        exit_now(3)
+
+
 def to_url(location: str) -> str:
     """Canonical URL of a granule: file:///abs/path or s3://bucket/key."""
     if location.startswith(("s3://", "file://")):

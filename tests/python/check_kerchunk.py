@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from _common import exit_now, json_stdout  # first: sets HDF5_USE_FILE_LOCKING
+from _common import exit_now, json_stdout, run_check  # first: sets HDF5_USE_FILE_LOCKING
 
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
@@ -75,12 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit:
-        raise
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        exit_now(3)
+    run_check(main)

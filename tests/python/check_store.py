@@ -21,7 +21,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from _common import exit_now, json_stdout, open_repo, s3_env  # first: sets HDF5_USE_FILE_LOCKING
+from _common import exit_now, json_stdout, open_repo, run_check, s3_env  # first: sets HDF5_USE_FILE_LOCKING
 
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
@@ -123,12 +123,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit:
-        raise
-    except BaseException:  # a crash must not look like a plain mismatch (exit 1)
-        import traceback
-
-        traceback.print_exc()
-        exit_now(3)
+    run_check(main)

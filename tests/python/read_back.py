@@ -23,7 +23,7 @@ import sys
 import time
 import warnings
 
-from _common import exit_now, json_stdout, open_repo  # first: sets HDF5_USE_FILE_LOCKING
+from _common import exit_now, json_stdout, open_repo, run_check  # first: sets HDF5_USE_FILE_LOCKING
 
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
@@ -106,12 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit:
-        raise
-    except BaseException:  # a crash must not look like a plain mismatch (exit 1)
-        import traceback
-
-        traceback.print_exc()
-        exit_now(3)
+    run_check(main)
