@@ -173,6 +173,9 @@ pub struct FunctionFigures {
     pub ephemeral_mb: u64,
     pub invocations: u64,
     pub cold_starts: u64,
+    /// Invocations Step Functions would not have made (a failed Map's queued iterations,
+    /// which the emulator still starts): left out of every other figure.
+    pub abandoned: u64,
     pub errors: BTreeMap<String, u64>,
     pub peak_rss_bytes: u64,
     pub cgroup_peak_bytes: u64,
@@ -430,6 +433,7 @@ impl Rehearsal {
                 inline_distributed_map: definition.starts_with("backfill"),
                 env: self.lambda_env(),
                 limits: self.sizing.clone(),
+                real_retry_intervals: true,
             },
         );
         let wall_s = t.elapsed().as_secs_f64();
@@ -523,6 +527,10 @@ impl Rehearsal {
         for (_, binary) in FUNCTIONS {
             for inv in result.invocations(binary) {
                 let f = self.report.functions.entry(binary.to_string()).or_default();
+                if inv["abandoned"] == true {
+                    f.abandoned += 1;
+                    continue;
+                }
                 let n = |k: &str| inv[k].as_u64().unwrap_or(0);
                 f.invocations += 1;
                 f.cold_starts += u64::from(inv["cold"] == true);
@@ -608,13 +616,26 @@ impl Rehearsal {
         if spec_v1 {
             pythons.push(python_ic1());
         }
-        for py in pythons {
-            let out = super::tooling::run_python_env(
-                &py,
-                &python_script("read_back.py"),
-                &args,
-                self.env.moto.env(),
-            );
+        // Both readers at once: each is mostly one core (h5py, numpy compares).
+        let env = self.env.moto.env();
+        let outs: Vec<_> = std::thread::scope(|scope| {
+            let readers: Vec<_> = pythons
+                .iter()
+                .map(|py| {
+                    let (args, env) = (&args, env.clone());
+                    scope.spawn(move || {
+                        super::tooling::run_python_env(
+                            py,
+                            &python_script("read_back.py"),
+                            args,
+                            env,
+                        )
+                    })
+                })
+                .collect();
+            readers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        for (py, out) in pythons.iter().zip(outs) {
             let summary: Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| {
                 panic!(
                     "read_back.py ({}): {e}\n{}\n{}",
@@ -723,6 +744,9 @@ fn failures(result: &SfnResult) -> Vec<Failure> {
             let Some(error) = inv["error"]["Error"].as_str() else {
                 continue;
             };
+            if inv["abandoned"] == true {
+                continue;
+            }
             let event = &inv["event"];
             let what = if let Some(date) = event["job"]["date"].as_str() {
                 date.to_string()
@@ -790,7 +814,7 @@ pub fn markdown(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "| function | memory | timeout | invocations (cold) | peak RSS | RSS / limit | longest | / timeout | peak /tmp (of) | S3 requests | S3 bytes | from granules | faults | errors |"
+        "| function | memory | timeout | invocations (cold, abandoned) | peak RSS | RSS / limit | longest | / timeout | peak /tmp (of) | S3 requests | S3 bytes | from granules | faults | errors |"
     );
     let _ = writeln!(
         s,
@@ -800,7 +824,7 @@ pub fn markdown(r: &Report) -> String {
         let errors: Vec<String> = f.errors.iter().map(|(e, n)| format!("{e} ×{n}")).collect();
         let _ = writeln!(
             s,
-            "| {name} | {} MB{} | {} s | {} ({}) | {} | {:.0} % | {:.1} s | {:.1} % | {} ({} MB) | {} | {} | {} | {} | {} |",
+            "| {name} | {} MB{} | {} s | {} ({}, {}) | {} | {:.0} % | {:.1} s | {:.1} % | {} ({} MB) | {} | {} | {} | {} | {} |",
             f.memory_mb,
             f.cpu_quota_vcpus
                 .map(|v| format!(", {v:.2} vCPU"))
@@ -808,6 +832,7 @@ pub fn markdown(r: &Report) -> String {
             f.timeout_s,
             f.invocations,
             f.cold_starts,
+            f.abandoned,
             mib(f.peak_rss_bytes),
             100.0 * f.peak_rss_bytes as f64 / (f.memory_mb as f64 * 1048576.0),
             f.longest_ms as f64 / 1000.0,

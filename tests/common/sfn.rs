@@ -560,6 +560,9 @@ pub struct RunSpec {
     /// Run these binaries' sandboxes under Lambda's limits: memory (a cgroup), CPU in
     /// proportion, their own /tmp, and the timeout.
     pub limits: BTreeMap<String, Sizing>,
+    /// Wait the definition's own Retry intervals (with backoff and jitter) instead of
+    /// 50 ms.
+    pub real_retry_intervals: bool,
 }
 
 /// A function's size as deployed.
@@ -770,7 +773,14 @@ impl SfnEnv {
             .arg(self.moto.endpoint())
             .arg("--s3-endpoint")
             .arg(self.moto.endpoint())
-            .args(["--retry-interval-ms", "50"])
+            .args([
+                "--retry-interval-ms",
+                if spec.real_retry_intervals {
+                    "definition"
+                } else {
+                    "50"
+                },
+            ])
             .envs(self.moto.env());
         if let Some((state, input)) = &spec.start_at {
             cmd.arg("--start-at")

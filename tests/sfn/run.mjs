@@ -49,13 +49,16 @@
 //   for memory fails `Runtime.OutOfMemory`; one past its timeout is killed and fails
 //   `Sandbox.Timedout`. Each invocation records its peak RSS (VmHWM, reset when the event
 //   is delivered), the cgroup's peak charge, and the peak size of its TMPDIR.
-// - Every state with a Retry waits --retry-interval-ms (default 50) between attempts.
+// - Every state with a Retry waits --retry-interval-ms (default 50) between attempts;
+//   `--retry-interval-ms definition` keeps the definition's own intervals and backoff.
 // - --crash-first MATCH (repeatable): the first invocation whose event JSON contains
 //   MATCH has its sandbox killed (SIGKILL) once the handler has logged the invocation
 //   (or, if it answers first, instead of delivering that answer): a crash mid-invocation.
 //
 // Output (--out): {status, output, error, cause, events, logs_dir}; events are the
-// execution's event log plus one `LambdaInvocation` / `SnsPublish` event per call.
+// execution's event log plus one `LambdaInvocation` / `SnsPublish` event per call (an
+// invocation Step Functions would not have made, a failed Map's queued iteration, has
+// `abandoned: true`).
 // Exit code 0 when the execution ran (whatever its status), 2 when the harness failed.
 
 import { spawn } from "node:child_process";
@@ -129,9 +132,11 @@ function parseArgs(argv) {
   if ((opts.startAt === undefined) !== (opts.stateInput === undefined)) {
     fail("--start-at and --state-input go together");
   }
-  opts.retryIntervalMs = Number(opts.retryIntervalMs);
-  if (!Number.isFinite(opts.retryIntervalMs) || opts.retryIntervalMs < 0) {
-    fail("--retry-interval-ms must be a number >= 0");
+  if (opts.retryIntervalMs !== "definition") {
+    opts.retryIntervalMs = Number(opts.retryIntervalMs);
+    if (!Number.isFinite(opts.retryIntervalMs) || opts.retryIntervalMs < 0) {
+      fail("--retry-interval-ms must be a number >= 0, or definition");
+    }
   }
   return opts;
 }
@@ -178,6 +183,38 @@ function forEachState(machine, fn) {
     } else if (state.Type === "Parallel") {
       for (const branch of state.Branches) forEachState(branch, fn);
     }
+  }
+}
+
+// Step Functions stops a Map at its first failed iteration (no failures tolerated): it
+// starts no more. aws-local-stepfunctions goes on starting the queued ones, and the
+// harness lets them run; they are marked `abandoned` (started at or after the failure of
+// their Map, or of the execution) so that no one counts them as the execution's work.
+function markAbandoned(definition, events, records) {
+  const mapOf = {};
+  const walk = (machine, map) => {
+    for (const [name, state] of Object.entries(machine.States)) {
+      if (map) mapOf[name] = map;
+      if (state.Type === "Map") {
+        const inner = state.ItemProcessor ?? state.Iterator;
+        if (inner) walk(inner, name);
+      } else if (state.Type === "Parallel") {
+        for (const branch of state.Branches) walk(branch, map);
+      }
+    }
+  };
+  walk(definition, null);
+  const failedAt = {};
+  let endedAt = Infinity;
+  for (const e of events) {
+    if (e.type === "StateFailed" && e.index === undefined && failedAt[e.state?.name] === undefined) {
+      failedAt[e.state.name] = e.timestamp;
+    }
+    if (e.type === "ExecutionFailed" || e.type === "ExecutionSucceeded") endedAt = Math.min(endedAt, e.timestamp);
+  }
+  for (const r of records) {
+    const map = mapOf[r.state];
+    if (r.timestamp >= endedAt || (map && r.timestamp >= (failedAt[map] ?? Infinity))) r.abandoned = true;
   }
 }
 
@@ -995,7 +1032,9 @@ async function main() {
 
   const problems = [];
   forEachState(definition, (states, name, state) => {
-    if (Array.isArray(state.Retry) && state.Retry.length > 0) retryIntervalOverrides[name] = opts.retryIntervalMs;
+    if (Array.isArray(state.Retry) && state.Retry.length > 0 && opts.retryIntervalMs !== "definition") {
+      retryIntervalOverrides[name] = opts.retryIntervalMs;
+    }
     if (state.Type !== "Task") return;
     if (Object.hasOwn(handlers, name)) problems.push(`two Task states are named ${name}`);
     const resource = state.Resource;
@@ -1066,6 +1105,7 @@ async function main() {
   if (harnessErrors.length) fail(`the harness failed during the execution:\n${harnessErrors.join("\n")}`);
   if (recorder.inFlight.size > 0) fail(`${recorder.inFlight.size} invocation(s) still running after the execution ended`);
 
+  markAbandoned(definition, events, recorder.records);
   const all = [...events, ...recorder.records, ...snsRecords].map((e, i) => [e, i]);
   all.sort((a, b) => a[0].timestamp - b[0].timestamp || a[1] - b[1]);
   result.events = all.map(([e]) => e);
