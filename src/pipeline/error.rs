@@ -223,3 +223,38 @@ impl PipelineError {
         }
     }
 }
+
+#[cfg(all(test, feature = "validate"))]
+mod tests {
+    use super::*;
+
+    fn unvalidated(source: ValidationError) -> PipelineError {
+        PipelineError::Unvalidated {
+            branch: "add_time_test".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn validation_failures_are_retried_only_when_a_fetch_may_pass_next_time() {
+        let oracle = ValidationError::Oracle {
+            granule: "s3://podaac/g.nc".into(),
+            variable: "mask".into(),
+            source: "H5Dread(): inflate() failed".into(),
+        };
+        assert_eq!(unvalidated(oracle).kind(), ErrorKind::Failed);
+        let fetch = |retryable| ValidationError::Fetch {
+            granule: "s3://podaac/g.nc".into(),
+            variable: "mask".into(),
+            retryable,
+            source: "SlowDown".into(),
+        };
+        assert_eq!(unvalidated(fetch(true)).kind(), ErrorKind::Retryable);
+        assert_eq!(unvalidated(fetch(false)).kind(), ErrorKind::Failed);
+        let rule = ValidationError::Failed {
+            rule: crate::validate::Rule::DataEqualToSource,
+            detail: "value 3 differs".into(),
+        };
+        assert_eq!(unvalidated(rule).kind(), ErrorKind::ValidationFailed);
+    }
+}

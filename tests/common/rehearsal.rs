@@ -802,6 +802,13 @@ fn human(bytes: u64) -> String {
 /// The report as markdown tables.
 pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
+    // Every sandbox that reads granules logs in once when it starts.
+    let logins: u64 = r
+        .functions
+        .values()
+        .filter(|f| !f.source_keys.is_empty())
+        .map(|f| f.cold_starts + f.abandoned)
+        .sum();
     let _ = writeln!(
         s,
         "## Rehearsal `{}` ({}, {:.0} s in all)\n",
@@ -914,11 +921,12 @@ pub fn markdown(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "Granules: {} days, {} on S3. Earthdata: {} credential issues (a sandbox's keys last {EDL_LIFETIME_S:.0} s and are refreshed {EDL_REFRESH_MARGIN_S} s before they expire) to {} cold starts; {} distinct keys signed granule reads.",
+        "Granules: {} days, {} on S3. Earthdata: {} credential issues (keys last {EDL_LIFETIME_S:.0} s, refreshed {EDL_REFRESH_MARGIN_S} s before they expire): {} first logins of the sandboxes that read granules, {} refreshes while they ran; {} distinct keys signed granule reads.",
         r.store.len(),
         human(r.granule_bytes),
         r.edl_credentials_issued,
-        r.functions.values().map(|f| f.cold_starts).sum::<u64>(),
+        logins,
+        r.edl_credentials_issued.saturating_sub(logins),
         r.source_access_keys.len()
     );
     for (name, f) in &r.functions {
