@@ -10,20 +10,25 @@ scripts/bootstrap.sh
 # shellcheck source=env.sh
 source scripts/env.sh
 
-echo "== infra tests (CDK app: synth every stage offline, cdk-nag, npm run synth + cfn-lint)"
+# Each step's start says how long the run has taken so far, so CI's log shows where
+# the time goes.
+step() { printf '== [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
+trap 'step "done (exit $?)"' EXIT
+
+step "infra tests (CDK app: synth every stage offline, cdk-nag, npm run synth + cfn-lint)"
 (cd infra && npm test)
-echo "== cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all --check
-echo "== cargo clippy"
+step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== cargo build --bins (the Lambda handlers tests/sfn.rs runs)"
+step "cargo build --bins (the Lambda handlers tests/sfn.rs runs)"
 cargo build --workspace --bins
-echo "== cargo test"
+step "cargo test"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
 # The rehearsal runs the handlers as they ship (release), under Lambda's limits; its
 # driver is the debug test binary built above.
-echo "== cargo build --release --bins (the handlers and the CLI the rehearsal runs)"
+step "cargo build --release --bins (the handlers and the CLI the rehearsal runs)"
 cargo build --release --workspace --bins
-echo "== the production rehearsal, reduced: two full-size days through both machines under Lambda's limits"
+step "the production rehearsal, reduced: two full-size days through both machines under Lambda's limits"
 cargo test --test rehearsal -- --ignored --exact reduced --nocapture
