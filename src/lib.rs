@@ -13,6 +13,7 @@ pub mod discover;
 pub mod granule;
 pub mod hdf5;
 pub mod kerchunk;
+pub mod logging;
 #[cfg(feature = "ops")]
 pub mod ops;
 pub mod oracle;

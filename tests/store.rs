@@ -305,10 +305,10 @@ async fn init_over_a_layout_change_materializes_the_misfit_variable() {
     );
     contents.assert_native_where(|name, c| name == "analysed_sst" && c[0] == 2);
     let tip = repo.branch_tip("main").await.unwrap();
-    let record = repo.snapshot_record(&tip).await.unwrap().unwrap();
+    let record = repo.commit_record(&tip).await.unwrap().unwrap();
     assert!(
-        record["native"]["2025-01-03"]["analysed_sst"].is_string(),
-        "{record}"
+        record.native[&day(3)].contains_key("analysed_sst"),
+        "{record:?}"
     );
 }
 
@@ -395,6 +395,57 @@ async fn a_write_that_never_gets_its_native_chunks_gives_up() {
     let err = pipeline::write_branch(&ctx, input).await.unwrap_err();
     assert_eq!(err.kind(), pipeline::ErrorKind::Failed, "{err}");
     assert!(err.to_string().contains(&day(2).to_string()), "{err}");
+    assert_eq!(fx.main_state().await.0, before, "main must not move");
+}
+
+/// A granule replaced between indexing and materializing (PO.DAAC replaces in place):
+/// the materialize step refuses to decode it at the old offsets, naming it, as a final
+/// failure of this run (retrying the step would read the same stale index); main stays.
+#[tokio::test]
+async fn a_granule_replaced_before_materializing_fails_the_run_naming_it() {
+    let fx = Fixture::new("native-changed", 1..=1);
+    fx.init(1, 1).await.expect("init");
+    let before = fx.main_state().await.0;
+    let mut other = spec(day(2));
+    other.chunks = other.chunks.with(DataVar::AnalysedSst, [20, 50]);
+    write(&fx.granules, [other]);
+    let ctx = fx.ctx();
+    let input = pipeline::DiscoverInput {
+        lag_days: Some(0),
+        ..Default::default()
+    };
+    let found = pipeline::discover(&ctx, input).await.unwrap();
+    let run = found.run.clone();
+    let mut refs = Vec::new();
+    for granule in found.granules {
+        let input = pipeline::GenerateRefsInput {
+            run: run.clone(),
+            granule,
+        };
+        refs.push(pipeline::generate_refs(&ctx, input).await.unwrap());
+    }
+    let input = pipeline::WriteInput {
+        run: run.clone(),
+        refs,
+    };
+    let write = pipeline::write_branch(&ctx, input).await.unwrap();
+    let job = write.materialize[0].clone();
+    let path = fx.granules.join(synthetic::granule_file_name(day(2)));
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(120))
+        .unwrap();
+    let err = pipeline::materialize(&ctx, pipeline::MaterializeInput { run, job })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), pipeline::ErrorKind::Failed, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("changed"),
+        "{msg}"
+    );
     assert_eq!(fx.main_state().await.0, before, "main must not move");
 }
 

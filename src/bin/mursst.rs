@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use icechunk::format::SnapshotId;
 use mursst::discover::GranuleSource;
+use mursst::logging::{self, LogFormat};
 use mursst::pipeline::{self, Context, Progress, Report, Step, UpdateOptions};
 use mursst::source::{self, Counted, RangeRead, S3Settings};
 use mursst::store::writer::GridChunks;
@@ -152,7 +153,7 @@ enum Command {
     /// Run one step with the JSON event its Lambda gets, printing the output JSON
     /// (reproduces a failed state from the console's input).
     Step {
-        /// The Lambda: discover, generate-refs, commit or validate.
+        /// The Lambda: discover, generate-refs, commit, materialize or validate.
         #[arg(value_enum)]
         name: Step,
         /// The event: a file, or `-` for standard input.
@@ -374,16 +375,20 @@ impl Progress for Bar {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                // icechunk warns about local-filesystem storage on every open; that is
-                // the embedded default working as intended.
-                "warn,icechunk_arrow_object_store=error,icechunk_storage=error".into()
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let format = match LogFormat::from_env(LogFormat::Text) {
+        Ok(format) => format,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // icechunk warns about local-filesystem storage on every open; that is the embedded
+    // default working as intended.
+    logging::init(
+        format,
+        "warn,icechunk_arrow_object_store=error,icechunk_storage=error",
+        false,
+    );
     match run(Cli::parse().command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

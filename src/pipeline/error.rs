@@ -38,6 +38,13 @@ pub enum PipelineError {
         #[source]
         first: StoreError,
     },
+    /// Retrying the step cannot help (its input names the old version); a new run
+    /// indexes the granule anew.
+    #[error(
+        "{granule}: the granule changed since its chunks were indexed; start a new run to \
+         index it anew"
+    )]
+    SourceChanged { granule: String },
     #[error("{store}: the store holds no days yet; create it with `mursst init`")]
     EmptyStore { store: String },
     #[error("no granule for --start {start} in {source_prefix}")]
@@ -127,6 +134,9 @@ pub enum ErrorKind {
     InvalidInput,
     /// Anything else final: a corrupt granule, inconsistent store metadata.
     Failed,
+    /// A bug or a dying process (a task panicked or was cancelled): final, and worth a
+    /// report, since neither the input nor the store is at fault.
+    Internal,
 }
 
 impl ErrorKind {
@@ -139,6 +149,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "Conflict",
             ErrorKind::InvalidInput => "InvalidInput",
             ErrorKind::Failed => "Failed",
+            ErrorKind::Internal => "Internal",
         }
     }
 }
@@ -149,9 +160,11 @@ fn store_kind(e: &StoreError) -> ErrorKind {
         StoreError::Schema { .. } | StoreError::Attributes { .. } => ErrorKind::SchemaRejected,
         StoreError::Conflict { .. } => ErrorKind::Conflict,
         StoreError::BadLocation { .. }
+        | StoreError::BadSnapshotId { .. }
         | StoreError::NotFound { .. }
         | StoreError::AlreadyExists { .. } => ErrorKind::InvalidInput,
-        StoreError::Metadata { .. } => ErrorKind::Failed,
+        StoreError::Metadata { .. } | StoreError::Record { .. } => ErrorKind::Failed,
+        StoreError::Internal { .. } => ErrorKind::Internal,
         StoreError::Decode(d) => match d.as_ref() {
             DecodeError::Source(s) => source_kind(s),
             _ => ErrorKind::Failed,
@@ -217,7 +230,9 @@ impl PipelineError {
             PipelineError::BranchTaken { .. } | PipelineError::KeptMoving { .. } => {
                 ErrorKind::Conflict
             }
-            PipelineError::NativeLoop { .. } => ErrorKind::Failed,
+            PipelineError::NativeLoop { .. } | PipelineError::SourceChanged { .. } => {
+                ErrorKind::Failed
+            }
             #[cfg(feature = "synthetic")]
             PipelineError::Synthetic(_) => ErrorKind::Failed,
         }
@@ -256,5 +271,37 @@ mod tests {
             detail: "value 3 differs".into(),
         };
         assert_eq!(unvalidated(rule).kind(), ErrorKind::ValidationFailed);
+    }
+}
+
+/// Kinds decided where the error arises, each from a real failure of its kind.
+#[cfg(test)]
+mod kinds {
+    use super::*;
+
+    #[test]
+    fn a_bad_snapshot_id_is_the_input_s_fault_and_is_not_retried() {
+        let err = crate::pipeline::run::snapshot_id("not-a-snapshot").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("not-a-snapshot"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_panicked_task_is_internal_not_the_store_s_fault() {
+        let join = tokio::task::spawn_blocking(|| -> u8 { panic!("decoder bug") })
+            .await
+            .unwrap_err();
+        let err = PipelineError::from(StoreError::internal("materialize: decoding a chunk", join));
+        assert_eq!(err.kind(), ErrorKind::Internal);
+        assert_eq!(err.kind().name(), "Internal");
+    }
+
+    #[test]
+    fn a_granule_changed_under_a_run_is_final_for_that_run() {
+        let err = PipelineError::SourceChanged {
+            granule: "s3://podaac/g.nc".into(),
+        };
+        assert_eq!(err.kind(), ErrorKind::Failed);
+        assert!(err.to_string().contains("s3://podaac/g.nc"));
     }
 }

@@ -18,8 +18,9 @@ use crate::artifacts::{self, ArtifactStore};
 use crate::source::{ObjectInfo, RangeRead, S3Settings};
 use crate::store::layout::ArrayMeta;
 use crate::store::materialize::{self as native, Materialized, NativeVariable};
+use crate::store::record::checksum;
 use crate::store::schema::StoreSchema;
-use crate::store::writer::{PreparedGranule, checksum};
+use crate::store::writer::PreparedGranule;
 use crate::store::{StoreError, StoreRepo};
 
 /// How long a day's native chunks stay usable by a commit. Until a commit references
@@ -203,13 +204,9 @@ async fn open_unchanged(
     let reader = crate::source::open(url, source).await?;
     let now = reader.info().await?;
     if !same_version(&now, &day.refs.object) {
-        return Err(StoreError::schema(
-            url.clone(),
-            "/",
-            "version",
-            "the granule changed since its chunks were indexed; run again to index it anew",
-        )
-        .into());
+        return Err(PipelineError::SourceChanged {
+            granule: url.clone(),
+        });
     }
     Ok(reader)
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::PipelineError;
 use crate::granule::Granule;
 use crate::source::{self, S3Settings};
+use crate::store::record;
 use crate::store::writer::{self, store_chunk_index};
 use crate::store::{SessionStores, StoreError, StoreRepo, StoreState};
 
@@ -157,7 +158,7 @@ pub async fn changed(
         })?;
         Some(async move {
             let current = source::open(&g.url, s3).await?.info().await?;
-            let now = writer::checksum(&current);
+            let now = record::checksum(&current);
             let reason = if recorded.url != current.url {
                 format!(
                     "the catalog's granule is now {}, not {}",

@@ -170,8 +170,13 @@ impl Run {
 
 /// Parse a snapshot id carried in a step's JSON.
 pub(crate) fn snapshot_id(id: &str) -> Result<SnapshotId, PipelineError> {
-    SnapshotId::try_from(id)
-        .map_err(|e| StoreError::icechunk(format!("snapshot id {id:?}"), e).into())
+    SnapshotId::try_from(id).map_err(|message| {
+        StoreError::BadSnapshotId {
+            id: id.to_string(),
+            message: message.to_string(),
+        }
+        .into()
+    })
 }
 
 /// A run id and branch name for a run starting at `now`, or for the run `given` (an

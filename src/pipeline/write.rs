@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
+pub use crate::store::record::Rejection;
 use chrono::NaiveDate;
 use icechunk::format::SnapshotId;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, json};
 
 use super::materialize::{NativeJob, attach_native};
 use super::run::snapshot_id;
@@ -14,8 +14,9 @@ use super::{Context, GenerateRefsOutput, PipelineError, Run};
 use crate::artifacts::ArtifactStore;
 use crate::store::layout::Role;
 use crate::store::materialize::Materialized;
+use crate::store::record::CommitRecord;
 use crate::store::schema::StoreSchema;
-use crate::store::writer::{self, NewStore, PreparedGranule};
+use crate::store::writer::{self, NewStore, PreparedGranule, WriteSummary};
 use crate::store::{SessionStores, StoreError, StoreRepo, StoreState, schema};
 
 /// The run and what its Map iterations generated.
@@ -25,15 +26,8 @@ pub struct WriteInput {
     pub refs: Vec<GenerateRefsOutput>,
 }
 
-/// A granule that does not fit the store, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rejection {
-    pub granule: String,
-    pub reason: String,
-}
-
 /// The branch commit: what it holds, and what stayed out.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteOutput {
     /// The branch tip validation reads and promote moves `main` to.
     pub snapshot: String,
@@ -67,17 +61,27 @@ impl WriteOutput {
     fn pending(base: &SnapshotId, days_before: u64, jobs: Vec<NativeJob>) -> Self {
         Self {
             snapshot: base.to_string(),
-            days: Vec::new(),
-            reprocessed: Vec::new(),
-            refs_written: 0,
             days_before,
             days_after: days_before,
-            store_first_day: None,
-            rejected: Vec::new(),
-            reused: false,
-            native: BTreeMap::new(),
-            materialized: Materialized::default(),
             materialize: jobs,
+            ..Self::default()
+        }
+    }
+
+    /// A commit `write_days` made of `accepted`: the counts, and the days made native.
+    fn committed(summary: WriteSummary, accepted: &[PreparedGranule]) -> Self {
+        Self {
+            snapshot: summary.snapshot,
+            refs_written: summary.refs_written,
+            days_before: summary.days_before,
+            days_after: summary.days_after,
+            materialized: summary.materialized,
+            native: accepted
+                .iter()
+                .filter(|d| !d.route.is_virtual())
+                .map(|d| (d.granule.date, d.route.native.clone()))
+                .collect(),
+            ..Self::default()
         }
     }
 
@@ -93,25 +97,6 @@ impl WriteOutput {
     }
 }
 
-/// What the commit records beyond the days, read back by a retried write.
-#[derive(Debug, Deserialize)]
-struct CommitRecord {
-    #[serde(default)]
-    run_id: Option<String>,
-    days: Vec<NaiveDate>,
-    #[serde(default)]
-    reprocessed: Vec<NaiveDate>,
-    refs_written: u64,
-    days_before: u64,
-    days_after: u64,
-    #[serde(default)]
-    store_first_day: Option<NaiveDate>,
-    #[serde(default)]
-    rejected: Vec<Rejection>,
-    #[serde(default)]
-    native: BTreeMap<NaiveDate, BTreeMap<String, String>>,
-}
-
 /// Write step: the accepted days on the run's branch, committed.
 pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutput, PipelineError> {
     let WriteInput { run, refs } = input;
@@ -125,77 +110,109 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
     let before = repo.state_at(&base).await?;
     let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
     let prepared = load_prepared(&store, &refs).await?;
-    let (mut accepted, rejected, schema) = split_by_schema(before.as_ref(), prepared, &run);
-    let Some(schema) = schema else {
-        let count = rejected.len();
-        let first = rejected
-            .into_iter()
-            .next()
-            .map(|(_, e)| e)
-            .unwrap_or_else(|| StoreError::metadata("/", "no days to write"));
-        return Err(PipelineError::Rejected { count, first });
-    };
-    let jobs = attach_native(&store, &run, &mut accepted, &schema).await?;
-    if !jobs.is_empty() {
-        let days_before = before.as_ref().map_or(0, |s| s.days);
-        return Ok(WriteOutput::pending(&base, days_before, jobs));
-    }
-    let first = &accepted[0];
-    let new = new_store(&run, first);
-    let rejected: Vec<Rejection> = rejected
-        .into_iter()
+    let split = SchemaSplit::of(before.as_ref(), prepared, &run);
+    let rejected: Vec<Rejection> = split
+        .rejected
+        .iter()
         .map(|(granule, e)| Rejection {
-            granule,
+            granule: granule.clone(),
             reason: e.to_string(),
         })
         .collect();
+    let Some(first) = split.accepted.first() else {
+        let count = split.rejected.len();
+        let first = split.rejected.into_iter().next().map(|(_, e)| e);
+        let first = first.unwrap_or_else(|| StoreError::metadata("/", "no days to write"));
+        return Err(PipelineError::Rejected { count, first });
+    };
     let store_first_day = before
         .as_ref()
         .and_then(|s| s.first_day)
         .or(Some(first.granule.date));
-    let mut record = Map::new();
-    record.insert("run_id".into(), run.id.clone().into());
-    record.insert("store_first_day".into(), json!(store_first_day));
-    record.insert("rejected".into(), json!(rejected));
-    let stores = SessionStores::new(repo.branch_session(&run.branch, &base).await?).await;
-    super::crash_point("write-before-commit");
-    let reprocessed: Vec<NaiveDate> = accepted
+    let reprocessed: Vec<NaiveDate> = split
+        .accepted
         .iter()
         .map(|d| d.granule.date)
         .filter(|d| before.as_ref().is_some_and(|s| s.holds(*d)))
         .collect();
-    let summary = writer::write_days(
-        &stores,
-        before.as_ref(),
-        &accepted,
-        &new,
-        &commit_message(&accepted, &reprocessed),
-        record,
-    )
-    .await?;
+    let days = split.accepted.iter().map(|d| d.granule.date).collect();
+    let commit = BranchCommit {
+        store: &store,
+        repo: &repo,
+        run: &run,
+        base: &base,
+        before: before.as_ref(),
+        days_before: before.as_ref().map_or(0, |s| s.days),
+        message: commit_message(&split.accepted, &reprocessed),
+        record: CommitRecord {
+            store_first_day,
+            rejected: rejected.clone(),
+            ..CommitRecord::for_run(&run.id)
+        },
+    };
+    let written = commit.write(split).await?;
+    if !written.materialize.is_empty() {
+        return Ok(written);
+    }
     Ok(WriteOutput {
-        snapshot: summary.snapshot,
-        days: accepted.iter().map(|d| d.granule.date).collect(),
+        days,
         reprocessed,
-        native: native_days(&accepted),
-        materialized: summary.materialized,
-        refs_written: summary.refs_written,
-        days_before: summary.days_before,
-        days_after: summary.days_after,
         store_first_day,
         rejected,
-        reused: false,
-        materialize: Vec::new(),
+        ..written
     })
 }
 
-/// The materialized days and why, as the commit records them.
-fn native_days(accepted: &[PreparedGranule]) -> BTreeMap<NaiveDate, BTreeMap<String, String>> {
-    accepted
-        .iter()
-        .filter(|d| !d.route.is_virtual())
-        .map(|d| (d.granule.date, d.route.native.clone()))
-        .collect()
+/// The sequence both writes share once their days are loaded and checked: attach the
+/// days' native chunks (or hand back the jobs still to materialize), then write the days
+/// on the run's branch in one commit.
+struct BranchCommit<'a> {
+    store: &'a ArtifactStore,
+    repo: &'a StoreRepo,
+    run: &'a Run,
+    base: &'a SnapshotId,
+    /// The store as the branch has it before this commit (`None`: empty).
+    before: Option<&'a StoreState>,
+    /// The store's days when the run began, which an output still waiting for
+    /// materialized days reports.
+    days_before: u64,
+    message: String,
+    /// What the caller records of the run; the writer adds the days.
+    record: CommitRecord,
+}
+
+impl BranchCommit<'_> {
+    async fn write(self, split: SchemaSplit) -> Result<WriteOutput, PipelineError> {
+        let SchemaSplit {
+            mut accepted,
+            schema,
+            ..
+        } = split;
+        let (Some(schema), Some(first)) = (schema, accepted.first()) else {
+            return Err(StoreError::metadata("/", "no days to write").into());
+        };
+        let new = new_store(self.run, first);
+        let jobs = attach_native(self.store, self.run, &mut accepted, &schema).await?;
+        if !jobs.is_empty() {
+            return Ok(WriteOutput::pending(self.base, self.days_before, jobs));
+        }
+        let session = self
+            .repo
+            .branch_session(&self.run.branch, self.base)
+            .await?;
+        let stores = SessionStores::new(session).await;
+        super::crash_point("write-before-commit");
+        let summary = writer::write_days(
+            &stores,
+            self.before,
+            &accepted,
+            &new,
+            &self.message,
+            self.record,
+        )
+        .await?;
+        Ok(WriteOutput::committed(summary, &accepted))
+    }
 }
 
 /// "re-point D, D; add A..B": what a run's commit did, for the store's log.
@@ -230,56 +247,64 @@ pub(super) async fn load_prepared(
     Ok(out)
 }
 
-/// Days that fit the store, the misfits with their errors, and the schema the days were
-/// checked against (`None` if no day was accepted). A new day that does not fit ends
-/// the appends (a gap never enters the time axis); a stored day that does not fit keeps
-/// its old references, and the other days go on.
-fn split_by_schema(
-    before: Option<&StoreState>,
-    prepared: Vec<PreparedGranule>,
-    run: &Run,
-) -> (
-    Vec<PreparedGranule>,
-    Vec<(String, StoreError)>,
-    Option<StoreSchema>,
-) {
-    let mut accepted = Vec::new();
-    let mut rejected = Vec::new();
-    // A new store takes its layout from its first day (and the configured chunking),
-    // which every day, the first included, must fit or be materialized onto.
-    let mut created = None;
-    for mut day in prepared {
-        let fits = match (before, &created) {
-            (Some(state), _) => schema::check(&day.refs, &day.coordinates, &state.schema),
-            (None, Some(schema)) => schema::check(&day.refs, &day.coordinates, schema),
-            (None, None) => {
-                let new = new_store(run, &day);
-                writer::new_schema(&day, &new.variables, new.chunks.as_ref()).and_then(|schema| {
-                    let route = schema::check(&day.refs, &day.coordinates, &schema);
-                    created = Some(schema);
-                    route
-                })
-            }
-        };
-        let repoint = before.is_some_and(|s| s.holds(day.granule.date));
-        match fits {
-            Ok(route) => {
-                day.route = route;
-                accepted.push(day);
-            }
-            Err(e) => {
-                rejected.push((day.granule.url.clone(), e));
-                if !repoint {
-                    break;
+/// A write's days checked against the store: those that fit (each with its route), the
+/// misfits with their errors, and the schema they were checked against (`None` if no
+/// day fit).
+struct SchemaSplit {
+    accepted: Vec<PreparedGranule>,
+    rejected: Vec<(String, StoreError)>,
+    schema: Option<StoreSchema>,
+}
+
+impl SchemaSplit {
+    /// A new day that does not fit ends the appends (a gap never enters the time axis);
+    /// a stored day that does not fit keeps its old references, and the other days go
+    /// on.
+    fn of(before: Option<&StoreState>, prepared: Vec<PreparedGranule>, run: &Run) -> Self {
+        let mut accepted = Vec::new();
+        let mut rejected = Vec::new();
+        // A new store takes its layout from its first day (and the configured chunking),
+        // which every day, the first included, must fit or be materialized onto.
+        let mut created = None;
+        for mut day in prepared {
+            let fits = match (before, &created) {
+                (Some(state), _) => schema::check(&day.refs, &day.coordinates, &state.schema),
+                (None, Some(schema)) => schema::check(&day.refs, &day.coordinates, schema),
+                (None, None) => {
+                    let new = new_store(run, &day);
+                    writer::new_schema(&day, &new.variables, new.chunks.as_ref()).and_then(
+                        |schema| {
+                            let route = schema::check(&day.refs, &day.coordinates, &schema);
+                            created = Some(schema);
+                            route
+                        },
+                    )
+                }
+            };
+            let repoint = before.is_some_and(|s| s.holds(day.granule.date));
+            match fits {
+                Ok(route) => {
+                    day.route = route;
+                    accepted.push(day);
+                }
+                Err(e) => {
+                    rejected.push((day.granule.url.clone(), e));
+                    if !repoint {
+                        break;
+                    }
                 }
             }
         }
+        let schema = match accepted.is_empty() {
+            true => None,
+            false => before.map(|s| s.schema.clone()).or(created),
+        };
+        Self {
+            accepted,
+            rejected,
+            schema,
+        }
     }
-    let schema = match accepted.is_empty() {
-        true => None,
-        false => before.map(|s| s.schema.clone()).or(created),
-    };
-    (accepted, rejected, schema)
 }
 
 /// What a new store keeps (`all`: every data variable of the first granule) and how it
@@ -319,9 +344,7 @@ async fn already_written(
     if &tip == base {
         return Ok(None);
     }
-    let record = repo.snapshot_record(&tip).await?;
-    let record: Option<CommitRecord> = record.and_then(|r| serde_json::from_value(r).ok());
-    match record {
+    match repo.commit_record(&tip).await? {
         Some(r) if r.run_id.as_deref() == Some(run.id.as_str()) => Ok(Some(WriteOutput {
             snapshot: tip.to_string(),
             days: r.days,
@@ -333,8 +356,7 @@ async fn already_written(
             rejected: r.rejected,
             reused: true,
             native: r.native,
-            materialized: Materialized::default(),
-            materialize: Vec::new(),
+            ..WriteOutput::default()
         })),
         found if on_branch => Err(PipelineError::BranchTaken {
             branch: run.branch.clone(),
@@ -440,17 +462,11 @@ fn summary_of(
 ) -> WriteOutput {
     WriteOutput {
         snapshot: tip.to_string(),
-        days: Vec::new(),
-        reprocessed: Vec::new(),
-        refs_written: 0,
         days_before,
         days_after: state.as_ref().map_or(0, |s| s.days),
         store_first_day: state.as_ref().and_then(|s| s.first_day),
-        rejected: Vec::new(),
         reused,
-        native: BTreeMap::new(),
-        materialized: Materialized::default(),
-        materialize: Vec::new(),
+        ..WriteOutput::default()
     }
 }
 
@@ -479,46 +495,37 @@ async fn commit_batch(
     }
     let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
     let prepared = Batch::load(&store, run, granules).await?;
-    let (mut accepted, rejected, schema) = split_by_schema(state, prepared, run);
-    if let Some((_, first)) = rejected.into_iter().next() {
+    let split = SchemaSplit::of(state, prepared, run);
+    if let Some((_, first)) = split.rejected.into_iter().next() {
         // A backfill adds every day or none: a misfit stops it, naming the day.
         return Err(PipelineError::Rejected { count: 1, first });
     }
-    let Some(schema) = schema else {
+    let split = SchemaSplit {
+        rejected: Vec::new(),
+        ..split
+    };
+    let (Some(first), Some(last)) = (split.accepted.first(), split.accepted.last()) else {
         return Err(StoreError::metadata("/", "no days to write").into());
     };
-    let jobs = attach_native(&store, run, &mut accepted, &schema).await?;
-    if !jobs.is_empty() {
-        return Ok(WriteOutput::pending(base, days_before, jobs));
-    }
-    let first = &accepted[0];
-    let new = new_store(run, first);
-    let mut record = Map::new();
-    record.insert("run_id".into(), run.id.clone().into());
-    let stores = SessionStores::new(repo.branch_session(&run.branch, base).await?).await;
-    let last = accepted[accepted.len() - 1].granule.date;
-    let summary = writer::write_days(
-        &stores,
-        state,
-        &accepted,
-        &new,
-        &format!("backfill {}..{last}", first.granule.date),
-        record,
-    )
-    .await?;
-    Ok(WriteOutput {
-        snapshot: summary.snapshot,
-        days: Vec::new(),
-        reprocessed: Vec::new(),
-        refs_written: summary.refs_written,
+    let store_first_day = state.and_then(|s| s.first_day).or(Some(first.granule.date));
+    let commit = BranchCommit {
+        store: &store,
+        repo,
+        run,
+        base,
+        before: state,
         days_before,
-        days_after: summary.days_after,
-        store_first_day: state.and_then(|s| s.first_day).or(Some(first.granule.date)),
-        rejected: Vec::new(),
-        reused: false,
-        native: native_days(&accepted),
-        materialized: summary.materialized,
-        materialize: Vec::new(),
+        message: format!("backfill {}..{}", first.granule.date, last.granule.date),
+        record: CommitRecord::for_run(&run.id),
+    };
+    let written = commit.write(split).await?;
+    if !written.materialize.is_empty() {
+        return Ok(written);
+    }
+    Ok(WriteOutput {
+        days_before,
+        store_first_day,
+        ..written
     })
 }
 

@@ -14,7 +14,7 @@ use icechunk::ops::gc::{GCConfig, garbage_collect};
 use icechunk::repository::VersionInfo;
 use serde::{Deserialize, Serialize};
 
-use super::writer::PROPERTIES_KEY;
+use super::record::CommitRecord;
 use super::{StoreError, StoreRepo};
 
 /// Prefix of the branches runs write before `main` moves.
@@ -55,10 +55,6 @@ pub struct ExpireReport {
     pub bytes_deleted: u64,
 }
 
-fn record_field(record: Option<&serde_json::Value>, key: &str) -> Option<serde_json::Value> {
-    record.and_then(|r| r.get(key)).cloned()
-}
-
 impl StoreRepo {
     /// Every branch with its tip; temporary ones are runs' `add_time_*` branches.
     pub async fn branches(&self) -> Result<Vec<BranchInfo>, StoreError> {
@@ -70,10 +66,10 @@ impl StoreRepo {
                 .lookup_snapshot(&tip)
                 .await
                 .map_err(|e| StoreError::icechunk(format!("reading snapshot {tip}"), e))?;
-            let record = info.metadata.get(PROPERTIES_KEY);
+            let record = CommitRecord::from_properties(&tip.to_string(), &info.metadata)?;
             out.push(BranchInfo {
                 temporary: name.starts_with(RUN_BRANCH_PREFIX),
-                run_id: record_field(record, "run_id").and_then(|v| v.as_str().map(String::from)),
+                run_id: record.and_then(|r| r.run_id),
                 name,
                 tip: tip.to_string(),
                 committed_at: info.flushed_at,
@@ -112,22 +108,23 @@ impl StoreRepo {
             .try_collect()
             .await
             .map_err(|e| StoreError::icechunk("reading main's history", e))?;
-        Ok(infos
+        infos
             .into_iter()
             .map(|info| {
-                let record = info.metadata.get(PROPERTIES_KEY);
-                LogEntry {
-                    snapshot: info.id.to_string(),
+                let snapshot = info.id.to_string();
+                let record = CommitRecord::from_properties(&snapshot, &info.metadata)?;
+                let (days, run_id) = record.map_or((Vec::new(), None), |r| {
+                    (r.days.iter().map(ToString::to_string).collect(), r.run_id)
+                });
+                Ok(LogEntry {
+                    snapshot,
                     committed_at: info.flushed_at,
                     message: info.message.clone(),
-                    days: record_field(record, "days")
-                        .and_then(|d| serde_json::from_value(d).ok())
-                        .unwrap_or_default(),
-                    run_id: record_field(record, "run_id")
-                        .and_then(|v| v.as_str().map(String::from)),
-                }
+                    days,
+                    run_id,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Move `main` back to `to`, one of its own earlier snapshots, only if `main` is

@@ -259,7 +259,7 @@ async fn decode_chunk(
         Ok::<_, DecodeError>(bytes)
     })
     .await
-    .map_err(|e| StoreError::metadata("materialize", format!("decode task: {e}")))??;
+    .map_err(|e| StoreError::internal("materialize: decoding a chunk", e))??;
     Ok((c, read, bytes))
 }
 

@@ -11,6 +11,7 @@ pub mod attributes;
 pub mod hygiene;
 pub mod layout;
 pub mod materialize;
+pub mod record;
 pub mod repository;
 pub mod schema;
 pub mod session;
@@ -59,6 +60,14 @@ pub enum StoreError {
     Attributes { attribute: String, message: String },
     #[error("store metadata: {node}: {message}")]
     Metadata { node: String, message: String },
+    #[error("{id:?} is not a snapshot id: {message}")]
+    BadSnapshotId { id: String, message: String },
+    /// Not the store's fault nor the input's: a task that panicked or was cancelled.
+    #[error("internal error: {context}: {message}")]
+    Internal { context: String, message: String },
+    /// A snapshot's pipeline record that does not read as [`record::CommitRecord`].
+    #[error("snapshot {snapshot}: the mursst commit record does not read: {message}")]
+    Record { snapshot: String, message: String },
     #[error(
         "main moved from snapshot {expected} to {actual} while this run worked; nothing was \
          changed on main, the validated branch {branch} is kept"
@@ -81,6 +90,15 @@ impl StoreError {
         StoreError::Icechunk {
             context: context.into(),
             source: err.into(),
+        }
+    }
+
+    /// A blocking task that did not finish: it panicked (a bug) or the runtime is
+    /// shutting down; neither says anything about the store or the input.
+    pub(crate) fn internal(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        StoreError::Internal {
+            context: context.into(),
+            message: err.to_string(),
         }
     }
 

@@ -14,29 +14,18 @@ use icechunk::config::{
 };
 use icechunk::format::SnapshotId;
 use icechunk::format::format_constants::SpecVersionBin;
-use icechunk::repository::VersionInfo;
+use icechunk::refs::RefErrorKind;
+use icechunk::repository::{RepositoryErrorKind, VersionInfo};
 use icechunk::session::Session;
 use icechunk::virtual_chunks::VirtualChunkContainer;
 use icechunk::{ObjectStoreConfig, Repository, RepositoryConfig, Storage};
-use serde::Deserialize;
 
 use super::StoreError;
+use super::record::{CommitRecord, SourceVersion};
 use super::session::SessionStores;
 use super::state::{StoreState, read_state};
-use super::writer::{PROPERTIES_KEY, SourceVersion};
 use crate::discover::GranuleSource;
 use crate::source::{Location, S3Settings};
-
-/// What a pipeline commit's record says of the days it wrote (see `writer::write_days`).
-#[derive(Deserialize)]
-struct CommitDays {
-    #[serde(default)]
-    days: Vec<NaiveDate>,
-    days_after: Option<u64>,
-    /// Under `writer::NATIVE_SOURCES_KEY`.
-    #[serde(default)]
-    native_sources: BTreeMap<NaiveDate, SourceVersion>,
-}
 
 /// Days of references per manifest: appending a day rewrites at most one split.
 pub const TIME_SPLIT_SIZE: u32 = 64;
@@ -289,7 +278,7 @@ impl StoreRepo {
             Ok(file)
         })
         .await
-        .map_err(|e| StoreError::icechunk("locking the repository", e))?
+        .map_err(|e| StoreError::internal("locking the repository", e))?
         .map_err(|e| StoreError::icechunk(format!("locking {}", dir.display()), e))?;
         Ok(WriteLock(Some(locked)))
     }
@@ -363,16 +352,16 @@ impl StoreRepo {
     }
 
     /// What the pipeline recorded with a snapshot (`None` for one it did not make).
-    pub async fn snapshot_record(
+    pub async fn commit_record(
         &self,
         snapshot: &SnapshotId,
-    ) -> Result<Option<serde_json::Value>, StoreError> {
+    ) -> Result<Option<CommitRecord>, StoreError> {
         let info = self
             .repo
             .lookup_snapshot(snapshot)
             .await
             .map_err(|e| StoreError::icechunk(format!("reading snapshot {snapshot}"), e))?;
-        Ok(info.metadata.get(PROPERTIES_KEY).cloned())
+        CommitRecord::from_properties(&snapshot.to_string(), &info.metadata)
     }
 
     /// The source versions that `from`'s history recorded for native days (date → time
@@ -402,10 +391,7 @@ impl StoreRepo {
             else {
                 break;
             };
-            let Some(commit) = info
-                .metadata
-                .get(PROPERTIES_KEY)
-                .and_then(|r| CommitDays::deserialize(r).ok())
+            let Some(commit) = CommitRecord::from_properties(&info.id.to_string(), &info.metadata)?
             else {
                 continue;
             };
@@ -419,7 +405,7 @@ impl StoreRepo {
                 }
                 false
             });
-            if commit.days_after.is_some_and(|n| n <= earliest) {
+            if commit.days_after <= earliest {
                 break;
             }
         }
@@ -433,21 +419,24 @@ impl StoreRepo {
         expected: &SnapshotId,
         branch: &str,
     ) -> Result<(), StoreError> {
-        match self.repo.reset_branch("main", to, Some(expected)).await {
-            Ok(()) => Ok(()),
-            Err(err) => {
-                let actual = self.branch_tip("main").await?;
-                if &actual != expected {
-                    Err(StoreError::Conflict {
-                        expected: expected.to_string(),
-                        actual: actual.to_string(),
-                        branch: branch.into(),
-                    })
-                } else {
-                    Err(StoreError::icechunk("moving main", err))
-                }
+        let err = match self.repo.reset_branch("main", to, Some(expected)).await {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        // icechunk says which snapshot main holds instead: spec 2 in the repository's
+        // own conflict, spec 1 in the ref's.
+        let actual = match &err.kind {
+            RepositoryErrorKind::Conflict { actual_parent, .. }
+            | RepositoryErrorKind::Ref(RefErrorKind::Conflict { actual_parent, .. }) => {
+                actual_parent.as_ref()
             }
-        }
+            _ => return Err(StoreError::icechunk("moving main", err)),
+        };
+        Err(StoreError::Conflict {
+            expected: expected.to_string(),
+            actual: actual.map_or_else(|| "none".into(), ToString::to_string),
+            branch: branch.into(),
+        })
     }
 
     /// Remove a temporary branch once main has its snapshot.

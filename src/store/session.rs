@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use icechunk::format::SnapshotId;
+use icechunk::format::snapshot::SnapshotProperties;
 use icechunk::session::Session;
 use icechunk::store::ListDirItem;
 use icechunk::{Store, format::ByteRange};
@@ -104,13 +105,13 @@ impl SessionStores {
     pub async fn commit(
         &self,
         message: &str,
-        properties: Map<String, Value>,
+        properties: SnapshotProperties,
     ) -> Result<SnapshotId, StoreError> {
         let session = self.icechunk.session();
         let mut session = session.write().await;
         session
             .commit(message)
-            .properties(properties.into_iter().collect())
+            .properties(properties)
             .execute()
             .await
             .map_err(|e| StoreError::icechunk(format!("committing {message:?}"), e))

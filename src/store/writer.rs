@@ -5,30 +5,24 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDateTime;
-use icechunk::format::manifest::{
-    Checksum, SecondsSinceEpoch, VirtualChunkLocation, VirtualChunkRef,
-};
+use icechunk::format::manifest::{VirtualChunkLocation, VirtualChunkRef};
 use icechunk::format::{ChunkIndices, Path, SnapshotId};
-use icechunk::storage::ETag;
 use icechunk::store::SetVirtualRefsResult;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use zarrs::array::ArraySubset;
 
 use super::StoreError;
 use super::attributes;
 use super::layout::{self, Role, TIME};
 use super::materialize::{Materialized, NativeVariable};
+use super::record::{CommitRecord, SourceVersion, checksum};
 use super::schema::{Route, StoreSchema};
 use super::session::SessionStores;
 use super::state::StoreState;
 use super::values::{Values, range_1d};
 use crate::granule::{self, Granule};
 use crate::refs::{ChunkData, ChunkRef, GranuleRefs, Variable};
-use crate::source::ObjectInfo;
-
-/// The key in a snapshot's properties under which the pipeline records what it added.
-pub const PROPERTIES_KEY: &str = "mursst";
 
 /// A granule ready to be written: its references and the values the store copies from
 /// it. This is what the generate-refs step hands the commit step, as an artifact.
@@ -90,63 +84,6 @@ pub struct WriteSummary {
     pub days_after: u64,
     /// What materializing the native variables took (all zero if there were none).
     pub materialized: Materialized,
-}
-
-/// Where, in a commit's record, the source versions of its days with native variables
-/// are kept.
-pub const NATIVE_SOURCES_KEY: &str = "native_sources";
-
-/// The source version a day's native chunks were materialized from. Native chunks pin no
-/// version (references do), so the commit records it, for `--reprocess changed` to see
-/// a fully native day's granule replaced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceVersion {
-    pub url: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etag: Option<String>,
-    /// Modification time in whole seconds, rounded up, where there is no ETag.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub modified: Option<u32>,
-}
-
-impl SourceVersion {
-    /// The version of `object` as a reference to it would pin it.
-    pub fn of(object: &ObjectInfo) -> Self {
-        let (etag, modified) = match checksum(object) {
-            Some(Checksum::ETag(e)) => (Some(e.0), None),
-            Some(Checksum::LastModified(s)) => (None, Some(s.0)),
-            None => (None, None),
-        };
-        Self {
-            url: object.url.clone(),
-            etag,
-            modified,
-        }
-    }
-
-    /// The version as a reference's checksum, to compare with one.
-    pub fn checksum(&self) -> Option<Checksum> {
-        match (&self.etag, self.modified) {
-            (Some(e), _) => Some(Checksum::ETag(ETag(e.clone()))),
-            (None, Some(s)) => Some(Checksum::LastModified(SecondsSinceEpoch(s))),
-            (None, None) => None,
-        }
-    }
-}
-
-/// The version a reference pins: the ETag, else the last-modified time.
-pub(crate) fn checksum(object: &ObjectInfo) -> Option<Checksum> {
-    if let Some(etag) = &object.etag {
-        return Some(Checksum::ETag(ETag(etag.clone())));
-    }
-    // Seconds are rounded up: a reader compares the object's precise modification time
-    // with this bound, which must not be earlier than it.
-    object.last_modified.map(|t| {
-        let secs = t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0);
-        Checksum::LastModified(SecondsSinceEpoch(
-            u32::try_from(secs.max(0)).unwrap_or(u32::MAX),
-        ))
-    })
 }
 
 /// The store's chunk index for a granule chunk placed at time step `t`: the granule's
@@ -358,15 +295,15 @@ impl GridChunks {
 ///
 /// With `state` `None` the store is empty and its layout is created from the first day
 /// as `new_store` says. Every day must already have passed the schema check. `record`
-/// is added to what the commit records about the days (e.g. the run id, so a retried
-/// step can find its own commit).
+/// carries what the caller knows of the run (its id, so a retried step can find its own
+/// commit); the days, counts and native sources are filled in here.
 pub async fn write_days(
     stores: &SessionStores,
     state: Option<&StoreState>,
     days: &[PreparedGranule],
     new_store: &NewStore,
     message: &str,
-    record: Map<String, Value>,
+    record: CommitRecord,
 ) -> Result<WriteSummary, StoreError> {
     let Some(first) = days.first() else {
         return Err(StoreError::metadata("/", "no days to write"));
@@ -412,30 +349,26 @@ pub async fn write_days(
         refs_written += refs;
         materialized += m;
     }
-    let mut record = record;
-    record.insert("refs_written".into(), refs_written.into());
-    record.insert("days_before".into(), n0.into());
-    record.insert("days_after".into(), n1.into());
-    if !repointed.is_empty() {
-        let dates: Vec<String> = repointed
+    let record = CommitRecord {
+        days: days.iter().map(|d| d.granule.date).collect(),
+        granules: days.iter().map(|d| d.refs.object.url.clone()).collect(),
+        reprocessed: repointed.iter().map(|d| d.granule.date).collect(),
+        refs_written,
+        days_before: n0,
+        days_after: n1,
+        native: days
             .iter()
-            .map(|d| d.granule.date.to_string())
-            .collect();
-        record.insert("reprocessed".into(), json!(dates));
-    }
-    let (mut native, mut sources) = (Map::new(), Map::new());
-    for d in days.iter().filter(|d| !d.route.is_virtual()) {
-        let date = d.granule.date.to_string();
-        native.insert(date.clone(), json!(d.route.native));
-        sources.insert(date, json!(SourceVersion::of(&d.refs.object)));
-    }
-    if !native.is_empty() {
-        record.insert("native".into(), Value::Object(native));
-        record.insert(NATIVE_SOURCES_KEY.into(), Value::Object(sources));
-    }
-    let snapshot = stores
-        .commit(message, commit_properties(days, record))
-        .await?;
+            .filter(|d| !d.route.is_virtual())
+            .map(|d| (d.granule.date, d.route.native.clone()))
+            .collect(),
+        native_sources: days
+            .iter()
+            .filter(|d| !d.route.is_virtual())
+            .map(|d| (d.granule.date, SourceVersion::of(&d.refs.object)))
+            .collect(),
+        ..record
+    };
+    let snapshot = stores.commit(message, record.into_properties()?).await?;
     Ok(WriteSummary {
         snapshot: snapshot.to_string(),
         refs_written,
@@ -571,32 +504,6 @@ pub(crate) fn time_step_chunks(
     Ok(coords)
 }
 
-/// What a commit records about the days it added (read back by `store log` and by a
-/// retried step looking for its own commit).
-fn commit_properties(days: &[PreparedGranule], extra: Map<String, Value>) -> Map<String, Value> {
-    let mut record = Map::new();
-    record.insert(
-        "days".into(),
-        json!(
-            days.iter()
-                .map(|d| d.granule.date.to_string())
-                .collect::<Vec<_>>()
-        ),
-    );
-    record.insert(
-        "granules".into(),
-        json!(
-            days.iter()
-                .map(|d| d.refs.object.url.clone())
-                .collect::<Vec<_>>()
-        ),
-    );
-    record.extend(extra);
-    let mut properties = Map::new();
-    properties.insert(PROPERTIES_KEY.into(), Value::Object(record));
-    properties
-}
-
 /// Set every time-dimensioned array's length to `days`.
 async fn grow_time_arrays(
     stores: &SessionStores,
@@ -702,35 +609,4 @@ pub(crate) fn check_time(day: &PreparedGranule) -> Result<(), StoreError> {
         ));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::{TimeZone, Utc};
-
-    use super::*;
-
-    /// A recorded version reads back as the checksum a reference to the object pins.
-    #[test]
-    fn a_source_version_is_the_checksum_a_reference_pins() {
-        let object = |etag: Option<&str>, nanos| ObjectInfo {
-            url: "s3://b/k.nc".into(),
-            size: 1,
-            etag: etag.map(String::from),
-            last_modified: Some(Utc.timestamp_opt(1_700_000_000, nanos).unwrap()),
-        };
-        for o in [object(Some("\"abc\""), 0), object(None, 0), object(None, 5)] {
-            let v = SourceVersion::of(&o);
-            let json = serde_json::to_value(&v).unwrap();
-            let back: SourceVersion = serde_json::from_value(json).unwrap();
-            assert_eq!(back, v);
-            assert_eq!(back.checksum(), checksum(&o), "{o:?}");
-            assert_eq!(back.url, o.url);
-        }
-        let no_version = ObjectInfo {
-            last_modified: None,
-            ..object(None, 0)
-        };
-        assert_eq!(SourceVersion::of(&no_version).checksum(), None);
-    }
 }

@@ -1,21 +1,16 @@
-//! The glue every mursst Lambda shares: JSON logs, one [`Context`] per container built
-//! from the environment, and the runtime loop handing each event to the library's step.
+//! The glue every mursst Lambda shares: logs (JSON unless `MURSST_LOG_FORMAT=text`), one
+//! [`Context`] per container built from the environment, and the runtime loop handing
+//! each event to the library's step.
 //! A handler is `serve(Step::…)`; all logic lives in `mursst::pipeline`.
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use mursst::logging::{self, LogFormat};
 use mursst::pipeline::{Context, PipelineError, Step, run_step};
 use serde_json::Value;
 
 /// Run `step` for every invocation until the runtime stops the container.
 pub async fn serve(step: Step) -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .without_time()
-        .init();
+    logging::init(LogFormat::from_env(LogFormat::Json)?, "info", true);
     // Clients and configuration once per container, not once per event.
     let ctx = Box::pin(Context::from_env()).await?;
     let ctx = &ctx;
