@@ -334,7 +334,7 @@ async fn append_one(
     .expect("append one day");
     let commit_s = t.elapsed().as_secs_f64();
     let tip = icechunk::format::SnapshotId::try_from(summary.snapshot.as_str()).expect("snapshot");
-    repo.promote(&tip, &base, &branch).await.expect("promote");
+    repo.move_main(&tip, &base, &branch).await.expect("merge");
     repo.delete_branch(&branch).await.expect("delete branch");
     let cycle_s = start.elapsed().as_secs_f64();
     Append {
@@ -606,13 +606,13 @@ async fn full_day(work: &Path, previous: &Path, day: &Path, date: NaiveDate, run
         updates.push((update, total));
         let _ = std::fs::remove_dir_all(&store);
     }
-    let steps: Vec<&str> = ["discover", "refs", "write", "validate", "promote"]
+    let steps: Vec<&str> = ["discover", "refs", "write", "validate", "merge"]
         .into_iter()
         .chain(
             updates
                 .iter()
                 .flat_map(|(r, _)| r.timings_s.keys().copied())
-                .filter(|k| !["discover", "refs", "write", "validate", "promote"].contains(k)),
+                .filter(|k| !["discover", "refs", "write", "validate", "merge"].contains(k)),
         )
         .collect();
     let med = |reports: &[(Report, f64)], step: &str| {
@@ -628,7 +628,7 @@ async fn full_day(work: &Path, previous: &Path, day: &Path, date: NaiveDate, run
         "refs" => "generate refs: HDF5 metadata, time and lat/lon values, artifact",
         "write" => "check the day fits, write refs to a new branch + commit",
         "validate" => "rules + `sample` chunks compared with libhdf5",
-        "promote" => "move main (compare-and-swap), delete the branch and artifacts",
+        "merge" => "move main (compare-and-swap), delete the branch and artifacts",
         _ => "",
     };
     let mut rows: Vec<Vec<String>> = steps

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use mursst::granule::Granule;
 use mursst::pipeline::{
-    self, Context, CreateSpec, DiscoverInput, GenerateRefsBatch, PromoteInput, ValidateBatchInput,
+    self, Context, CreateSpec, DiscoverInput, GenerateRefsBatch, MergeInput, ValidateBatchInput,
     WriteBatchOutput,
 };
 use mursst::synthetic::{ChunkLayout, GranuleSpec};
@@ -158,9 +158,9 @@ async fn backfill(days: u64) -> Figures {
         pipeline::validate_batch(&ctx, input).await.unwrap();
     }
     let validate_s = t.elapsed().as_secs_f64();
-    let merged = pipeline::promote(
+    let merged = pipeline::merge(
         &ctx,
-        PromoteInput {
+        MergeInput {
             run: found.run.clone(),
             write: last.write,
         },

@@ -1,7 +1,7 @@
 //! mursst keeps a virtual icechunk store of NASA's MUR SST v4.1 record up to date.
 //!
 //! The pipeline steps (discover, generate refs, commit to a temporary branch, validate,
-//! promote) live here; the CLI and the Lambda handlers are thin shells around them.
+//! merge) live here; the CLI and the Lambda handlers are thin shells around them.
 
 pub mod artifacts;
 pub mod cmr;

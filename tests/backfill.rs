@@ -6,7 +6,7 @@ mod common;
 use chrono::NaiveDate;
 use mursst::granule::Granule;
 use mursst::pipeline::{
-    self, Context, CreateSpec, DiscoverInput, GenerateRefsBatch, MaterializeInput, PromoteInput,
+    self, Context, CreateSpec, DiscoverInput, GenerateRefsBatch, MaterializeInput, MergeInput,
     ValidateBatchInput, WriteBatchInput,
 };
 use mursst::store::writer::GridChunks;
@@ -116,7 +116,7 @@ async fn a_backfill_in_batches_builds_the_store_a_single_init_builds() {
 struct Backfilled {
     manifest: pipeline::Manifest,
     batches: Vec<pipeline::WriteBatchOutput>,
-    merged: pipeline::PromoteOutput,
+    merged: pipeline::MergeOutput,
 }
 
 /// The backfill machine's states in order: discover (a manifest), the Distributed Map
@@ -209,7 +209,7 @@ async fn backfill(ctx: &Context, input: DiscoverInput) -> Backfilled {
         .unwrap();
         assert!(report.chunks_compared > 0, "batch {batch}: {report:?}");
     }
-    let merged = pipeline::promote(ctx, PromoteInput { run, write: last })
+    let merged = pipeline::merge(ctx, MergeInput { run, write: last })
         .await
         .unwrap();
     assert!(merged.main_moved, "{merged:?}");

@@ -5,7 +5,7 @@ mod common;
 
 use chrono::NaiveDate;
 use mursst::pipeline::{
-    self, Context, DiscoverInput, GenerateRefsInput, PromoteInput, ValidateInput, WriteInput,
+    self, Context, DiscoverInput, GenerateRefsInput, MergeInput, ValidateInput, WriteInput,
 };
 use mursst::synthetic::{self, GranuleSpec};
 use mursst::validate::ValidateMode;
@@ -87,9 +87,9 @@ async fn a_sixty_day_catch_up_keeps_every_state_payload_small() {
     .await
     .unwrap();
     state["validation"] = json!(validation);
-    let merge = pipeline::promote(
+    let merge = pipeline::merge(
         &ctx,
-        PromoteInput {
+        MergeInput {
             run: found.run.clone(),
             write,
         },

@@ -616,7 +616,7 @@ async fn main_moves_only_if_it_is_still_where_the_run_started() {
     let other = fx.update().await.expect("concurrent update");
     assert!(other.main_moved);
     let moved = fx.main_state().await.0;
-    let err = repo.promote(&tip, &base, "b").await.unwrap_err();
+    let err = repo.move_main(&tip, &base, "b").await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
     assert_eq!(
         fx.main_state().await.0,

@@ -631,16 +631,16 @@ async fn ops_command(action: OpsCommand) -> anyhow::Result<()> {
             validate,
             reprocess,
         } => {
-            let mut input = serde_json::json!({"dry_run": dry_run});
-            if let Some(r) = reprocess {
-                input["reprocess"] = serde_json::json!(r);
-            }
-            if !dates.is_empty() {
-                input["dates"] = serde_json::json!(dates);
-            }
-            if let Some(v) = validate {
-                input["validate"] = serde_json::json!(v);
-            }
+            // Typed, so the input is one the discover step accepts (it refuses unknown
+            // fields) and a field renamed there cannot go out of step here.
+            let input = pipeline::DiscoverInput {
+                dry_run,
+                validate,
+                dates: (!dates.is_empty()).then_some(dates),
+                reprocess,
+                ..Default::default()
+            };
+            let input = serde_json::to_value(&input)?;
             serde_json::json!({"execution": ops.start(&state_machine, &input).await?})
         }
         OpsCommand::Status {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::write::Rejection;
 use super::{
     Context, CreateSpec, DEFAULT_LAG_DAYS, DiscoverInput, DiscoverOutput, GenerateRefsInput,
-    GenerateRefsOutput, PipelineError, PromoteInput, Repoint, Reprocess, WriteInput, WriteOutput,
+    GenerateRefsOutput, MergeInput, PipelineError, Repoint, Reprocess, WriteInput, WriteOutput,
 };
 use crate::store::materialize::Materialized;
 use crate::store::writer::GridChunks;
@@ -279,14 +279,11 @@ async fn run_once(ctx: &Context, input: DiscoverInput) -> Result<Report, Pipelin
     });
     super::crash_point("validate");
     timer.lap("validate");
-    let promote_input = PromoteInput { run, write };
-    let promoted = retried("promote", || {
-        Box::pin(super::promote(ctx, promote_input.clone()))
-    })
-    .await?;
-    report.main_moved = promoted.main_moved;
-    report.message = promoted.message;
-    timer.lap("promote");
+    let merge_input = MergeInput { run, write };
+    let merged = retried("merge", || Box::pin(super::merge(ctx, merge_input.clone()))).await?;
+    report.main_moved = merged.main_moved;
+    report.message = merged.message;
+    timer.lap("merge");
     report.timings_s = timer.0;
     Ok(report)
 }

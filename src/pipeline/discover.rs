@@ -14,47 +14,48 @@ use crate::granule::Granule;
 use crate::store::{SessionStores, StoreError, StoreRepo, StoreState};
 use crate::validate::ValidateMode;
 
-/// The execution input: every field optional, production defaults otherwise.
+/// The execution input: every field optional, production defaults otherwise. Written
+/// (by `mursst ops start`) with only the fields set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscoverInput {
     #[serde(default)]
     pub dry_run: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validate: Option<ValidateMode>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_days: Option<u32>,
     /// Only these days (still consecutive after the store's last day).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dates: Option<Vec<NaiveDate>>,
     /// The day the lag counts back from (default: today, UTC).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub today: Option<NaiveDate>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_concurrency: Option<u32>,
     /// Resume this earlier run: its branch and artifacts are reused (a redrive).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_id: Option<String>,
     /// Create the store from these days (init, backfill).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create: Option<CreateSpec>,
     /// Write the granule list to a manifest artifact instead of the output (a backfill:
     /// thousands of days do not fit a state payload).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub manifest: bool,
     /// Stored days to re-point at their current granule, besides the new days:
     /// `"changed"` (sources replaced since ingest) or a list of dates.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reprocess: Option<Reprocess>,
     /// How many days back from the store's last day `"changed"` looks.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reprocess_window_days: Option<u32>,
     /// Days per backfill commit (default [`BATCH_DAYS`]).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_days: Option<u64>,
 }
 

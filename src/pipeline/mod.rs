@@ -4,7 +4,7 @@
 //!
 //! discover → generate refs (per granule, into artifacts) → write a temporary branch
 //! (after materializing, per day, the days chunked unlike the store) → validate it
-//! against the sources → promote (move `main`, compare-and-swap).
+//! against the sources → merge (move `main`, compare-and-swap).
 //!
 //! The run's identity ([`Run`]: id, branch, `today`, base snapshot, options) is decided
 //! once by discover and carried through every later step.
@@ -16,7 +16,7 @@ mod error;
 mod generate;
 mod maintain;
 mod materialize;
-mod promote;
+mod merge;
 mod reprocess;
 mod run;
 mod step;
@@ -42,8 +42,10 @@ pub use materialize::{
     MaterializeInput, MaterializeOutput, NATIVE_MAX_AGE, NATIVE_ROUNDS, NativeDay, NativeJob,
     NativePlan, materialize,
 };
-pub use promote::{PromoteInput, PromoteOutput, promote};
-pub use reprocess::{Changed, DEFAULT_WINDOW_DAYS, Recorded, Repoint, Reprocess, recorded};
+pub use merge::{MergeInput, MergeOutput, merge};
+pub use reprocess::{
+    DEFAULT_WINDOW_DAYS, Recorded, Repoint, Reprocess, ReprocessKeyword, recorded,
+};
 pub use run::{CreateSpec, Run, RunDefaults, RunOptions};
 pub use step::{CommitEvent, GenerateRefsEvent, Step, run_step};
 #[cfg(feature = "validate")]
@@ -162,9 +164,9 @@ pub const CRASH_POINTS: [&str; 9] = [
     "write-before-commit",
     "write",
     "validate",
-    "promote-before-move",
-    "promote-moved",
-    "promote-branch-deleted",
+    "merge-before-move",
+    "merge-moved",
+    "merge-branch-deleted",
 ];
 
 /// Abort here if `MURSST_CRASH_AT` names this point (see [`CRASH_POINTS`]).

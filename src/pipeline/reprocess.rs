@@ -23,7 +23,7 @@ use crate::store::{SessionStores, StoreError, StoreRepo, StoreState};
 #[serde(untagged)]
 pub enum Reprocess {
     /// Days whose source is no longer the version their references pin.
-    Changed(Changed),
+    Changed(ReprocessKeyword),
     /// These days, whatever their source (an operator's repair).
     Dates(Vec<NaiveDate>),
 }
@@ -31,7 +31,7 @@ pub enum Reprocess {
 /// The keyword of [`Reprocess::Changed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Changed {
+pub enum ReprocessKeyword {
     Changed,
 }
 
@@ -41,7 +41,7 @@ impl std::str::FromStr for Reprocess {
     /// `changed`, or dates and ranges: `2025-01-02,2025-01-05..2025-01-07`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "changed" {
-            return Ok(Self::Changed(Changed::Changed));
+            return Ok(Self::Changed(ReprocessKeyword::Changed));
         }
         let date = |d: &str| {
             NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
@@ -204,7 +204,7 @@ mod tests {
     fn parses_the_keyword_dates_and_ranges() {
         assert_eq!(
             "changed".parse::<Reprocess>(),
-            Ok(Reprocess::Changed(Changed::Changed))
+            Ok(Reprocess::Changed(ReprocessKeyword::Changed))
         );
         let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
         assert_eq!(
@@ -219,7 +219,7 @@ mod tests {
         assert!("2025-01-07..2025-01-05".parse::<Reprocess>().is_err());
         assert!("yesterday".parse::<Reprocess>().is_err());
         let json: Reprocess = serde_json::from_str("\"changed\"").unwrap();
-        assert_eq!(json, Reprocess::Changed(Changed::Changed));
+        assert_eq!(json, Reprocess::Changed(ReprocessKeyword::Changed));
         let json: Reprocess = serde_json::from_str("[\"2025-01-02\"]").unwrap();
         assert_eq!(json, Reprocess::Dates(vec![d("2025-01-02")]));
         assert!(serde_json::from_str::<Reprocess>("\"everything\"").is_err());

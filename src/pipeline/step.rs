@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::generate::{GenerateRefsBatch, GenerateRefsInput};
 use super::write::WriteBatchInput;
-use super::{Context, PipelineError, PromoteInput, WriteInput};
+use super::{Context, MergeInput, PipelineError, WriteInput};
 
 /// The Lambdas, by the names Step Functions and the CLI use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub enum CommitEvent {
     /// Write the generated days to the run's temporary branch.
     Write(WriteInput),
     /// Move `main` to the validated branch tip, then delete the branch.
-    Merge(PromoteInput),
+    Merge(MergeInput),
     /// One batch of a backfill's days on its branch.
     WriteBatch(WriteBatchInput),
     /// Prune leftover branches, expire old snapshots (the maintenance schedule).
@@ -91,7 +91,7 @@ pub async fn run_step(ctx: &Context, step: Step, event: Value) -> Result<Value, 
         },
         Step::Commit => match parse(step, event)? {
             CommitEvent::Write(input) => json(Box::pin(super::write_branch(ctx, input)).await?),
-            CommitEvent::Merge(input) => json(Box::pin(super::promote(ctx, input)).await?),
+            CommitEvent::Merge(input) => json(Box::pin(super::merge(ctx, input)).await?),
             CommitEvent::WriteBatch(input) => {
                 json(Box::pin(super::write::write_batch(ctx, input)).await?)
             }

@@ -29,7 +29,7 @@ pub struct WriteInput {
 /// The branch commit: what it holds, and what stayed out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteOutput {
-    /// The branch tip validation reads and promote moves `main` to.
+    /// The branch tip validation reads and merge moves `main` to.
     pub snapshot: String,
     /// The days written (re-pointed and added), in order.
     pub days: Vec<NaiveDate>,

@@ -413,7 +413,7 @@ impl StoreRepo {
     }
 
     /// Move `main` to `to`, only if it still points at `expected` (compare-and-swap).
-    pub async fn promote(
+    pub async fn move_main(
         &self,
         to: &SnapshotId,
         expected: &SnapshotId,

@@ -27,7 +27,7 @@ use crate::store::StoreError;
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ValidateMode {
-    /// No validation (the branch is still written and promoted).
+    /// No validation (the branch is still written and merged).
     Off,
     /// Metadata rules only.
     Metadata,

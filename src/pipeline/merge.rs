@@ -11,23 +11,23 @@ use crate::store::{StoreError, StoreRepo};
 
 /// The run and the validated commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PromoteInput {
+pub struct MergeInput {
     pub run: Run,
     pub write: WriteOutput,
 }
 
 /// Where `main` is now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PromoteOutput {
+pub struct MergeOutput {
     pub main_moved: bool,
     pub old_snapshot: String,
     pub new_snapshot: String,
     pub message: String,
 }
 
-/// Promote step: compare-and-swap `main` from the run's base to its validated tip.
-pub async fn promote(ctx: &Context, input: PromoteInput) -> Result<PromoteOutput, PipelineError> {
-    let PromoteInput { run, write } = input;
+/// Merge step: compare-and-swap `main` from the run's base to its validated tip.
+pub async fn merge(ctx: &Context, input: MergeInput) -> Result<MergeOutput, PipelineError> {
+    let MergeInput { run, write } = input;
     run.check_store(ctx)?;
     write.check_committed()?;
     let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3).await?;
@@ -43,7 +43,7 @@ pub async fn promote(ctx: &Context, input: PromoteInput) -> Result<PromoteOutput
         n => format!("re-pointed {n} and added {added} day(s){span}"),
     };
     if run.options.dry_run {
-        return Ok(PromoteOutput {
+        return Ok(MergeOutput {
             main_moved: false,
             old_snapshot: base.to_string(),
             new_snapshot: tip.to_string(),
@@ -54,13 +54,13 @@ pub async fn promote(ctx: &Context, input: PromoteInput) -> Result<PromoteOutput
         });
     }
     if repo.branch_tip("main").await? != tip {
-        super::crash_point("promote-before-move");
-        match repo.promote(&tip, &base, &run.branch).await {
-            Ok(()) => super::crash_point("promote-moved"),
+        super::crash_point("merge-before-move");
+        match repo.move_main(&tip, &base, &run.branch).await {
+            Ok(()) => super::crash_point("merge-moved"),
             Err(StoreError::Conflict { actual, .. }) if main_holds(&repo, &write).await? => {
                 // Another run added exactly these days first: nothing is left to do.
                 finish(ctx, &repo, &run).await?;
-                return Ok(PromoteOutput {
+                return Ok(MergeOutput {
                     main_moved: false,
                     old_snapshot: base.to_string(),
                     new_snapshot: actual,
@@ -74,7 +74,7 @@ pub async fn promote(ctx: &Context, input: PromoteInput) -> Result<PromoteOutput
         }
     }
     finish(ctx, &repo, &run).await?;
-    Ok(PromoteOutput {
+    Ok(MergeOutput {
         main_moved: true,
         old_snapshot: base.to_string(),
         new_snapshot: tip.to_string(),
@@ -103,7 +103,7 @@ async fn finish(ctx: &Context, repo: &StoreRepo, run: &Run) -> Result<(), Pipeli
     if repo.has_branch(&run.branch).await? {
         repo.delete_branch(&run.branch).await?;
     }
-    super::crash_point("promote-branch-deleted");
+    super::crash_point("merge-branch-deleted");
     ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3)
         .await?
         .remove_prefix(&artifacts::run_prefix(&run.id))
