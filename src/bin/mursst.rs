@@ -432,19 +432,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             seed,
             grid,
             dir,
-        } => {
-            let mut spec = mursst::synthetic::GranuleSpec {
-                date,
-                seed,
-                ..mursst::synthetic::GranuleSpec::historical(layout_of.unwrap_or(date))
-            };
-            if let Some([lat, lon]) = grid.as_deref() {
-                (spec.lat_size, spec.lon_size) = (*lat, *lon);
-            }
-            let (path, _) = mursst::synthetic::write_cached(&dir, &spec)?;
-            println!("{}", path.display());
-            Ok(())
-        }
+        } => sample(date, layout_of, seed, grid.as_deref(), &dir),
         Command::Update {
             common,
             limit,
@@ -487,18 +475,43 @@ async fn run(command: Command) -> anyhow::Result<()> {
             name,
             event,
             locations,
-        } => {
-            let text = if event == "-" {
-                std::io::read_to_string(std::io::stdin())?
-            } else {
-                std::fs::read_to_string(&event)?
-            };
-            let event: serde_json::Value = serde_json::from_str(&text)?;
-            let out = pipeline::run_step(&locations.context(false)?, name, event).await?;
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            Ok(())
-        }
+        } => step(name, &event, &locations).await,
     }
+}
+
+/// A sample granule in `date`'s name with the layout `layout_of`'s day had, cached in
+/// `dir`; prints its path.
+fn sample(
+    date: NaiveDate,
+    layout_of: Option<NaiveDate>,
+    seed: u64,
+    grid: Option<&[usize]>,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut spec = mursst::synthetic::GranuleSpec {
+        date,
+        seed,
+        ..mursst::synthetic::GranuleSpec::historical(layout_of.unwrap_or(date))
+    };
+    if let Some([lat, lon]) = grid {
+        (spec.lat_size, spec.lon_size) = (*lat, *lon);
+    }
+    let (path, _) = mursst::synthetic::write_cached(dir, &spec)?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+/// One Lambda's step on the event in `event` (a file, or `-` for standard input).
+async fn step(name: Step, event: &str, locations: &Locations) -> anyhow::Result<()> {
+    let text = if event == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(event)?
+    };
+    let event: serde_json::Value = serde_json::from_str(&text)?;
+    let out = pipeline::run_step(&locations.context(false)?, name, event).await?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
 }
 
 /// What a run would take, from the store's last day or from `start`.

@@ -1,14 +1,11 @@
 //! Version-1 B-trees: type 0 indexes symbol table nodes of old-style groups, type 1
 //! indexes the chunks of layout-v3 datasets. Sibling subtrees are read concurrently.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
-
 use futures::future::{BoxFuture, try_join_all};
 
 use super::cursor::Cursor;
 use super::file::FileCtx;
-use super::place::{At, Place, corrupt};
+use super::place::{At, Place, Visited, corrupt};
 use super::{Hdf5Error, Hdf5ErrorKind};
 
 /// A leaf entry of a chunk B-tree.
@@ -52,7 +49,7 @@ struct Walk<'a, 'r> {
     kind: Kind,
     k: u16,
     place: &'a Place,
-    seen: Mutex<HashSet<u64>>,
+    seen: Visited,
 }
 
 /// One parsed node: its level, keys (raw) and child addresses.
@@ -74,7 +71,7 @@ pub(crate) async fn chunk_records(
         kind: Kind::Chunk { rank },
         k: f.superblock.btree_k.chunk,
         place,
-        seen: Mutex::default(),
+        seen: Visited::default(),
     };
     let leaves = walk.visit(root, None).await?;
     let mut out = Vec::with_capacity(leaves.len());
@@ -110,7 +107,7 @@ pub(crate) async fn group_nodes(
         kind: Kind::Group,
         k: f.superblock.btree_k.group_internal,
         place,
-        seen: Mutex::default(),
+        seen: Visited::default(),
     };
     Ok(walk
         .visit(root, None)
@@ -129,14 +126,7 @@ impl<'a, 'r> Walk<'a, 'r> {
     ) -> BoxFuture<'a, Result<Vec<(bytes::Bytes, u64)>, Hdf5Error>> {
         Box::pin(async move {
             let field = || format!("v1 B-tree node at {addr:#x}");
-            if !self
-                .seen
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(addr)
-            {
-                return Err(self.place.err(field(), Hdf5ErrorKind::Cycle(addr)));
-            }
+            self.seen.enter(addr, self.place, field())?;
             let node = self.read_node(addr).await.at(self.place, field)?;
             if let Some(level) = expect_level
                 && node.level != level

@@ -2,16 +2,13 @@
 //! 5, 6, 8, 9), chunk indexes (types 10, 11) and fractal heap huge objects (type 1).
 //! Records are returned raw, in tree order; callers decode them by type.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
-
 use bytes::Bytes;
 use futures::future::{BoxFuture, try_join_all};
 
 use super::checksum;
 use super::cursor::Cursor;
 use super::file::FileCtx;
-use super::place::{At, Place, corrupt, limit};
+use super::place::{At, Place, Visited, corrupt, limit};
 use super::{Hdf5Error, Hdf5ErrorKind};
 
 const PREFIX: usize = 10; // signature, version, type, checksum
@@ -67,7 +64,7 @@ pub(crate) async fn records(
         f,
         h: &header,
         place,
-        seen: Mutex::default(),
+        seen: Visited::default(),
     };
     let recs = walk.visit(root, header.root_nrec, header.depth).await?;
     Ok((header.record_size, recs))
@@ -139,7 +136,7 @@ struct Walk<'a, 'r> {
     f: &'a FileCtx<'r>,
     h: &'a Header,
     place: &'a Place,
-    seen: Mutex<HashSet<u64>>,
+    seen: Visited,
 }
 
 impl<'a> Walk<'a, '_> {
@@ -151,14 +148,7 @@ impl<'a> Walk<'a, '_> {
     ) -> BoxFuture<'a, Result<Vec<Bytes>, Hdf5Error>> {
         Box::pin(async move {
             let field = || format!("v2 B-tree node at {addr:#x}");
-            if !self
-                .seen
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(addr)
-            {
-                return Err(self.place.err(field(), Hdf5ErrorKind::Cycle(addr)));
-            }
+            self.seen.enter(addr, self.place, field())?;
             let block = self
                 .f
                 .io

@@ -62,3 +62,28 @@ pub(crate) fn unsupported(msg: impl Into<String>) -> Hdf5ErrorKind {
 pub(crate) fn limit(msg: impl Into<String>) -> Hdf5ErrorKind {
     Hdf5ErrorKind::Limit(msg.into())
 }
+
+/// The node addresses a walk has entered: in a corrupt file a node can point back at
+/// one already read, and the walk must stop there instead of looping.
+#[derive(Debug, Default)]
+pub(crate) struct Visited(std::sync::Mutex<std::collections::HashSet<u64>>);
+
+impl Visited {
+    /// Enter the node at `addr`, or fail naming it if the walk has been there before.
+    pub(crate) fn enter(
+        &self,
+        addr: u64,
+        place: &Place,
+        field: impl Into<String>,
+    ) -> Result<(), Hdf5Error> {
+        let first = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(addr);
+        match first {
+            true => Ok(()),
+            false => Err(place.err(field, Hdf5ErrorKind::Cycle(addr))),
+        }
+    }
+}

@@ -178,22 +178,13 @@ pub async fn materialize(
     for band in 0..g.height.div_ceil(g.src_rows) {
         let r0 = band * g.src_rows;
         let rows = g.src_rows.min(g.height - r0);
-        let mut buffer = fill.repeat(rows as usize * g.width as usize);
-        let present: Vec<(u64, ChunkData)> = (0..g.width.div_ceil(g.src_cols))
-            .filter_map(|c| chunks.get(&(band, c)).map(|d| (c, (*d).clone())))
-            .collect();
-        let decoded: Vec<(u64, u64, Vec<u8>)> =
-            futures::stream::iter(present.into_iter().map(|(c, data)| {
-                decode_chunk(Arc::clone(&reader), Arc::clone(&var), band, c, data)
-            }))
-            .buffered(DECODE_CONCURRENCY)
-            .try_collect()
-            .await?;
-        for (c, read, bytes) in decoded {
-            place(&g, &mut buffer, rows, c, &bytes);
-            done.chunks_decoded += 1;
-            done.bytes_read += read;
-        }
+        let source = BandSource {
+            reader: &reader,
+            var: &var,
+            chunks: &chunks,
+            g: &g,
+        };
+        let buffer = source.decode(band, rows, &fill, &mut done).await?;
         carry.extend_from_slice(&buffer);
         done.peak_buffer_bytes = done
             .peak_buffer_bytes
@@ -221,6 +212,45 @@ pub async fn materialize(
         chunks,
         materialized: done,
     })
+}
+
+/// Where a variable's source bands come from: its chunks in the granule.
+struct BandSource<'a> {
+    reader: &'a Arc<dyn RangeRead>,
+    var: &'a Arc<Variable>,
+    chunks: &'a HashMap<(u64, u64), &'a ChunkData>,
+    g: &'a Geometry,
+}
+
+impl BandSource<'_> {
+    /// Source chunk row `band` (`rows` rows) decoded at full width, `fill` where the
+    /// granule has no chunk, several chunks in flight; what it took is added to `done`.
+    async fn decode(
+        &self,
+        band: u64,
+        rows: u64,
+        fill: &[u8],
+        done: &mut Materialized,
+    ) -> Result<Vec<u8>, StoreError> {
+        let g = self.g;
+        let mut buffer = fill.repeat(rows as usize * g.width as usize);
+        let present: Vec<(u64, ChunkData)> = (0..g.width.div_ceil(g.src_cols))
+            .filter_map(|c| self.chunks.get(&(band, c)).map(|d| (c, (*d).clone())))
+            .collect();
+        let decoded: Vec<(u64, u64, Vec<u8>)> =
+            futures::stream::iter(present.into_iter().map(|(c, data)| {
+                decode_chunk(Arc::clone(self.reader), Arc::clone(self.var), band, c, data)
+            }))
+            .buffered(DECODE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        for (c, read, bytes) in decoded {
+            place(g, &mut buffer, rows, c, &bytes);
+            done.chunks_decoded += 1;
+            done.bytes_read += read;
+        }
+        Ok(buffer)
+    }
 }
 
 /// Read and decode one source chunk (row `r`, column `c`), off the async threads.

@@ -161,37 +161,7 @@ pub fn new_schema(
                 "requested but missing from the granule",
             )
         })?;
-        if layout::role(var) != Role::Data {
-            return Err(StoreError::schema(
-                g,
-                name.clone(),
-                "dimension_names",
-                format!("{:?} does not start with time", var.dimensions),
-            ));
-        }
-        let mut meta = layout::data_array(var, 0);
-        let level = meta.codecs.zlib_level();
-        meta.codecs = layout::CodecChain::producer(
-            var.dtype,
-            var.endian,
-            level.unwrap_or(layout::PRODUCER_DEFLATE_LEVEL),
-        );
-        let producer = (var.shape.get(1..) == Some(&layout::MUR_GRID[..]))
-            .then_some(&layout::PRODUCER_CHUNKS[..]);
-        match (chunks.and_then(|c| c.for_variable(name)), producer) {
-            (Some(target), _) => {
-                if target.len() != 2 || target.contains(&0) {
-                    return Err(StoreError::metadata(
-                        name,
-                        format!("chunks {target:?}: expected two positive sizes, (lat, lon)"),
-                    ));
-                }
-                meta.set_grid_chunks(target);
-            }
-            (None, Some(target)) => meta.set_grid_chunks(target),
-            (None, None) => {}
-        }
-        arrays.insert(name.clone(), meta);
+        arrays.insert(name.clone(), new_data_array(g, var, chunks)?);
         for dim in var.dimensions.iter().skip(1) {
             if !coordinate_names.contains(dim) && refs.variable(dim).is_some() {
                 coordinate_names.push(dim.clone());
@@ -224,6 +194,45 @@ pub fn new_schema(
         arrays,
         coordinates,
     })
+}
+
+/// A new store's array for data variable `var` of granule `g`: the producer's codecs,
+/// chunked as `chunks` says for it, else as the producer chunks the full MUR grid, else
+/// as the granule is.
+fn new_data_array(
+    g: &str,
+    var: &Variable,
+    chunks: Option<&GridChunks>,
+) -> Result<layout::ArrayMeta, StoreError> {
+    let name = &var.name;
+    if layout::role(var) != Role::Data {
+        return Err(StoreError::schema(
+            g,
+            name.clone(),
+            "dimension_names",
+            format!("{:?} does not start with time", var.dimensions),
+        ));
+    }
+    let mut meta = layout::data_array(var, 0);
+    let level = meta.codecs.zlib_level();
+    meta.codecs = layout::CodecChain::producer(
+        var.dtype,
+        var.endian,
+        level.unwrap_or(layout::PRODUCER_DEFLATE_LEVEL),
+    );
+    let producer = (var.shape.get(1..) == Some(&layout::MUR_GRID[..]))
+        .then_some(&layout::PRODUCER_CHUNKS[..]);
+    match (chunks.and_then(|c| c.for_variable(name)), producer) {
+        (Some(target), _) if target.len() != 2 || target.contains(&0) => {
+            return Err(StoreError::metadata(
+                name,
+                format!("chunks {target:?}: expected two positive sizes, (lat, lon)"),
+            ));
+        }
+        (Some(target), _) | (None, Some(target)) => meta.set_grid_chunks(target),
+        (None, None) => {}
+    }
+    Ok(meta)
 }
 
 /// Create the group and arrays of a new store from its first granule, with the static
