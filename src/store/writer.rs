@@ -220,8 +220,8 @@ fn new_data_array(
         var.endian,
         level.unwrap_or(layout::PRODUCER_DEFLATE_LEVEL),
     );
-    let producer = (var.shape.get(1..) == Some(&layout::MUR_GRID[..]))
-        .then_some(&layout::PRODUCER_CHUNKS[..]);
+    let producer =
+        (var.shape.get(1..) == Some(&layout::MUR_GRID[..])).then_some(&layout::PRODUCER_CHUNKS[..]);
     match (chunks.and_then(|c| c.for_variable(name)), producer) {
         (Some(target), _) if target.len() != 2 || target.contains(&0) => {
             return Err(StoreError::metadata(
