@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::granule::{self, Granule};
+use crate::retry::Backoff;
 
 /// Production CMR.
 pub const DEFAULT_CMR_URL: &str = "https://cmr.earthdata.nasa.gov";
@@ -424,70 +424,77 @@ impl CmrClient {
         after: Option<&str>,
         retries: &mut u32,
     ) -> Result<(Page, Option<String>), CmrError> {
-        let attempts = self.config.attempts.max(1);
-        let mut last = String::new();
-        for attempt in 0..attempts {
-            if attempt > 0 {
-                *retries += 1;
-                let cap = self.config.backoff_ms.saturating_mul(1 << attempt.min(10));
-                let wait = rand::rng().random_range(0..=cap);
-                tokio::time::sleep(Duration::from_millis(wait)).await;
-            }
-            let mut req = self.http.get(url).query(&[
-                ("short_name", self.config.collection.as_str()),
-                ("provider", self.config.provider.as_str()),
-                ("temporal[]", temporal),
-                ("sort_key", "start_date"),
-                ("page_size", &self.config.page_size.to_string()),
-            ]);
-            if let Some(a) = after {
-                req = req.header("CMR-Search-After", a);
-            }
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    last = crate::source::error_chain(&e.without_url());
-                    continue;
-                }
-            };
-            let status = resp.status().as_u16();
-            let header = |name: &str| {
-                resp.headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            };
-            let next = header("CMR-Search-After");
-            let hits_header = header("CMR-Hits").and_then(|h| h.trim().parse::<u64>().ok());
-            let body = match resp.bytes().await {
-                Ok(b) => b,
-                Err(e) => {
-                    last = crate::source::error_chain(&e.without_url());
-                    continue;
-                }
-            };
-            if status == 200 {
-                let mut page = parse_page(url, &body)?;
-                page.hits = page.hits.or(hits_header);
-                return Ok((page, next));
-            }
-            let messages = error_messages(&body);
-            if status == 429 || status >= 500 {
-                last = format!("HTTP {status}: {}", messages.join("; "));
-                continue;
-            }
-            return Err(CmrError::Http {
+        let backoff = Backoff {
+            attempts: self.config.attempts.max(1),
+            first: Duration::from_millis(self.config.backoff_ms),
+        };
+        let once = || self.page_once(url, temporal, after);
+        let transient = |e: &PageFailure| matches!(e, PageFailure::Transient(_));
+        match backoff.retry(once, transient, |_, _| *retries += 1).await {
+            Ok(page) => Ok(page),
+            Err(PageFailure::Final(e)) => Err(e),
+            Err(PageFailure::Transient(last)) => Err(CmrError::GaveUp {
                 url: url.into(),
-                status,
-                messages,
-            });
+                attempts: backoff.attempts,
+                last,
+            }),
         }
-        Err(CmrError::GaveUp {
-            url: url.into(),
-            attempts,
-            last,
-        })
     }
+
+    /// One request for a page.
+    async fn page_once(
+        &self,
+        url: &str,
+        temporal: &str,
+        after: Option<&str>,
+    ) -> Result<(Page, Option<String>), PageFailure> {
+        let mut req = self.http.get(url).query(&[
+            ("short_name", self.config.collection.as_str()),
+            ("provider", self.config.provider.as_str()),
+            ("temporal[]", temporal),
+            ("sort_key", "start_date"),
+            ("page_size", &self.config.page_size.to_string()),
+        ]);
+        if let Some(a) = after {
+            req = req.header("CMR-Search-After", a);
+        }
+        let transport = |e: reqwest::Error| {
+            PageFailure::Transient(crate::source::error_chain(&e.without_url()))
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let next = header("CMR-Search-After");
+        let hits_header = header("CMR-Hits").and_then(|h| h.trim().parse::<u64>().ok());
+        let body = resp.bytes().await.map_err(transport)?;
+        if status == 200 {
+            let mut page = parse_page(url, &body).map_err(PageFailure::Final)?;
+            page.hits = page.hits.or(hits_header);
+            return Ok((page, next));
+        }
+        let messages = error_messages(&body);
+        if status == 429 || status >= 500 {
+            let last = format!("HTTP {status}: {}", messages.join("; "));
+            return Err(PageFailure::Transient(last));
+        }
+        Err(PageFailure::Final(CmrError::Http {
+            url: url.into(),
+            status,
+            messages,
+        }))
+    }
+}
+
+/// Why a page request failed: worth another try (the message is kept for the error
+/// after the last), or final.
+enum PageFailure {
+    Transient(String),
+    Final(CmrError),
 }
 
 /// CMR's own messages from an `{"errors": [...]}` body (or the body's start).

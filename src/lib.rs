@@ -19,6 +19,7 @@ pub mod ops;
 pub mod oracle;
 pub mod pipeline;
 pub mod refs;
+pub mod retry;
 pub mod source;
 pub mod store;
 #[cfg(feature = "synthetic")]

@@ -13,6 +13,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use crate::retry::Backoff;
+
 /// Errors reading a granule object; each names the object it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -560,34 +562,20 @@ impl S3Object {
     }
 }
 
-/// Attempts per S3 call: the SDK retries throttles and 5xx itself, but not a connection
-/// closed before the answer or a body cut short, which S3 also does now and then.
-const S3_ATTEMPTS: u32 = 5;
-
-/// First wait between attempts, doubled each time, with full jitter.
-const S3_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
-
 impl S3Object {
-    /// `call` again after a transient failure, a bounded number of times.
-    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, SourceError>
+    /// `call` again after a transient failure, as [`Backoff::S3`] says.
+    async fn retrying<T, F, Fut>(&self, call: F) -> Result<T, SourceError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, SourceError>>,
     {
-        let mut attempt = 1;
-        loop {
-            match call().await {
-                Err(e) if e.is_retryable() && attempt < S3_ATTEMPTS => {
-                    S3_RETRIES.fetch_add(1, Ordering::Relaxed);
-                    let cap = S3_BACKOFF.saturating_mul(1 << attempt);
-                    let wait = cap.mul_f64(rand::random::<f64>());
-                    tracing::debug!(object = %self.url, attempt, error = %e, "retrying");
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        let on_retry = |attempt: u32, e: &SourceError| {
+            S3_RETRIES.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(object = %self.url, attempt, error = %e, "retrying");
+        };
+        Backoff::S3
+            .retry(call, SourceError::is_retryable, on_retry)
+            .await
     }
 }
 

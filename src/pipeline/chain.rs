@@ -13,6 +13,7 @@ use super::{
     Context, CreateSpec, DEFAULT_LAG_DAYS, DiscoverInput, DiscoverOutput, GenerateRefsInput,
     GenerateRefsOutput, MergeInput, PipelineError, Repoint, Reprocess, WriteInput, WriteOutput,
 };
+use crate::retry::Backoff;
 use crate::store::materialize::Materialized;
 use crate::store::writer::GridChunks;
 use crate::store::{StoreError, StoreRepo};
@@ -168,31 +169,18 @@ fn report_of(found: &DiscoverOutput) -> Report {
     }
 }
 
-/// Tries of one step that failed with a retryable error (I/O, throttling, 5xx), as the
-/// state machines' `Retry` does; every step is idempotent.
-const STEP_ATTEMPTS: u32 = 3;
-
-/// First wait before a step's next try, doubled each time, with full jitter.
-const STEP_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// `call` (one step) again after a retryable failure, a bounded number of times.
-async fn retried<T, F, Fut>(step: &str, mut call: F) -> Result<T, PipelineError>
+/// `call` (one step) again after a retryable failure (I/O, throttling, 5xx), as
+/// [`Backoff::STEP`] says; any other kind is final on its first try.
+async fn retried<T, F, Fut>(step: &str, call: F) -> Result<T, PipelineError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, PipelineError>>,
 {
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Err(e) if e.kind() == super::ErrorKind::Retryable && attempt < STEP_ATTEMPTS => {
-                tracing::warn!(step, attempt, error = %e, "retrying the step");
-                let cap = STEP_BACKOFF.saturating_mul(1 << attempt);
-                tokio::time::sleep(cap.mul_f64(rand::random::<f64>())).await;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
+    let retryable = |e: &PipelineError| e.kind() == super::ErrorKind::Retryable;
+    let on_retry = |attempt: u32, e: &PipelineError| {
+        tracing::warn!(step, attempt, error = %e, "retrying the step");
+    };
+    Backoff::STEP.retry(call, retryable, on_retry).await
 }
 
 /// Times a run starts over because another run moved `main` with other days.
