@@ -192,7 +192,7 @@ impl Template {
 
 /// The store's configuration with every manifest split dimension set to `split` chunks.
 fn config(split: u32, source: &GranuleSource, container: bool) -> RepositoryConfig {
-    let c = container.then(|| repository::container_for(source).expect("container"));
+    let c = container.then(|| repository::container_for(&source.root()).expect("container"));
     let mut config = repository::repo_config(c);
     if let Some(ManifestConfig {
         splitting: Some(splitting),

@@ -21,7 +21,8 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::source::{BoxError, Location, ObjectInfo, S3Settings, SourceError};
+use crate::error::BoxError;
+use crate::source::{Location, ObjectInfo, S3Settings, SourceError};
 
 /// Why an artifact could not be written or read; each names the key.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +35,7 @@ pub enum ArtifactError {
         #[source]
         source: std::io::Error,
     },
-    #[error("artifact {key}: S3: {}", crate::source::error_chain(.source.as_ref()))]
+    #[error("artifact {key}: S3: {}", crate::error::error_chain(.source.as_ref()))]
     S3 {
         key: String,
         #[source]

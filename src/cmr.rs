@@ -458,9 +458,8 @@ impl CmrClient {
         if let Some(a) = after {
             req = req.header("CMR-Search-After", a);
         }
-        let transport = |e: reqwest::Error| {
-            PageFailure::Transient(crate::source::error_chain(&e.without_url()))
-        };
+        let transport =
+            |e: reqwest::Error| PageFailure::Transient(crate::error::error_chain(&e.without_url()));
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let header = |name: &str| {

@@ -18,7 +18,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::source::{BoxError, S3Settings};
+use crate::error::BoxError;
+use crate::source::S3Settings;
 
 /// PO.DAAC's endpoint for temporary in-region S3 credentials.
 pub const DEFAULT_S3_CREDENTIALS_URL: &str =
@@ -95,13 +96,13 @@ impl EdlSettings {
 pub enum CredentialsError {
     #[error("Earthdata login: {0}")]
     Login(String),
-    #[error("Earthdata login secret {arn}: {}", crate::source::error_chain(.source.as_ref()))]
+    #[error("Earthdata login secret {arn}: {}", crate::error::error_chain(.source.as_ref()))]
     Secret {
         arn: String,
         #[source]
         source: BoxError,
     },
-    #[error("{step}: {url}: {}", crate::source::error_chain(.source))]
+    #[error("{step}: {url}: {}", crate::error::error_chain(.source))]
     Request {
         step: &'static str,
         url: String,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::cmr::{CmrClient, CmrConfig, ResolvedDuplicate, Unusable};
 use crate::granule::{self, Granule};
 use crate::source::{Location, S3Settings, SourceError};
+use crate::store::repository::SourceRoot;
 
 /// Where granules are listed from: a local directory or an S3 prefix of MUR-named
 /// files, or NASA's CMR (production: PO.DAAC's protected bucket).
@@ -25,6 +26,26 @@ pub enum GranuleSource {
         /// How to reach the bucket the direct-access URLs point into.
         settings: S3Settings,
     },
+}
+
+/// Why granules could not be listed: the objects could not be read, or the catalog
+/// could not be searched.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Catalog(#[from] crate::cmr::CmrError),
+}
+
+impl ListError {
+    /// Whether listing again may work (throttling, 5xx, a dropped connection).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ListError::Source(e) => e.is_retryable(),
+            ListError::Catalog(e) => e.is_retryable(),
+        }
+    }
 }
 
 /// What a listing found for a window of days.
@@ -72,13 +93,7 @@ impl GranuleSource {
     /// chunk container of the store covers it.
     pub fn url_prefix(&self) -> String {
         match self {
-            GranuleSource::Local(dir) => {
-                let mut url = Location::Local(dir.clone()).url();
-                if !url.ends_with('/') {
-                    url.push('/');
-                }
-                url
-            }
+            GranuleSource::Local(dir) => SourceRoot::Local(dir).url_prefix(),
             GranuleSource::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
             GranuleSource::Cmr { config, .. } => {
                 let mut p = config.s3_prefix.clone();
@@ -86,6 +101,19 @@ impl GranuleSource {
                     p.push('/');
                 }
                 p
+            }
+        }
+    }
+
+    /// Where the store's references into this source point, for its repository config.
+    pub fn root(&self) -> SourceRoot<'_> {
+        match self {
+            GranuleSource::Local(dir) => SourceRoot::Local(dir),
+            GranuleSource::S3 { settings, .. } | GranuleSource::Cmr { settings, .. } => {
+                SourceRoot::S3 {
+                    url_prefix: self.url_prefix(),
+                    settings,
+                }
             }
         }
     }
@@ -101,17 +129,9 @@ impl GranuleSource {
     }
 
     /// The granules for days `from..=to`, one per day.
-    pub async fn list_between(
-        &self,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> Result<Listing, SourceError> {
+    pub async fn list_between(&self, from: NaiveDate, to: NaiveDate) -> Result<Listing, ListError> {
         if let GranuleSource::Cmr { config, .. } = self {
-            let search = CmrClient::new(config.clone())
-                .map_err(|e| SourceError::Catalog(Box::new(e)))?
-                .granules(from, to)
-                .await
-                .map_err(|e| SourceError::Catalog(Box::new(e)))?;
+            let search = CmrClient::new(config.clone())?.granules(from, to).await?;
             return Ok(Listing {
                 granules: search.granules.iter().map(Granule::from).collect(),
                 duplicates: search.duplicates,
@@ -127,14 +147,14 @@ impl GranuleSource {
     }
 
     /// All MUR-named granules in the source, sorted by date.
-    pub async fn list(&self) -> Result<Vec<Granule>, SourceError> {
+    pub async fn list(&self) -> Result<Vec<Granule>, ListError> {
         if let GranuleSource::Cmr { .. } = self {
             let (y, m, d) = FIRST_DAY;
             let first = NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default();
             let today = chrono::Utc::now().date_naive();
             return Ok(self.list_between(first, today).await?.granules);
         }
-        self.list_objects().await
+        Ok(self.list_objects().await?)
     }
 
     /// The MUR-named objects of a directory or S3 prefix, one per day.

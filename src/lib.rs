@@ -10,6 +10,7 @@ pub mod credentials;
 #[cfg(all(feature = "synthetic", feature = "validate"))]
 pub mod demo;
 pub mod discover;
+pub mod error;
 pub mod granule;
 pub mod hdf5;
 pub mod kerchunk;

@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::error::{BoxError, error_chain};
 use crate::pipeline::DiscoverOutput;
-use crate::source::{BoxError, S3Settings, error_chain};
+use crate::source::S3Settings;
 
 /// Why an operation on the state machines failed.
 #[derive(Debug, thiserror::Error)]

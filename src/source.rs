@@ -13,6 +13,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use crate::error::{BoxError, error_chain};
 use crate::retry::Backoff;
 
 /// Errors reading a granule object; each names the object it concerns.
@@ -43,13 +44,7 @@ pub enum SourceError {
     },
     #[error("{url}: not a location (expected a path, file:// or s3:// URL)")]
     BadUrl { url: String },
-    /// Listing the granules in NASA's catalog failed.
-    #[error(transparent)]
-    Catalog(Box<crate::cmr::CmrError>),
 }
-
-/// Any error an SDK or library hands us, kept whole as the cause.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 fn endpoint_note(endpoint: &Option<String>) -> String {
     endpoint
@@ -426,7 +421,6 @@ impl SourceError {
             ),
             SourceError::S3 { retryable, .. } => *retryable,
             SourceError::OutOfBounds { .. } | SourceError::BadUrl { .. } => false,
-            SourceError::Catalog(e) => e.is_retryable(),
         }
     }
 }
@@ -448,30 +442,6 @@ impl S3Object {
             size,
         }
     }
-}
-
-/// Flatten an error and its causes into one line: SDK errors hide the useful part
-/// (connection refused, a DNS failure) deep down, and icechunk appends a span trace
-/// after `context:` that is noise in a message.
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    fn own(e: &dyn std::error::Error) -> String {
-        let text = e.to_string();
-        match text.split_once("\n\ncontext:") {
-            Some((message, _)) => message.trim_end().to_string(),
-            None => text,
-        }
-    }
-    let mut msg = own(err);
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = own(e);
-        if !msg.contains(&s) {
-            msg.push_str(": ");
-            msg.push_str(&s);
-        }
-        cur = e.source();
-    }
-    msg
 }
 
 impl S3Object {

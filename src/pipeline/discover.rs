@@ -139,8 +139,13 @@ async fn open_or_create(
     ctx: &Context,
     spec: &CreateSpec,
 ) -> Result<(StoreRepo, bool), PipelineError> {
-    let created =
-        StoreRepo::create(&ctx.store, &ctx.store_s3, &ctx.source, spec.spec_version).await;
+    let created = StoreRepo::create(
+        &ctx.store,
+        &ctx.store_s3,
+        &ctx.source.root(),
+        spec.spec_version,
+    )
+    .await;
     match created {
         Ok(repo) => Ok((repo, true)),
         // A run that died before main moved left an empty repository: carry on.

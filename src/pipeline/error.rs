@@ -5,6 +5,7 @@ use chrono::NaiveDate;
 
 use crate::artifacts::ArtifactError;
 use crate::codec::DecodeError;
+use crate::discover::ListError;
 use crate::hdf5::Hdf5ErrorKind;
 use crate::refs::RefsError;
 use crate::source::SourceError;
@@ -21,6 +22,8 @@ pub enum PipelineError {
     Refs(#[from] Box<RefsError>),
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    List(#[from] ListError),
     #[error(transparent)]
     Decode(#[from] DecodeError),
     #[error(transparent)]
@@ -196,6 +199,8 @@ impl PipelineError {
                 source_kind(e)
             }
             PipelineError::Decode(_) => ErrorKind::Failed,
+            PipelineError::List(e) if e.is_retryable() => ErrorKind::Retryable,
+            PipelineError::List(_) => ErrorKind::Failed,
             PipelineError::Artifact(e) => match e {
                 ArtifactError::Io { .. } | ArtifactError::S3 { .. } => ErrorKind::Retryable,
                 ArtifactError::Location(_) => ErrorKind::InvalidInput,

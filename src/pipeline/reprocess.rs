@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::PipelineError;
 use crate::granule::Granule;
 use crate::source::{self, S3Settings};
+use crate::store::layout::{array_path, store_chunk_index};
 use crate::store::record;
-use crate::store::writer::{self, store_chunk_index};
 use crate::store::{SessionStores, StoreError, StoreRepo, StoreState};
 
 /// Which stored days a run re-points: the execution input's `"reprocess"`, either
@@ -102,7 +102,7 @@ pub async fn recorded(
         let rank = state.schema.arrays[&name].shape.len();
         let zeros = vec![0; rank];
         let coords = store_chunk_index(&name, t, &zeros)?;
-        let path = writer::array_path(&name)?;
+        let path = array_path(&name)?;
         let got = session
             .get_chunk_ref(&path, &coords)
             .await

@@ -3,6 +3,7 @@
 //! `lon` are real arrays re-encoded the way xarray encodes loaded coordinates.
 
 use chrono::NaiveDateTime;
+use icechunk::format::{ChunkIndices, Path};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -458,6 +459,64 @@ pub(crate) fn time_array(var: &Variable, days: u64) -> Result<ArrayMeta, StoreEr
         attrs,
         var.dimensions.clone(),
     ))
+}
+
+/// The store's chunk index for a granule chunk placed at time step `t`: the granule's
+/// own time index is replaced by `t`.
+pub(crate) fn store_chunk_index(
+    variable: &str,
+    t: u64,
+    granule_index: &[u64],
+) -> Result<ChunkIndices, StoreError> {
+    std::iter::once(t)
+        .chain(granule_index.iter().skip(1).copied())
+        .map(|c| u32::try_from(c).ok())
+        .collect::<Option<Vec<u32>>>()
+        .map(ChunkIndices)
+        .ok_or_else(|| {
+            StoreError::metadata(
+                variable,
+                format!("chunk index {t}, {granule_index:?} does not fit icechunk's u32"),
+            )
+        })
+}
+
+/// The node path of the root group's array `name`.
+pub(crate) fn array_path(name: &str) -> Result<Path, StoreError> {
+    Path::new(&format!("/{name}")).map_err(|e| StoreError::metadata(name, format!("bad path: {e}")))
+}
+
+/// Every chunk index of time step `t` of array `name`.
+pub(crate) fn time_step_chunks(
+    meta: &ArrayMeta,
+    name: &str,
+    t: u64,
+) -> Result<Vec<ChunkIndices>, StoreError> {
+    let grid: Vec<u64> = meta
+        .shape
+        .iter()
+        .zip(meta.chunk_shape())
+        .skip(1)
+        .map(|(n, c)| n.div_ceil((*c).max(1)))
+        .collect();
+    let mut coords = Vec::with_capacity(grid.iter().product::<u64>() as usize);
+    let mut index = vec![0u64; grid.len()];
+    'grid: loop {
+        coords.push(store_chunk_index(
+            name,
+            t,
+            &[&[0], index.as_slice()].concat(),
+        )?);
+        for axis in (0..grid.len()).rev() {
+            index[axis] += 1;
+            if index[axis] < grid[axis] {
+                continue 'grid;
+            }
+            index[axis] = 0;
+        }
+        break;
+    }
+    Ok(coords)
 }
 
 #[cfg(test)]

@@ -338,7 +338,7 @@ impl ChunkSink {
         Ok(Self {
             metadata_key: format!("{name}/zarr.json"),
             metadata: Bytes::from(target.to_bytes()),
-            path: super::writer::array_path(name)?,
+            path: super::layout::array_path(name)?,
             writer: session.clone(),
             written: Mutex::new(Vec::new()),
         })

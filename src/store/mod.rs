@@ -23,7 +23,7 @@ pub use repository::{RepoLocation, StoreRepo};
 pub use session::SessionStores;
 pub use state::StoreState;
 
-use crate::source::{BoxError, error_chain};
+use crate::error::{BoxError, error_chain};
 
 /// Errors from the store: each names what it was doing and, where it applies, the
 /// granule, variable or attribute at fault.

@@ -24,7 +24,6 @@ use super::StoreError;
 use super::record::{CommitRecord, SourceVersion};
 use super::session::SessionStores;
 use super::state::{StoreState, read_state};
-use crate::discover::GranuleSource;
 use crate::source::{Location, S3Settings};
 
 /// Days of references per manifest: appending a day rewrites at most one split.
@@ -124,20 +123,53 @@ fn s3_credentials(s3: &S3Settings) -> S3Credentials {
     }
 }
 
-/// The virtual chunk container that lets the store reference granules of `source`.
-pub fn container_for(source: &GranuleSource) -> Result<VirtualChunkContainer, StoreError> {
-    let store = match source {
-        GranuleSource::Local(dir) => ObjectStoreConfig::LocalFileSystem(dir.clone()),
-        GranuleSource::S3 { settings, .. } | GranuleSource::Cmr { settings, .. }
-            if settings.endpoint.is_some() =>
-        {
+/// What the store's virtual references point into, and how it is reached: all the
+/// repository needs to know of where granules come from.
+#[derive(Debug, Clone)]
+pub enum SourceRoot<'a> {
+    /// A local directory of granules.
+    Local(&'a std::path::Path),
+    /// An S3 prefix (`s3://bucket/prefix/`), read with `settings`.
+    S3 {
+        url_prefix: String,
+        settings: &'a S3Settings,
+    },
+}
+
+impl SourceRoot<'_> {
+    /// The URL prefix every reference starts with (ends in `/`).
+    pub fn url_prefix(&self) -> String {
+        match self {
+            SourceRoot::Local(dir) => {
+                let mut url = Location::Local(dir.to_path_buf()).url();
+                if !url.ends_with('/') {
+                    url.push('/');
+                }
+                url
+            }
+            SourceRoot::S3 { url_prefix, .. } => url_prefix.clone(),
+        }
+    }
+
+    fn settings(&self) -> &S3Settings {
+        static NONE: std::sync::OnceLock<S3Settings> = std::sync::OnceLock::new();
+        match self {
+            SourceRoot::S3 { settings, .. } => settings,
+            SourceRoot::Local(_) => NONE.get_or_init(S3Settings::default),
+        }
+    }
+}
+
+/// The virtual chunk container that lets the store reference granules under `root`.
+pub fn container_for(root: &SourceRoot<'_>) -> Result<VirtualChunkContainer, StoreError> {
+    let store = match root {
+        SourceRoot::Local(dir) => ObjectStoreConfig::LocalFileSystem(dir.to_path_buf()),
+        SourceRoot::S3 { settings, .. } if settings.endpoint.is_some() => {
             ObjectStoreConfig::S3Compatible(s3_options(settings))
         }
-        GranuleSource::S3 { settings, .. } | GranuleSource::Cmr { settings, .. } => {
-            ObjectStoreConfig::S3(s3_options(settings))
-        }
+        SourceRoot::S3 { settings, .. } => ObjectStoreConfig::S3(s3_options(settings)),
     };
-    VirtualChunkContainer::new(source.url_prefix(), store)
+    VirtualChunkContainer::new(root.url_prefix(), store)
         .map_err(|e| StoreError::icechunk("virtual chunk container", e))
 }
 
@@ -190,7 +222,7 @@ impl StoreRepo {
     pub async fn create(
         location: &RepoLocation,
         store_s3: &S3Settings,
-        source: &GranuleSource,
+        source: &SourceRoot<'_>,
         spec_version: Option<u8>,
     ) -> Result<Self, StoreError> {
         let spec = match spec_version {
@@ -213,7 +245,7 @@ impl StoreRepo {
         let repo = Repository::create(storage)
             .spec_version(spec)
             .config(repo_config(Some(container.clone())))
-            .authorize_virtual_chunk_access(authorizations([&container], source_settings(source)))
+            .authorize_virtual_chunk_access(authorizations([&container], source.settings()))
             .execute()
             .await
             .map_err(|e| StoreError::icechunk(format!("creating {place}"), e))?;
@@ -456,14 +488,6 @@ impl StoreRepo {
             .map_err(|e| StoreError::icechunk("listing branches", e))?
             .into_iter()
             .collect())
-    }
-}
-
-fn source_settings(source: &GranuleSource) -> &S3Settings {
-    static NONE: std::sync::OnceLock<S3Settings> = std::sync::OnceLock::new();
-    match source {
-        GranuleSource::S3 { settings, .. } | GranuleSource::Cmr { settings, .. } => settings,
-        GranuleSource::Local(_) => NONE.get_or_init(S3Settings::default),
     }
 }
 

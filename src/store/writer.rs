@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDateTime;
+use icechunk::format::SnapshotId;
 use icechunk::format::manifest::{VirtualChunkLocation, VirtualChunkRef};
-use icechunk::format::{ChunkIndices, Path, SnapshotId};
 use icechunk::store::SetVirtualRefsResult;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -14,7 +14,7 @@ use zarrs::array::ArraySubset;
 
 use super::StoreError;
 use super::attributes;
-use super::layout::{self, Role, TIME};
+use super::layout::{self, Role, TIME, array_path, store_chunk_index, time_step_chunks};
 use super::materialize::{Materialized, NativeVariable};
 use super::record::{CommitRecord, SourceVersion, checksum};
 use super::schema::{Route, StoreSchema};
@@ -84,26 +84,6 @@ pub struct WriteSummary {
     pub days_after: u64,
     /// What materializing the native variables took (all zero if there were none).
     pub materialized: Materialized,
-}
-
-/// The store's chunk index for a granule chunk placed at time step `t`: the granule's
-/// own time index is replaced by `t`.
-pub(crate) fn store_chunk_index(
-    variable: &str,
-    t: u64,
-    granule_index: &[u64],
-) -> Result<ChunkIndices, StoreError> {
-    std::iter::once(t)
-        .chain(granule_index.iter().skip(1).copied())
-        .map(|c| u32::try_from(c).ok())
-        .collect::<Option<Vec<u32>>>()
-        .map(ChunkIndices)
-        .ok_or_else(|| {
-            StoreError::metadata(
-                variable,
-                format!("chunk index {t}, {granule_index:?} does not fit icechunk's u32"),
-            )
-        })
 }
 
 /// A variable's chunks as byte ranges; compact (inline) storage has none to point at.
@@ -473,44 +453,6 @@ async fn clear_time_step(
         .delete_chunks(&path, coords)
         .await
         .map_err(|e| StoreError::icechunk(format!("clearing {name} time step {t}"), e))
-}
-
-/// The node path of the root group's array `name`.
-pub(crate) fn array_path(name: &str) -> Result<Path, StoreError> {
-    Path::new(&format!("/{name}")).map_err(|e| StoreError::metadata(name, format!("bad path: {e}")))
-}
-
-/// Every chunk index of time step `t` of array `name`.
-pub(crate) fn time_step_chunks(
-    meta: &super::layout::ArrayMeta,
-    name: &str,
-    t: u64,
-) -> Result<Vec<ChunkIndices>, StoreError> {
-    let grid: Vec<u64> = meta
-        .shape
-        .iter()
-        .zip(meta.chunk_shape())
-        .skip(1)
-        .map(|(n, c)| n.div_ceil((*c).max(1)))
-        .collect();
-    let mut coords = Vec::with_capacity(grid.iter().product::<u64>() as usize);
-    let mut index = vec![0u64; grid.len()];
-    'grid: loop {
-        coords.push(store_chunk_index(
-            name,
-            t,
-            &[&[0], index.as_slice()].concat(),
-        )?);
-        for axis in (0..grid.len()).rev() {
-            index[axis] += 1;
-            if index[axis] < grid[axis] {
-                continue 'grid;
-            }
-            index[axis] = 0;
-        }
-        break;
-    }
-    Ok(coords)
 }
 
 /// Set every time-dimensioned array's length to `days`.

@@ -12,8 +12,9 @@ use zarrs_icechunk::AsyncIcechunkStore;
 
 use super::sparse::{OpenError, SparseCopy, Window};
 use super::{Branch, Rule, SAMPLE_CHUNKS, ValidateMode, ValidationError, failed};
+use crate::error::BoxError;
 use crate::refs::DataType;
-use crate::source::{self, BoxError, Location, S3Settings, SourceError};
+use crate::source::{self, Location, S3Settings, SourceError};
 use crate::store::StoreError;
 use crate::store::values::{Element, with_element_type};
 
@@ -327,7 +328,7 @@ impl Chunk<'_> {
                         source: format!(
                             "chunk {:?} through the branch: {}",
                             self.index,
-                            crate::source::error_chain(&e)
+                            crate::error::error_chain(&e)
                         )
                         .into(),
                     });
@@ -339,7 +340,7 @@ impl Chunk<'_> {
                             "{} chunk {:?} through the branch: {}",
                             self.variable,
                             self.index,
-                            crate::source::error_chain(&e)
+                            crate::error::error_chain(&e)
                         ),
                     ));
                 }

@@ -19,7 +19,7 @@ pub use branch::{Branch, check, validate};
 
 use serde::{Deserialize, Serialize};
 
-use crate::source::BoxError;
+use crate::error::BoxError;
 use crate::store::StoreError;
 
 /// How much of the new data to compare with the source.
@@ -97,7 +97,7 @@ pub enum ValidationError {
     Store(#[from] StoreError),
     /// The source could not be read to compare with; `retryable` when trying again may
     /// help (a throttle, a dropped connection), decided where the read failed.
-    #[error("reading the source to compare with: {}: {}", place(.granule, .variable), crate::source::error_chain(.source.as_ref()))]
+    #[error("reading the source to compare with: {}: {}", place(.granule, .variable), crate::error::error_chain(.source.as_ref()))]
     Fetch {
         granule: String,
         variable: String,
@@ -106,7 +106,7 @@ pub enum ValidationError {
         source: BoxError,
     },
     /// libhdf5 cannot open or decode the source: the same bytes fail the same way again.
-    #[error("libhdf5 cannot read the source: {}: {}", place(.granule, .variable), crate::source::error_chain(.source.as_ref()))]
+    #[error("libhdf5 cannot read the source: {}: {}", place(.granule, .variable), crate::error::error_chain(.source.as_ref()))]
     Oracle {
         granule: String,
         variable: String,

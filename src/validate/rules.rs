@@ -8,8 +8,9 @@ use crate::refs::DataType;
 use crate::store::StoreError;
 use crate::store::attributes::{DROPPED, TAKE_MAX, TAKE_MIN};
 use crate::store::layout::TIME;
+use crate::store::layout::store_chunk_index;
 use crate::store::values::{Values, range_1d};
-use crate::store::writer::{chunk_refs, store_chunk_index};
+use crate::store::writer::chunk_refs;
 
 /// The time axis grew by one step per granule, has a uniform daily step, and ends at
 /// the new days' time values (converted to the store's epoch).
@@ -134,10 +135,10 @@ async fn check_native(
     t: u64,
     url: &str,
 ) -> Result<u64, ValidationError> {
-    let path = crate::store::writer::array_path(name)?;
+    let path = crate::store::layout::array_path(name)?;
     let meta = &branch.after.schema.arrays[name];
     let mut native = 0;
-    for coords in crate::store::writer::time_step_chunks(meta, name, t)? {
+    for coords in crate::store::layout::time_step_chunks(meta, name, t)? {
         let got = session
             .get_chunk_ref(&path, &coords)
             .await

@@ -20,7 +20,8 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
 use super::vfd::{self, Backing};
-use crate::source::{BoxError, ObjectInfo, RangeRead, SourceError};
+use crate::error::BoxError;
+use crate::source::{ObjectInfo, RangeRead, SourceError};
 
 /// Chunk reads in flight while filling a copy.
 const FILL_CONCURRENCY: usize = 8;

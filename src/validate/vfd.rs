@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use hdf5_metno_sys::h5::{haddr_t, herr_t, hsize_t};
 use hdf5_metno_sys::h5i::hid_t;
 
-use crate::source::BoxError;
+use crate::error::BoxError;
 
 /// Where a driver-opened file's bytes come from.
 pub(super) trait Backing: Send + Sync {
