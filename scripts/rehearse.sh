@@ -18,4 +18,4 @@ source scripts/env.sh
 echo "== release build (the handlers and the CLI the rehearsal runs)"
 cargo build --release --workspace --bins
 echo "== the rehearsal (its driver is a debug test binary: it only orchestrates)"
-cargo test --test rehearsal -- --ignored --exact full --nocapture
+cargo test --workspace --test rehearsal -- --ignored --exact full --nocapture

@@ -63,5 +63,6 @@ cargo test --workspace --all-targets
 cargo test --workspace --doc
 step "waiting for the release build"
 wait_for $release target/release-build.log "cargo build --release"
+# --workspace: the features the tests were built with above, so nothing is rebuilt.
 step "the production rehearsal, reduced: two full-size days through both machines under Lambda's limits"
-cargo test --test rehearsal -- --ignored --exact reduced --nocapture
+cargo test --workspace --test rehearsal -- --ignored --exact reduced --nocapture

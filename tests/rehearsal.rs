@@ -6,7 +6,7 @@
 //!
 //! ```sh
 //! cargo build --release --workspace --bins
-//! cargo test --test rehearsal -- --ignored --exact reduced --nocapture
+//! cargo test --workspace --test rehearsal -- --ignored --exact reduced --nocapture
 //! ```
 
 mod common;
