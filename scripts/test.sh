@@ -54,9 +54,10 @@ cargo build --workspace --bins
 cargo test --workspace --all-targets --no-run
 # The rehearsal runs the handlers as they ship (release), under Lambda's limits; its
 # driver is the debug test binary built above. Cargo locks target/debug and
-# target/release apart, so the release build goes on beside the tests.
+# target/release apart, so the release build goes on beside the tests. Its per-crate
+# times are in target/cargo-timings/.
 step "cargo build --release --bins, in the background (the handlers and the CLI the rehearsal runs)"
-nice -n 10 cargo build --release --workspace --bins > target/release-build.log 2>&1 &
+nice -n 10 cargo build --release --workspace --bins --timings > target/release-build.log 2>&1 &
 release=$!
 step "cargo test"
 cargo test --workspace --all-targets
