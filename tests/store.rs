@@ -354,27 +354,21 @@ async fn a_quirky_first_day_is_materialized_onto_the_producer_codecs() {
     }
 }
 
-/// The write ⇄ materialize loop is bounded by the write itself: a native day asked for
-/// again and again without usable chunks (here, the materialize step never runs) stops
-/// the write after `NATIVE_ROUNDS` asks, naming the day; nothing was committed.
-#[tokio::test]
-async fn a_write_that_never_gets_its_native_chunks_gives_up() {
-    let fx = Fixture::new("native-loop", 1..=1);
+/// A store of day 1, and day 2 with analysed_sst chunked unlike the store (so it is
+/// native), discovered and indexed: the context, main's snapshot before, and the write
+/// step's input.
+async fn native_day_to_write(fx: &Fixture) -> (Context, String, pipeline::WriteInput) {
     fx.init(1, 1).await.expect("init");
     let before = fx.main_state().await.0;
     let mut other = spec(day(2));
     other.chunks = other.chunks.with(DataVar::AnalysedSst, [20, 50]);
     write(&fx.granules, [other]);
     let ctx = fx.ctx();
-    let found = pipeline::discover(
-        &ctx,
-        pipeline::DiscoverInput {
-            lag_days: Some(0),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let input = pipeline::DiscoverInput {
+        lag_days: Some(0),
+        ..Default::default()
+    };
+    let found = pipeline::discover(&ctx, input).await.unwrap();
     let mut refs = Vec::new();
     for granule in found.granules {
         let input = pipeline::GenerateRefsInput {
@@ -383,10 +377,17 @@ async fn a_write_that_never_gets_its_native_chunks_gives_up() {
         };
         refs.push(pipeline::generate_refs(&ctx, input).await.unwrap());
     }
-    let input = pipeline::WriteInput {
-        run: found.run,
-        refs,
-    };
+    let run = found.run;
+    (ctx, before, pipeline::WriteInput { run, refs })
+}
+
+/// The write ⇄ materialize loop is bounded by the write itself: a native day asked for
+/// again and again without usable chunks (here, the materialize step never runs) stops
+/// the write after `NATIVE_ROUNDS` asks, naming the day; nothing was committed.
+#[tokio::test]
+async fn a_write_that_never_gets_its_native_chunks_gives_up() {
+    let fx = Fixture::new("native-loop", 1..=1);
+    let (ctx, before, input) = native_day_to_write(&fx).await;
     for round in 1..=pipeline::NATIVE_ROUNDS {
         let write = pipeline::write_branch(&ctx, input.clone()).await.unwrap();
         assert_eq!(write.materialize.len(), 1, "round {round}: {write:?}");
@@ -404,30 +405,8 @@ async fn a_write_that_never_gets_its_native_chunks_gives_up() {
 #[tokio::test]
 async fn a_granule_replaced_before_materializing_fails_the_run_naming_it() {
     let fx = Fixture::new("native-changed", 1..=1);
-    fx.init(1, 1).await.expect("init");
-    let before = fx.main_state().await.0;
-    let mut other = spec(day(2));
-    other.chunks = other.chunks.with(DataVar::AnalysedSst, [20, 50]);
-    write(&fx.granules, [other]);
-    let ctx = fx.ctx();
-    let input = pipeline::DiscoverInput {
-        lag_days: Some(0),
-        ..Default::default()
-    };
-    let found = pipeline::discover(&ctx, input).await.unwrap();
-    let run = found.run.clone();
-    let mut refs = Vec::new();
-    for granule in found.granules {
-        let input = pipeline::GenerateRefsInput {
-            run: run.clone(),
-            granule,
-        };
-        refs.push(pipeline::generate_refs(&ctx, input).await.unwrap());
-    }
-    let input = pipeline::WriteInput {
-        run: run.clone(),
-        refs,
-    };
+    let (ctx, before, input) = native_day_to_write(&fx).await;
+    let run = input.run.clone();
     let write = pipeline::write_branch(&ctx, input).await.unwrap();
     let job = write.materialize[0].clone();
     let path = fx.granules.join(synthetic::granule_file_name(day(2)));
