@@ -354,6 +354,19 @@ async fn a_quirky_first_day_is_materialized_onto_the_producer_codecs() {
     }
 }
 
+/// Make `date`'s granule a new version as PO.DAAC's in-place replacement does (a later
+/// modification time); its path.
+fn replace_in_place(fx: &Fixture, date: NaiveDate) -> PathBuf {
+    let path = fx.granules.join(synthetic::granule_file_name(date));
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(120))
+        .unwrap();
+    path
+}
+
 /// A store of day 1, and day 2 with analysed_sst chunked unlike the store (so it is
 /// native), discovered and indexed: the context, main's snapshot before, and the write
 /// step's input.
@@ -409,13 +422,7 @@ async fn a_granule_replaced_before_materializing_fails_the_run_naming_it() {
     let run = input.run.clone();
     let write = pipeline::write_branch(&ctx, input).await.unwrap();
     let job = write.materialize[0].clone();
-    let path = fx.granules.join(synthetic::granule_file_name(day(2)));
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(120))
-        .unwrap();
+    let path = replace_in_place(&fx, day(2));
     let err = pipeline::materialize(&ctx, pipeline::MaterializeInput { run, job })
         .await
         .unwrap_err();
@@ -737,13 +744,7 @@ async fn a_granule_changed_after_indexing_is_detected_on_read() {
         ..
     } = write_branch(&fx, &[2], |_| {}).await;
     // PO.DAAC replaces granules in place: the references recorded the old version.
-    let path = fx.granules.join(synthetic::granule_file_name(day(2)));
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(120))
-        .unwrap();
+    replace_in_place(&fx, day(2));
     let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
     let after = repo.state_at(&tip).await.unwrap().unwrap();
     let err = validate::validate(
