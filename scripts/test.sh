@@ -25,11 +25,11 @@ trap finish EXIT
 
 # wait_for PID LOG WHAT: wait for a background job, showing its log; fail if it failed.
 wait_for() {
-  if wait "$1"; then
-    cat "$2"
-  else
-    cat "$2"
-    echo "$3 failed" >&2
+  local rc=0
+  wait "$1" || rc=$?
+  cat "$2"
+  if ((rc != 0)); then
+    echo "$3 failed (exit $rc)" >&2
     exit 1
   fi
 }

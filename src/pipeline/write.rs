@@ -16,7 +16,7 @@ use crate::store::layout::Role;
 use crate::store::materialize::Materialized;
 use crate::store::record::CommitRecord;
 use crate::store::schema::StoreSchema;
-use crate::store::writer::{self, NewStore, PreparedGranule, WriteSummary};
+use crate::store::writer::{self, NewStore, PreparedGranule};
 use crate::store::{SessionStores, StoreError, StoreRepo, StoreState, schema};
 
 /// The run and what its Map iterations generated.
@@ -68,19 +68,19 @@ impl WriteOutput {
         }
     }
 
-    /// A commit `write_days` made of `accepted`: the counts, and the days made native.
-    fn committed(summary: WriteSummary, accepted: &[PreparedGranule]) -> Self {
+    /// The commit `snapshot` as its record describes it: what a fresh commit returns,
+    /// and what a retried write finds of its own earlier one.
+    fn from_record(snapshot: String, r: CommitRecord) -> Self {
         Self {
-            snapshot: summary.snapshot,
-            refs_written: summary.refs_written,
-            days_before: summary.days_before,
-            days_after: summary.days_after,
-            materialized: summary.materialized,
-            native: accepted
-                .iter()
-                .filter(|d| !d.route.is_virtual())
-                .map(|d| (d.granule.date, d.route.native.clone()))
-                .collect(),
+            snapshot,
+            days: r.days,
+            reprocessed: r.reprocessed,
+            refs_written: r.refs_written,
+            days_before: r.days_before,
+            days_after: r.days_after,
+            store_first_day: r.store_first_day,
+            rejected: r.rejected,
+            native: r.native,
             ..Self::default()
         }
     }
@@ -110,18 +110,14 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
     let before = repo.state_at(&base).await?;
     let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
     let prepared = load_prepared(&store, &refs).await?;
-    let split = SchemaSplit::of(before.as_ref(), prepared, &run);
-    let rejected: Vec<Rejection> = split
-        .rejected
-        .iter()
-        .map(|(granule, e)| Rejection {
-            granule: granule.clone(),
-            reason: e.to_string(),
-        })
-        .collect();
-    let Some(first) = split.accepted.first() else {
-        let count = split.rejected.len();
-        let first = split.rejected.into_iter().next().map(|(_, e)| e);
+    let SchemaSplit {
+        accepted,
+        rejected,
+        schema,
+    } = SchemaSplit::of(before.as_ref(), prepared, &run);
+    let Some(first) = accepted.first() else {
+        let count = rejected.len();
+        let first = rejected.into_iter().next().map(|(_, e)| e);
         let first = first.unwrap_or_else(|| StoreError::metadata("/", "no days to write"));
         return Err(PipelineError::Rejected { count, first });
     };
@@ -129,13 +125,11 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
         .as_ref()
         .and_then(|s| s.first_day)
         .or(Some(first.granule.date));
-    let reprocessed: Vec<NaiveDate> = split
-        .accepted
+    let reprocessed: Vec<NaiveDate> = accepted
         .iter()
         .map(|d| d.granule.date)
         .filter(|d| before.as_ref().is_some_and(|s| s.holds(*d)))
         .collect();
-    let days = split.accepted.iter().map(|d| d.granule.date).collect();
     let commit = BranchCommit {
         store: &store,
         repo: &repo,
@@ -143,24 +137,20 @@ pub async fn write_branch(ctx: &Context, input: WriteInput) -> Result<WriteOutpu
         base: &base,
         before: before.as_ref(),
         days_before: before.as_ref().map_or(0, |s| s.days),
-        message: commit_message(&split.accepted, &reprocessed),
+        message: commit_message(&accepted, &reprocessed),
         record: CommitRecord {
             store_first_day,
-            rejected: rejected.clone(),
+            rejected: rejected
+                .iter()
+                .map(|(granule, e)| Rejection {
+                    granule: granule.clone(),
+                    reason: e.to_string(),
+                })
+                .collect(),
             ..CommitRecord::for_run(&run.id)
         },
     };
-    let written = commit.write(split).await?;
-    if !written.materialize.is_empty() {
-        return Ok(written);
-    }
-    Ok(WriteOutput {
-        days,
-        reprocessed,
-        store_first_day,
-        rejected,
-        ..written
-    })
+    commit.write(accepted, schema).await
 }
 
 /// The sequence both writes share once their days are loaded and checked: attach the
@@ -182,12 +172,13 @@ struct BranchCommit<'a> {
 }
 
 impl BranchCommit<'_> {
-    async fn write(self, split: SchemaSplit) -> Result<WriteOutput, PipelineError> {
-        let SchemaSplit {
-            mut accepted,
-            schema,
-            ..
-        } = split;
+    /// Commit `accepted`, checked against `schema`; the output says what the commit
+    /// records, or which native days must be materialized first.
+    async fn write(
+        self,
+        mut accepted: Vec<PreparedGranule>,
+        schema: Option<StoreSchema>,
+    ) -> Result<WriteOutput, PipelineError> {
         let (Some(schema), Some(first)) = (schema, accepted.first()) else {
             return Err(StoreError::metadata("/", "no days to write").into());
         };
@@ -211,7 +202,10 @@ impl BranchCommit<'_> {
             self.record,
         )
         .await?;
-        Ok(WriteOutput::committed(summary, &accepted))
+        Ok(WriteOutput {
+            materialized: summary.materialized,
+            ..WriteOutput::from_record(summary.snapshot, summary.record)
+        })
     }
 }
 
@@ -346,17 +340,8 @@ async fn already_written(
     }
     match repo.commit_record(&tip).await? {
         Some(r) if r.run_id.as_deref() == Some(run.id.as_str()) => Ok(Some(WriteOutput {
-            snapshot: tip.to_string(),
-            days: r.days,
-            reprocessed: r.reprocessed,
-            refs_written: r.refs_written,
-            days_before: r.days_before,
-            days_after: r.days_after,
-            store_first_day: r.store_first_day,
-            rejected: r.rejected,
             reused: true,
-            native: r.native,
-            ..WriteOutput::default()
+            ..WriteOutput::from_record(tip.to_string(), r)
         })),
         found if on_branch => Err(PipelineError::BranchTaken {
             branch: run.branch.clone(),
@@ -495,16 +480,16 @@ async fn commit_batch(
     }
     let store = ArtifactStore::open(&run.artifacts, &ctx.artifacts_s3).await?;
     let prepared = Batch::load(&store, run, granules).await?;
-    let split = SchemaSplit::of(state, prepared, run);
-    if let Some((_, first)) = split.rejected.into_iter().next() {
+    let SchemaSplit {
+        accepted,
+        rejected,
+        schema,
+    } = SchemaSplit::of(state, prepared, run);
+    if let Some((_, first)) = rejected.into_iter().next() {
         // A backfill adds every day or none: a misfit stops it, naming the day.
         return Err(PipelineError::Rejected { count: 1, first });
     }
-    let split = SchemaSplit {
-        rejected: Vec::new(),
-        ..split
-    };
-    let (Some(first), Some(last)) = (split.accepted.first(), split.accepted.last()) else {
+    let (Some(first), Some(last)) = (accepted.first(), accepted.last()) else {
         return Err(StoreError::metadata("/", "no days to write").into());
     };
     let store_first_day = state.and_then(|s| s.first_day).or(Some(first.granule.date));
@@ -518,11 +503,13 @@ async fn commit_batch(
         message: format!("backfill {}..{}", first.granule.date, last.granule.date),
         record: CommitRecord::for_run(&run.id),
     };
-    let written = commit.write(split).await?;
+    let written = commit.write(accepted, schema).await?;
     if !written.materialize.is_empty() {
         return Ok(written);
     }
+    // The batch's dates stay out: a backfill's would not fit a payload.
     Ok(WriteOutput {
+        days: Vec::new(),
         days_before,
         store_first_day,
         ..written

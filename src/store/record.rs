@@ -89,11 +89,11 @@ impl CommitRecord {
         Ok(Some(record))
     }
 
-    /// The snapshot properties that carry this record.
-    pub fn into_properties(self) -> Result<SnapshotProperties, StoreError> {
+    /// The snapshot properties that carry this record (at this code's version).
+    pub fn to_properties(&self) -> Result<SnapshotProperties, StoreError> {
         let value = serde_json::to_value(Self {
             version: RECORD_VERSION,
-            ..self
+            ..self.clone()
         })
         .map_err(|e| StoreError::metadata("/", format!("writing the commit record: {e}")))?;
         Ok(SnapshotProperties::from_iter([(
@@ -230,7 +230,7 @@ mod tests {
             store_first_day: Some(date("2025-01-31")),
             ..CommitRecord::for_run("r1")
         };
-        let props = record.clone().into_properties().unwrap();
+        let props = record.to_properties().unwrap();
         assert_eq!(props[PROPERTIES_KEY]["version"], json!(RECORD_VERSION));
         let back = CommitRecord::from_properties("S", &props).unwrap();
         assert_eq!(back, Some(record));

@@ -75,13 +75,12 @@ mod base64_values {
     }
 }
 
-/// What a write did, for the report.
+/// What a write did: the commit, what it records, and what materializing took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WriteSummary {
     pub snapshot: String,
-    pub refs_written: u64,
-    pub days_before: u64,
-    pub days_after: u64,
+    /// The record the commit carries (days, counts, native days and their sources).
+    pub record: CommitRecord,
     /// What materializing the native variables took (all zero if there were none).
     pub materialized: Materialized,
 }
@@ -357,12 +356,10 @@ pub async fn write_days(
             .collect(),
         ..record
     };
-    let snapshot = stores.commit(message, record.into_properties()?).await?;
+    let snapshot = stores.commit(message, record.to_properties()?).await?;
     Ok(WriteSummary {
         snapshot: snapshot.to_string(),
-        refs_written,
-        days_before: n0,
-        days_after: n1,
+        record,
         materialized,
     })
 }
