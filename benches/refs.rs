@@ -36,24 +36,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::NaiveDate;
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 
+use common::proxy::{Counts, Origin, Proxy, ProxyStats, parse_range};
 use common::tooling::{self, MOTO_REGION, MotoServer};
 use common::{human, median, print_table, verdict};
 use mursst::synthetic::{DataVar, GranuleSpec};
@@ -71,373 +63,6 @@ fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-// ---------------------------------------------------------------------------------
-// The latency proxy
-
-/// What went through the proxy.
-#[derive(Default)]
-struct ProxyStats {
-    by_method: parking_lot::Mutex<BTreeMap<String, u64>>,
-    body_bytes: AtomicU64,
-    connections: AtomicU64,
-    /// Requests answered from memory rather than upstream.
-    from_memory: AtomicU64,
-    in_flight: AtomicU64,
-    max_in_flight: AtomicU64,
-    /// Every request: when it arrived (ms since the last `take`, i.e. since the run
-    /// started), method and Range header.
-    log: parking_lot::Mutex<Vec<Logged>>,
-    epoch: parking_lot::Mutex<Option<Instant>>,
-}
-
-#[derive(Debug, Clone)]
-struct Logged {
-    arrived_ms: f64,
-    /// When the answer's head was ready (its body follows at once from memory).
-    answered_ms: f64,
-    method: String,
-    range: String,
-}
-
-/// A snapshot of [`ProxyStats`].
-#[derive(Debug, Clone, Default)]
-struct Counts {
-    by_method: BTreeMap<String, u64>,
-    body_bytes: u64,
-    connections: u64,
-    from_memory: u64,
-    max_in_flight: u64,
-    log: Vec<Logged>,
-}
-
-impl Counts {
-    /// Requests grouped into rounds: a round starts with a request that arrived more
-    /// than `gap_ms` after the previous one (the client waited for an answer first).
-    fn rounds(&self, gap_ms: f64) -> Vec<Vec<&Logged>> {
-        let mut log: Vec<&Logged> = self.log.iter().collect();
-        log.sort_by(|a, b| a.arrived_ms.total_cmp(&b.arrived_ms));
-        let mut rounds: Vec<Vec<&Logged>> = Vec::new();
-        let mut last = f64::NEG_INFINITY;
-        for r in log {
-            if r.arrived_ms - last > gap_ms || rounds.is_empty() {
-                rounds.push(Vec::new());
-            }
-            last = r.arrived_ms;
-            rounds.last_mut().expect("a round").push(r);
-        }
-        rounds
-    }
-
-    fn method(&self, m: &str) -> u64 {
-        self.by_method.get(m).copied().unwrap_or(0)
-    }
-    fn requests(&self) -> u64 {
-        self.by_method.values().sum()
-    }
-}
-
-impl ProxyStats {
-    /// Take the counts so far and start again from zero.
-    /// Also starts the clock of the request log (call it right before a run).
-    fn take(&self) -> Counts {
-        *self.epoch.lock() = Some(Instant::now());
-        Counts {
-            by_method: std::mem::take(&mut *self.by_method.lock()),
-            body_bytes: self.body_bytes.swap(0, Ordering::SeqCst),
-            connections: self.connections.swap(0, Ordering::SeqCst),
-            from_memory: self.from_memory.swap(0, Ordering::SeqCst),
-            max_in_flight: self.max_in_flight.swap(0, Ordering::SeqCst),
-            log: std::mem::take(&mut *self.log.lock()),
-        }
-    }
-}
-
-type ProxyBody = BoxBody<Bytes, hyper::Error>;
-
-/// Headers that describe one hop, not the message: never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
-    for h in HOP_BY_HOP {
-        headers.remove(*h);
-    }
-}
-
-/// One object the proxy answers itself, as S3 would: HEAD and (ranged) GET from memory,
-/// with the headers the upstream gave for it. Anything else still goes upstream.
-struct Origin {
-    path: String,
-    data: Bytes,
-    headers: hyper::HeaderMap,
-}
-
-impl Origin {
-    /// `s3://bucket/key` with `data`, answering with the headers moto gives it.
-    async fn new(moto: &MotoServer, bucket: &str, key: &str, data: Bytes) -> Self {
-        let head = moto
-            .client()
-            .await
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .expect("HEAD the object on moto");
-        let mut headers = hyper::HeaderMap::new();
-        let mut set = |name: &'static str, value: Option<String>| {
-            if let Some(v) = value.and_then(|v| v.parse().ok()) {
-                headers.insert(name, v);
-            }
-        };
-        set("etag", head.e_tag().map(str::to_string));
-        set(
-            "last-modified",
-            head.last_modified()
-                .and_then(|t| t.fmt(aws_sdk_s3::primitives::DateTimeFormat::HttpDate).ok()),
-        );
-        set(
-            "content-type",
-            Some(
-                head.content_type()
-                    .unwrap_or("binary/octet-stream")
-                    .to_string(),
-            ),
-        );
-        set("accept-ranges", Some("bytes".into()));
-        Self {
-            path: format!("/{bucket}/{key}"),
-            data,
-            headers,
-        }
-    }
-
-    /// The answer to `req` if it is a HEAD or GET of this object.
-    fn answer<B>(&self, req: &Request<B>) -> Option<Response<ProxyBody>> {
-        let method = req.method();
-        // The AWS SDK adds `?x-id=GetObject`; any other parameter is a sub-resource.
-        let plain = req.uri().query().is_none_or(|q| {
-            q.split('&')
-                .all(|p| p.is_empty() || p.split('=').next() == Some("x-id"))
-        });
-        if req.uri().path() != self.path
-            || (method != hyper::Method::GET && method != hyper::Method::HEAD)
-            || !plain
-        {
-            return None;
-        }
-        let size = self.data.len() as u64;
-        let range = req
-            .headers()
-            .get(hyper::header::RANGE)
-            .and_then(|v| v.to_str().ok())
-            .map(|r| parse_range(r, size));
-        let (status, start, end) = match range {
-            None => (StatusCode::OK, 0, size),
-            Some(Some((a, b))) => (StatusCode::PARTIAL_CONTENT, a, b),
-            Some(None) => {
-                let mut r = Response::new(full(Bytes::new()));
-                *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-                return Some(r);
-            }
-        };
-        let body = if method == hyper::Method::HEAD {
-            Bytes::new()
-        } else {
-            self.data.slice(start as usize..end as usize)
-        };
-        let mut r = Response::new(full(body));
-        *r.status_mut() = status;
-        let h = r.headers_mut();
-        h.extend(self.headers.clone());
-        h.insert(hyper::header::CONTENT_LENGTH, (end - start).into());
-        if status == StatusCode::PARTIAL_CONTENT {
-            let value = format!("bytes {start}-{}/{size}", end - 1);
-            h.insert(
-                hyper::header::CONTENT_RANGE,
-                value.parse().expect("header value"),
-            );
-        }
-        Some(r)
-    }
-}
-
-/// `bytes=a-b`, `bytes=a-` or `bytes=-n` as a half-open range within `size`.
-fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = header.strip_prefix("bytes=")?;
-    let (a, b) = spec.split_once('-')?;
-    let (start, end) = if a.is_empty() {
-        let n: u64 = b.parse().ok()?;
-        (size.saturating_sub(n), size)
-    } else {
-        let start: u64 = a.parse().ok()?;
-        let end = if b.is_empty() {
-            size
-        } else {
-            (b.parse::<u64>().ok()? + 1).min(size)
-        };
-        (start, end)
-    };
-    (start < end).then_some((start, end))
-}
-
-fn full(bytes: Bytes) -> ProxyBody {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
-}
-
-/// An HTTP/1.1 reverse proxy on 127.0.0.1 that sleeps `delay` before forwarding each
-/// request to `upstream` (or answering it from `origin`) and streams the answer back.
-struct Proxy {
-    addr: SocketAddr,
-    stats: Arc<ProxyStats>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: String, delay: Duration, origin: Option<Arc<Origin>>) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the proxy");
-        let addr = listener.local_addr().expect("proxy address");
-        let stats = Arc::new(ProxyStats::default());
-        let client: Client<HttpConnector, Incoming> =
-            Client::builder(TokioExecutor::new()).build_http();
-        let upstream: Arc<str> = upstream.into();
-        let task = {
-            let stats = Arc::clone(&stats);
-            tokio::spawn(async move {
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    stats.connections.fetch_add(1, Ordering::Relaxed);
-                    let (client, upstream, stats, origin) = (
-                        client.clone(),
-                        Arc::clone(&upstream),
-                        Arc::clone(&stats),
-                        origin.clone(),
-                    );
-                    tokio::spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            forward(
-                                req,
-                                client.clone(),
-                                Arc::clone(&upstream),
-                                delay,
-                                Arc::clone(&stats),
-                                origin.clone(),
-                            )
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .keep_alive(true)
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            })
-        };
-        Self { addr, stats, task }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn forward(
-    req: Request<Incoming>,
-    client: Client<HttpConnector, Incoming>,
-    upstream: Arc<str>,
-    delay: Duration,
-    stats: Arc<ProxyStats>,
-    origin: Option<Arc<Origin>>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
-    *stats
-        .by_method
-        .lock()
-        .entry(req.method().to_string())
-        .or_default() += 1;
-    let epoch = *stats.epoch.lock().get_or_insert_with(Instant::now);
-    let arrived_ms = epoch.elapsed().as_secs_f64() * 1e3;
-    let method = req.method().to_string();
-    let range = req
-        .headers()
-        .get(hyper::header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let log = |answered: Instant| {
-        stats.log.lock().push(Logged {
-            arrived_ms,
-            answered_ms: answered.duration_since(epoch).as_secs_f64() * 1e3,
-            method: method.clone(),
-            range: range.clone(),
-        });
-    };
-    tokio::time::sleep(delay).await;
-    if let Some(answer) = origin.as_deref().and_then(|o| o.answer(&req)) {
-        log(Instant::now());
-        stats.from_memory.fetch_add(1, Ordering::Relaxed);
-        stats.in_flight.fetch_sub(1, Ordering::SeqCst);
-        let bytes = hyper::body::Body::size_hint(answer.body())
-            .exact()
-            .unwrap_or(0);
-        stats.body_bytes.fetch_add(bytes, Ordering::Relaxed);
-        return Ok(answer);
-    }
-    let (mut parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    parts.uri = format!("{upstream}{path}")
-        .parse()
-        .expect("upstream URI from a valid path");
-    // The Host header stays the proxy's: it is part of what the client signed.
-    strip_hop_by_hop(&mut parts.headers);
-    let result = client.request(Request::from_parts(parts, body)).await;
-    log(Instant::now());
-    stats.in_flight.fetch_sub(1, Ordering::SeqCst);
-    let response = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let mut r = Response::new(full(Bytes::from(format!("proxy: {e}"))));
-            *r.status_mut() = StatusCode::BAD_GATEWAY;
-            return Ok(r);
-        }
-    };
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    let body = body
-        .map_frame(move |frame| {
-            if let Some(data) = frame.data_ref() {
-                stats
-                    .body_bytes
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
-            }
-            frame
-        })
-        .boxed();
-    Ok(Response::from_parts(parts, body))
 }
 
 // ---------------------------------------------------------------------------------
@@ -652,6 +277,125 @@ fn run_kerchunk(url: &str, endpoint: &str, out: &Path, proxy: &ProxyStats) -> (R
 }
 
 // ---------------------------------------------------------------------------------
+// A batch of granules in one process
+
+/// One `mursst step generate-refs` on a batch, as a backfill's Distributed Map hands a
+/// generate-refs Lambda: what the step reported and what the proxy saw.
+struct BatchRun {
+    measured: Measured,
+    counts: Counts,
+    granules: u64,
+    reused: u64,
+}
+
+/// Index every key of `keys` (one granule's bytes under each, answered from memory
+/// behind the proxy) in one `mursst step generate-refs` process, 4 at a time as the
+/// Lambda does, into fresh artifacts under `dir`.
+fn run_batch(
+    bin: &Path,
+    spec: &GranuleSpec,
+    keys: &[String],
+    proxy: &Proxy,
+    dir: &Path,
+) -> BatchRun {
+    std::fs::create_dir_all(dir).expect("batch directory");
+    let source = format!("s3://{BUCKET}/{PREFIX}/");
+    let artifacts = dir.join("artifacts").display().to_string();
+    let items: Vec<Value> = keys
+        .iter()
+        .map(|k| serde_json::json!({"date": spec.date, "url": format!("s3://{BUCKET}/{k}")}))
+        .collect();
+    let event = serde_json::json!({
+        "run": {
+            "id": "bench-batch",
+            "branch": "add_time_bench",
+            "today": spec.date,
+            "base_snapshot": "",
+            "store": dir.join("store").display().to_string(),
+            "source": source,
+            "artifacts": artifacts,
+            "options": {"lag_days": 0, "map_concurrency": 4, "batch_days": 30},
+        },
+        "Items": items,
+    });
+    let event_path = dir.join("event.json");
+    std::fs::write(&event_path, event.to_string()).expect("write the event");
+    let mut cmd = Command::new(bin);
+    cmd.args(["step", "generate-refs", "--event"])
+        .arg(&event_path)
+        .args(["--store", &dir.join("store").display().to_string()])
+        .args([
+            "--source",
+            &source,
+            "--artifacts",
+            &artifacts,
+            "--concurrency",
+            "4",
+        ])
+        .envs(aws_env(&proxy.endpoint()))
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .env_remove("AWS_PROFILE");
+    proxy.stats.take();
+    let measured = run_measured(&cmd, &dir.join("out.json"));
+    let counts = proxy.stats.take();
+    let out: Value = serde_json::from_str(
+        &std::fs::read_to_string(&measured.stdout).expect("the step's output"),
+    )
+    .unwrap_or_else(|e| panic!("generate-refs printed no JSON ({e}):\n{}", measured.stderr));
+    let granules = out["granules"].as_u64().unwrap_or(0);
+    assert_eq!(granules, keys.len() as u64, "every granule indexed: {out}");
+    BatchRun {
+        measured,
+        counts,
+        granules,
+        reused: out["reused"].as_u64().unwrap_or(0),
+    }
+}
+
+fn print_batch(runs: &[BatchRun], bin: &Path, ms: u128) {
+    let wall = median(&runs.iter().map(|r| r.measured.wall_s).collect::<Vec<_>>());
+    let last = runs.last().expect("a run");
+    let n = last.granules.max(1);
+    println!();
+    println!(
+        "generate-refs batch: {} granules in one `{} step generate-refs` (4 at a time), \
+         +{ms} ms per request, answered from memory; median of {} run(s)",
+        last.granules,
+        bin.display(),
+        runs.len()
+    );
+    print_table(
+        &[
+            "wall s",
+            "ms per granule",
+            "GETs",
+            "HEADs",
+            "connections",
+            "bytes read",
+            "reused",
+            "peak RSS MiB",
+        ],
+        &[vec![
+            format!("{wall:.2}"),
+            format!("{:.0}", wall * 1e3 / n as f64),
+            last.counts.method("GET").to_string(),
+            last.counts.method("HEAD").to_string(),
+            last.counts.connections.to_string(),
+            last.counts.body_bytes.to_string(),
+            last.reused.to_string(),
+            format!(
+                "{:.1}",
+                runs.iter()
+                    .map(|r| r.measured.peak_rss_bytes)
+                    .max()
+                    .unwrap_or(0) as f64
+                    / f64::from(1 << 20)
+            ),
+        ]],
+    );
+}
+
+// ---------------------------------------------------------------------------------
 // Checking the outputs
 
 fn read_refs(path: &Path) -> serde_json::Map<String, Value> {
@@ -844,12 +588,18 @@ fn main() {
         .expect("tokio runtime");
     let moto = MotoServer::start();
     let key = format!("{PREFIX}/{}", spec.file_name());
+    let batch: usize = env_number("MURSST_BENCH_BATCH", if bench { 30 } else { 3 });
+    let batch_keys: Vec<String> = (0..batch)
+        .map(|i| format!("{PREFIX}/batch/{i:02}/{}", spec.file_name()))
+        .collect();
     let url = format!("s3://{BUCKET}/{key}");
     let (to_moto, to_memory) = rt.block_on(async {
         moto.create_bucket(BUCKET).await;
         moto.put_file(BUCKET, &key, &granule).await;
         let data = Bytes::from(std::fs::read(&granule).expect("read the granule"));
-        let origin = Origin::new(&moto, BUCKET, &key, data).await;
+        let origin = Origin::new(&moto, BUCKET, &key, data)
+            .await
+            .also_at(BUCKET, batch_keys.iter().map(String::as_str));
         (
             Proxy::start(moto.endpoint(), latency, None).await,
             Proxy::start(moto.endpoint(), latency, Some(Arc::new(origin))).await,
@@ -863,6 +613,23 @@ fn main() {
         to_moto.endpoint(),
         to_memory.endpoint(),
     );
+
+    let bin_for_batch = std::env::var_os("MURSST_BENCH_MURSST").map_or(bin.clone(), PathBuf::from);
+    let batch_runs: Vec<BatchRun> = (0..runs)
+        .map(|i| {
+            run_batch(
+                &bin_for_batch,
+                &spec,
+                &batch_keys,
+                &to_memory,
+                &work.path().join(format!("batch-{i}")),
+            )
+        })
+        .collect();
+    print_batch(&batch_runs, &bin_for_batch, ms);
+    if std::env::var_os("MURSST_BENCH_ONLY_BATCH").is_some() {
+        return;
+    }
 
     let mut pairs = [
         (

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
 #[path = "../../tests/common/tooling.rs"]
 pub mod tooling;
 
