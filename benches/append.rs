@@ -58,12 +58,12 @@ use mursst::discover::GranuleSource;
 use mursst::granule::{self, Granule};
 use mursst::pipeline::{self, Context, DEFAULT_VARIABLES, Report, UpdateOptions};
 use mursst::refs::ChunkData;
-use mursst::source::S3Settings;
 use mursst::store::layout::{self, Role};
+use mursst::store::prepared::PreparedGranule;
 use mursst::store::repository::{self, TIME_SPLIT_SIZE};
-use mursst::store::writer::{self, PreparedGranule};
 use mursst::store::{RepoLocation, StoreRepo};
 use mursst::store::{SessionStores, StoreState};
+use mursst::store::{create, writer};
 use mursst::synthetic::GranuleSpec;
 use mursst::validate::ValidateMode;
 
@@ -95,8 +95,8 @@ fn variables() -> Vec<String> {
     DEFAULT_VARIABLES.iter().map(|s| s.to_string()).collect()
 }
 
-fn new_store() -> writer::NewStore {
-    writer::NewStore {
+fn new_store() -> create::NewStore {
+    create::NewStore {
         variables: variables(),
         chunks: None,
     }
@@ -122,7 +122,7 @@ impl Template {
                 url,
                 revision: None,
             },
-            &S3Settings::default(),
+            &mursst::aws::S3Access::default(),
             &Default::default(),
         )
         .await

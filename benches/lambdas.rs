@@ -2,9 +2,11 @@
 //! their init time, from process start to the first `GET /runtime/invocation/next` on
 //! a Lambda Runtime API stand-in (the part of a cold start the code controls).
 //!
-//! `cargo bench --bench lambdas` builds each with `cargo lambda build --release` (one
-//! package at a time, so only `mursst-validate` links libhdf5) and prints a table.
-//! Under `cargo test` it times the debug binaries instead, built with the workspace.
+//! `cargo bench --bench lambdas` builds each with `cargo lambda build --profile lambda`
+//! (what is deployed: stripped, fat LTO, one codegen unit; one package at a time, so only
+//! `mursst-validate` links libhdf5) and prints a table. `MURSST_LAMBDA_PROFILE=release`
+//! measures the plain release profile instead, for comparison. Under `cargo test` it
+//! times the debug binaries instead.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -74,14 +76,16 @@ fn size_mb(path: &Path) -> f64 {
         / 1e6
 }
 
-/// `cargo lambda build --release` for one package and architecture; the bootstrap.
-fn lambda_build(package: &str, arch: &str) -> PathBuf {
+/// `cargo lambda build --profile <profile>` for one package and architecture; the
+/// bootstrap.
+fn lambda_build(package: &str, arch: &str, profile: &str) -> PathBuf {
     let target_dir = root().join("target").join(format!("lambda-{arch}"));
     let status = Command::new("cargo")
         .args([
             "lambda",
             "build",
-            "--release",
+            "--profile",
+            profile,
             arch,
             "-p",
             package,
@@ -91,14 +95,23 @@ fn lambda_build(package: &str, arch: &str) -> PathBuf {
         .current_dir(root())
         .status()
         .expect("cargo lambda (scripts/bootstrap.sh installs it; source scripts/env.sh)");
-    assert!(status.success(), "cargo lambda build {arch} -p {package}");
+    assert!(
+        status.success(),
+        "cargo lambda build --profile {profile} {arch} -p {package}"
+    );
     target_dir.join(package).join("bootstrap")
 }
 
 fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
-    println!("| function | arm64 MB | x86-64 MB | init ms (median of 5) |");
-    println!("|:--|--:|--:|--:|");
+    let profile = std::env::var("MURSST_LAMBDA_PROFILE").unwrap_or_else(|_| "lambda".into());
+    if smoke {
+        println!("| function (debug) | x86-64 MB | init ms (median of 3) |");
+        println!("|:--|--:|--:|");
+    } else {
+        println!("| function ({profile}) | arm64 MB | x86-64 MB | init ms (median of 5) |");
+        println!("|:--|--:|--:|--:|");
+    }
     for f in FUNCTIONS {
         if smoke {
             let debug = root().join("target/debug").join(f);
@@ -108,15 +121,11 @@ fn main() {
                 debug.display()
             );
             let t = median((0..3).map(|_| init_time(&debug)).collect());
-            println!(
-                "| {f} (debug) | - | {:.1} | {:.1} |",
-                size_mb(&debug),
-                t * 1e3
-            );
+            println!("| {f} | {:.1} | {:.1} |", size_mb(&debug), t * 1e3);
             continue;
         }
-        let arm = lambda_build(f, "--arm64");
-        let x86 = lambda_build(f, "--x86-64");
+        let arm = lambda_build(f, "--arm64", &profile);
+        let x86 = lambda_build(f, "--x86-64", &profile);
         let t = median((0..5).map(|_| init_time(&x86)).collect());
         println!(
             "| {f} | {:.1} | {:.1} | {:.1} |",

@@ -20,7 +20,7 @@ use chrono::NaiveDate;
 use common::tooling::TempDir;
 use common::{human, median, print_table};
 use mursst::pipeline::{self, Context, DEFAULT_VARIABLES, UpdateOptions};
-use mursst::store::writer::GridChunks;
+use mursst::store::create::GridChunks;
 use mursst::synthetic::GranuleSpec;
 use mursst::validate::ValidateMode;
 

@@ -289,8 +289,9 @@ struct BatchRun {
 }
 
 /// Index every key of `keys` (one granule's bytes under each, answered from memory
-/// behind the proxy) in one `mursst step generate-refs` process, 4 at a time as the
-/// Lambda does, into fresh artifacts under `dir`.
+/// behind the proxy) in one `mursst step generate-refs` process, into fresh artifacts
+/// under `dir`. One at a time: every alias is the same day, and builds before 2026-12-07
+/// raced on that day's pointer artifact when they wrote it at once.
 fn run_batch(
     bin: &Path,
     spec: &GranuleSpec,
@@ -330,7 +331,7 @@ fn run_batch(
             "--artifacts",
             &artifacts,
             "--concurrency",
-            "4",
+            "1",
         ])
         .envs(aws_env(&proxy.endpoint()))
         .env_remove("AWS_ENDPOINT_URL_S3")
@@ -358,7 +359,7 @@ fn print_batch(runs: &[BatchRun], bin: &Path, ms: u128) {
     let n = last.granules.max(1);
     println!();
     println!(
-        "generate-refs batch: {} granules in one `{} step generate-refs` (4 at a time), \
+        "generate-refs batch: {} granules in one `{} step generate-refs` (one at a time), \
          +{ms} ms per request, answered from memory; median of {} run(s)",
         last.granules,
         bin.display(),

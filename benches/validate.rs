@@ -64,13 +64,13 @@ fn main() {
         }
         let local = GranuleSource::Local(granules);
         let s3 =
-            GranuleSource::parse("s3://granules/mur/", &moto.s3_settings()).expect("an S3 source");
+            GranuleSource::parse("s3://granules/mur/", &moto.s3_access()).expect("an S3 source");
         let mut rows = Vec::new();
         for (where_, source) in [("local disk", local), ("S3 (moto)", s3)] {
             let dir = work.path().join(where_.replace(' ', "-"));
             let ctx = Context {
                 source,
-                source_s3: moto.s3_settings(),
+                source_s3: moto.s3_settings().into(),
                 artifacts: dir.join("artifacts").display().to_string(),
                 ..Context::local(dir.join("store"), &dir)
             };

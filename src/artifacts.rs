@@ -15,31 +15,25 @@
 //! a retried or redriven step overwrites or reuses an artifact, never duplicates it.
 //! A finished run's directory is removable as a whole.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use chrono::NaiveDate;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::BoxError;
-use crate::source::{Location, ObjectInfo, S3Settings, SourceError};
+use crate::aws::S3Access;
+use crate::objects::{self, ObjectStore};
+use crate::source::{Location, ObjectInfo, SourceError};
 
 /// Why an artifact could not be written or read; each names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error(transparent)]
-    Location(#[from] SourceError),
     #[error("artifact {key}: {source}")]
-    Io {
+    Object {
         key: String,
         #[source]
-        source: std::io::Error,
-    },
-    #[error("artifact {key}: S3: {}", crate::error::error_chain(.source.as_ref()))]
-    S3 {
-        key: String,
-        #[source]
-        source: BoxError,
+        source: SourceError,
     },
     #[error("artifact {key}: not valid JSON of the expected shape: {source}")]
     Json {
@@ -51,15 +45,28 @@ pub enum ArtifactError {
     NotFound { key: String },
 }
 
-/// Where a run's artifacts live.
+impl ArtifactError {
+    fn object(key: &str, source: SourceError) -> Self {
+        match source {
+            SourceError::NotFound { .. } => Self::NotFound { key: key.into() },
+            source => Self::Object {
+                key: key.into(),
+                source,
+            },
+        }
+    }
+
+    /// Whether trying again may work (the store failed, not the artifact).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Object { source, .. } if source.is_retryable())
+    }
+}
+
+/// Where a run's artifacts live: a directory or an `s3://` prefix.
 #[derive(Debug, Clone)]
-pub enum ArtifactStore {
-    Local(PathBuf),
-    S3 {
-        client: aws_sdk_s3::Client,
-        bucket: String,
-        prefix: String,
-    },
+pub struct ArtifactStore {
+    location: Location,
+    objects: Arc<dyn ObjectStore>,
 }
 
 /// The key of a run's directory.
@@ -126,59 +133,24 @@ pub fn version_tag(object: &ObjectInfo) -> String {
 
 impl ArtifactStore {
     /// Open the artifact root at `location` (a directory or `s3://bucket/prefix`).
-    pub async fn open(location: &str, s3: &S3Settings) -> Result<Self, ArtifactError> {
-        Ok(match Location::parse(location)? {
-            Location::Local(dir) => Self::Local(dir),
-            Location::S3 { bucket, key } => {
-                let prefix = key.trim_end_matches('/');
-                Self::S3 {
-                    client: s3.client().await,
-                    bucket,
-                    prefix: if prefix.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{prefix}/")
-                    },
-                }
-            }
-        })
+    pub async fn open(location: &str, s3: &S3Access) -> Result<Self, ArtifactError> {
+        let location = Location::parse(location).map_err(|e| ArtifactError::object("", e))?;
+        let objects = objects::store_at(&location, s3)
+            .await
+            .map_err(|e| ArtifactError::object("", e))?;
+        Ok(Self { location, objects })
     }
 
-    /// Store `value` as JSON under `key`, replacing what was there (atomically locally).
+    /// Store `value` as JSON under `key`, replacing what was there (atomically).
     pub async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<(), ArtifactError> {
         let body = serde_json::to_vec(value).map_err(|source| ArtifactError::Json {
             key: key.into(),
             source,
         })?;
-        match self {
-            Self::Local(dir) => {
-                let path = dir.join(key);
-                let io = |source| ArtifactError::Io {
-                    key: key.into(),
-                    source,
-                };
-                if let Some(parent) = path.parent() {
-                    tokio::fs::create_dir_all(parent).await.map_err(io)?;
-                }
-                let tmp = path.with_extension("json.partial");
-                tokio::fs::write(&tmp, &body).await.map_err(io)?;
-                tokio::fs::rename(&tmp, &path).await.map_err(io)
-            }
-            Self::S3 {
-                client,
-                bucket,
-                prefix,
-            } => client
-                .put_object()
-                .bucket(bucket)
-                .key(format!("{prefix}{key}"))
-                .content_type("application/json")
-                .body(body.into())
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| s3_error(key, e)),
-        }
+        self.objects
+            .put(key, Bytes::from(body))
+            .await
+            .map_err(|e| ArtifactError::object(key, e))
     }
 
     /// [`Self::get_json`], with `None` where nothing is stored under `key`.
@@ -195,44 +167,11 @@ impl ArtifactStore {
 
     /// Read and parse the JSON under `key`.
     pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<T, ArtifactError> {
-        let bytes = match self {
-            Self::Local(dir) => match tokio::fs::read(dir.join(key)).await {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(ArtifactError::NotFound { key: key.into() });
-                }
-                Err(source) => {
-                    return Err(ArtifactError::Io {
-                        key: key.into(),
-                        source,
-                    });
-                }
-            },
-            Self::S3 {
-                client,
-                bucket,
-                prefix,
-            } => {
-                let out = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(format!("{prefix}{key}"))
-                    .send()
-                    .await;
-                let out = match out {
-                    Ok(out) => out,
-                    Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                        return Err(ArtifactError::NotFound { key: key.into() });
-                    }
-                    Err(e) => return Err(s3_error(key, e)),
-                };
-                out.body
-                    .collect()
-                    .await
-                    .map_err(|e| s3_error(key, e))?
-                    .to_vec()
-            }
-        };
+        let bytes = self
+            .objects
+            .get(key)
+            .await
+            .map_err(|e| ArtifactError::object(key, e))?;
         serde_json::from_slice(&bytes).map_err(|source| ArtifactError::Json {
             key: key.into(),
             source,
@@ -241,122 +180,44 @@ impl ArtifactStore {
 
     /// Keys starting with `prefix`, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ArtifactError> {
-        let mut keys = match self {
-            Self::Local(dir) => list_local(dir, prefix).await?,
-            Self::S3 {
-                client,
-                bucket,
-                prefix: root,
-            } => {
-                let mut pages = client
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(format!("{root}{prefix}"))
-                    .into_paginator()
-                    .send();
-                let mut keys = Vec::new();
-                while let Some(page) = pages.next().await {
-                    let page = page.map_err(|e| s3_error(prefix, e))?;
-                    keys.extend(
-                        page.contents()
-                            .iter()
-                            .filter_map(|o| o.key()?.strip_prefix(root.as_str()))
-                            .map(str::to_string),
-                    );
-                }
-                keys
-            }
-        };
-        keys.sort();
-        Ok(keys)
+        self.objects
+            .list(prefix)
+            .await
+            .map_err(|e| ArtifactError::object(prefix, e))
     }
 
     /// Remove every artifact under `prefix` (a finished run's directory).
     pub async fn remove_prefix(&self, prefix: &str) -> Result<(), ArtifactError> {
-        match self {
-            Self::Local(dir) => match tokio::fs::remove_dir_all(dir.join(prefix)).await {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(source) => Err(ArtifactError::Io {
-                    key: prefix.into(),
-                    source,
-                }),
-            },
-            Self::S3 {
-                client,
-                bucket,
-                prefix: root,
-            } => {
-                for key in self.list(prefix).await? {
-                    client
-                        .delete_object()
-                        .bucket(bucket)
-                        .key(format!("{root}{key}"))
-                        .send()
-                        .await
-                        .map_err(|e| s3_error(&key, e))?;
-                }
-                Ok(())
-            }
-        }
+        self.objects
+            .delete_prefix(prefix)
+            .await
+            .map_err(|e| ArtifactError::object(prefix, e))
     }
 
     /// The bucket and full object key of `key` (what an S3 `ItemReader` names); a local
     /// store has no bucket and gives the file's path.
     pub fn object(&self, key: &str) -> (String, String) {
-        match self {
-            Self::Local(dir) => (String::new(), dir.join(key).display().to_string()),
-            Self::S3 { bucket, prefix, .. } => (bucket.clone(), format!("{prefix}{key}")),
+        match &self.location {
+            Location::Local(dir) => (String::new(), dir.join(key).display().to_string()),
+            Location::S3 { bucket, key: root } => {
+                let root = root.trim_end_matches('/');
+                let full = if root.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{root}/{key}")
+                };
+                (bucket.clone(), full)
+            }
         }
     }
 
     /// Where the store is, as a URL (for messages and the run record).
     pub fn url(&self) -> String {
-        match self {
-            Self::Local(dir) => Location::Local(dir.clone()).url(),
-            Self::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+        match &self.location {
+            Location::Local(_) => self.location.url(),
+            Location::S3 { .. } => self.objects.url(""),
         }
     }
-}
-
-fn s3_error(key: &str, e: impl std::error::Error + Send + Sync + 'static) -> ArtifactError {
-    ArtifactError::S3 {
-        key: key.into(),
-        source: Box::new(e),
-    }
-}
-
-/// Keys under `dir` whose path starts with `prefix` (which may end mid-name).
-async fn list_local(dir: &std::path::Path, prefix: &str) -> Result<Vec<String>, ArtifactError> {
-    let (parent, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
-    let io = |source| ArtifactError::Io {
-        key: prefix.into(),
-        source,
-    };
-    let mut pending = vec![dir.join(parent)];
-    let mut keys = Vec::new();
-    while let Some(d) = pending.pop() {
-        let mut entries = match tokio::fs::read_dir(&d).await {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io(e)),
-        };
-        while let Some(entry) = entries.next_entry().await.map_err(io)? {
-            let path = entry.path();
-            if entry.file_type().await.map_err(io)?.is_dir() {
-                pending.push(path);
-                continue;
-            }
-            let Ok(rel) = path.strip_prefix(dir) else {
-                continue;
-            };
-            let key = rel.to_string_lossy().replace('\\', "/");
-            if key.starts_with(prefix) && !key.ends_with(".partial") {
-                keys.push(key);
-            }
-        }
-    }
-    Ok(keys)
 }
 
 #[cfg(test)]
@@ -366,7 +227,7 @@ mod tests {
     #[tokio::test]
     async fn local_artifacts_round_trip_and_list_by_prefix() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ArtifactStore::open(dir.path().to_str().unwrap(), &S3Settings::default())
+        let store = ArtifactStore::open(dir.path().to_str().unwrap(), &S3Access::default())
             .await
             .unwrap();
         let day = NaiveDate::from_ymd_opt(2025, 1, 2).unwrap();

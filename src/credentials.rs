@@ -18,8 +18,8 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use crate::aws::AwsSettings;
 use crate::error::BoxError;
-use crate::source::S3Settings;
 
 /// PO.DAAC's endpoint for temporary in-region S3 credentials.
 pub const DEFAULT_S3_CREDENTIALS_URL: &str =
@@ -163,7 +163,7 @@ async fn from_secret(arn: &str) -> Result<Login, CredentialsError> {
         arn: arn.into(),
         source: e,
     };
-    let config = S3Settings::from_env().sdk_config().await;
+    let config = AwsSettings::from_env().sdk_config().await;
     let client = aws_sdk_secretsmanager::Client::new(&config);
     let value = client
         .get_secret_value()

@@ -6,9 +6,11 @@ use chrono::NaiveDate;
 
 use serde::{Deserialize, Serialize};
 
+use crate::aws::S3Access;
 use crate::cmr::{CmrClient, CmrConfig, ResolvedDuplicate, Unusable};
 use crate::granule::{self, Granule};
-use crate::source::{Location, S3Settings, SourceError};
+use crate::objects::{LocalDir, ObjectStore, S3Bucket};
+use crate::source::{Location, SourceError};
 use crate::store::repository::SourceRoot;
 
 /// Where granules are listed from: a local directory or an S3 prefix of MUR-named
@@ -19,12 +21,12 @@ pub enum GranuleSource {
     S3 {
         bucket: String,
         prefix: String,
-        settings: S3Settings,
+        s3: S3Access,
     },
     Cmr {
         config: CmrConfig,
         /// How to reach the bucket the direct-access URLs point into.
-        settings: S3Settings,
+        s3: S3Access,
     },
 }
 
@@ -65,11 +67,11 @@ pub const FIRST_DAY: (i32, u32, u32) = (2002, 6, 1);
 impl GranuleSource {
     /// Parse a directory path, `file://` URL, `s3://bucket/prefix`, or `cmr` (the
     /// collection of [`CmrConfig::from_env`]).
-    pub fn parse(location: &str, s3: &S3Settings) -> Result<Self, SourceError> {
+    pub fn parse(location: &str, s3: &S3Access) -> Result<Self, SourceError> {
         if location == "cmr" {
             return Ok(Self::Cmr {
                 config: CmrConfig::from_env(),
-                settings: s3.clone(),
+                s3: s3.clone(),
             });
         }
         Ok(match Location::parse(location)? {
@@ -83,7 +85,7 @@ impl GranuleSource {
                     } else {
                         format!("{prefix}/")
                     },
-                    settings: s3.clone(),
+                    s3: s3.clone(),
                 }
             }
         })
@@ -109,22 +111,18 @@ impl GranuleSource {
     pub fn root(&self) -> SourceRoot<'_> {
         match self {
             GranuleSource::Local(dir) => SourceRoot::Local(dir),
-            GranuleSource::S3 { settings, .. } | GranuleSource::Cmr { settings, .. } => {
-                SourceRoot::S3 {
-                    url_prefix: self.url_prefix(),
-                    settings,
-                }
-            }
+            GranuleSource::S3 { s3, .. } | GranuleSource::Cmr { s3, .. } => SourceRoot::S3 {
+                url_prefix: self.url_prefix(),
+                s3,
+            },
         }
     }
 
-    /// The settings granule objects are read with (S3 sources).
-    pub fn s3_settings(&self) -> Option<&S3Settings> {
+    /// How granule objects are reached (S3 sources).
+    pub fn s3(&self) -> Option<&S3Access> {
         match self {
             GranuleSource::Local(_) => None,
-            GranuleSource::S3 { settings, .. } | GranuleSource::Cmr { settings, .. } => {
-                Some(settings)
-            }
+            GranuleSource::S3 { s3, .. } | GranuleSource::Cmr { s3, .. } => Some(s3),
         }
     }
 
@@ -157,77 +155,34 @@ impl GranuleSource {
         Ok(self.list_objects().await?)
     }
 
-    /// The MUR-named objects of a directory or S3 prefix, one per day.
+    /// The MUR-named objects of a directory (not its subdirectories) or an S3 prefix,
+    /// one per day.
     async fn list_objects(&self) -> Result<Vec<Granule>, SourceError> {
-        let mut found = match self {
-            GranuleSource::Local(dir) => list_local(dir).await?,
-            GranuleSource::S3 {
-                bucket,
-                prefix,
-                settings,
-            } => list_s3(bucket, prefix, settings).await?,
-            GranuleSource::Cmr { .. } => Vec::new(),
+        let (objects, prefix): (Box<dyn ObjectStore>, &str) = match self {
+            GranuleSource::Local(dir) => (Box::new(LocalDir::new(dir.clone())), ""),
+            GranuleSource::S3 { bucket, prefix, s3 } => {
+                (Box::new(S3Bucket::open(s3, bucket, "").await), prefix)
+            }
+            GranuleSource::Cmr { .. } => return Ok(Vec::new()),
         };
+        let nested = |key: &str| matches!(self, GranuleSource::Local(_)) && key.contains('/');
+        let mut found: Vec<Granule> = objects
+            .list(prefix)
+            .await?
+            .into_iter()
+            .filter(|key| !nested(key))
+            .filter_map(|key| {
+                Some(Granule {
+                    date: granule::date_from_name(&key)?,
+                    url: objects.url(&key),
+                    revision: None,
+                })
+            })
+            .collect();
         found.sort();
         found.dedup_by_key(|g| g.date);
         Ok(found)
     }
-}
-
-async fn list_local(dir: &PathBuf) -> Result<Vec<Granule>, SourceError> {
-    let io = |source| SourceError::Io {
-        location: dir.display().to_string(),
-        source,
-    };
-    let mut entries = tokio::fs::read_dir(dir).await.map_err(io)?;
-    let mut out = Vec::new();
-    while let Some(entry) = entries.next_entry().await.map_err(io)? {
-        let name = entry.file_name();
-        let Some(date) = name.to_str().and_then(granule::date_from_name) else {
-            continue;
-        };
-        let url = Location::Local(entry.path()).url();
-        out.push(Granule {
-            date,
-            url,
-            revision: None,
-        });
-    }
-    Ok(out)
-}
-
-async fn list_s3(
-    bucket: &str,
-    prefix: &str,
-    settings: &S3Settings,
-) -> Result<Vec<Granule>, SourceError> {
-    let client = settings.client().await;
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
-    let mut out = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| SourceError::S3 {
-            location: format!("s3://{bucket}/{prefix}"),
-            endpoint: settings.endpoint.clone(),
-            retryable: crate::source::sdk_retryable(&e),
-            source: Box::new(e),
-        })?;
-        for obj in page.contents() {
-            let Some(key) = obj.key() else { continue };
-            if let Some(date) = granule::date_from_name(key) {
-                out.push(Granule {
-                    date,
-                    url: format!("s3://{bucket}/{key}"),
-                    revision: None,
-                });
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// The outcome of discovery: what to ingest now, and why the list ends where it does.

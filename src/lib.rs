@@ -4,6 +4,7 @@
 //! merge) live here; the CLI and the Lambda handlers are thin shells around them.
 
 pub mod artifacts;
+pub mod aws;
 pub mod cmr;
 pub mod codec;
 pub mod credentials;
@@ -15,6 +16,7 @@ pub mod granule;
 pub mod hdf5;
 pub mod kerchunk;
 pub mod logging;
+pub mod objects;
 #[cfg(feature = "ops")]
 pub mod ops;
 pub mod oracle;

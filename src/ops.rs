@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::aws::AwsSettings;
 use crate::error::{BoxError, error_chain};
 use crate::pipeline::DiscoverOutput;
-use crate::source::S3Settings;
 
 /// Why an operation on the state machines failed.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +80,7 @@ pub struct Ops {
 
 impl Ops {
     /// A client from the standard AWS settings (`AWS_ENDPOINT_URL` for a stand-in).
-    pub async fn new(settings: &S3Settings) -> Self {
+    pub async fn new(settings: &AwsSettings) -> Self {
         Self {
             client: aws_sdk_sfn::Client::new(&settings.sdk_config().await),
         }

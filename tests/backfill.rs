@@ -9,7 +9,7 @@ use mursst::pipeline::{
     self, Context, CreateSpec, DiscoverInput, GenerateRefsBatch, MaterializeInput, MergeInput,
     ValidateBatchInput, WriteBatchInput,
 };
-use mursst::store::writer::GridChunks;
+use mursst::store::create::GridChunks;
 use mursst::store::{RepoLocation, StoreRepo};
 use mursst::synthetic::{self, ChunkLayout, GranuleSpec};
 use mursst::validate::ValidateMode;

@@ -179,10 +179,10 @@ async fn s3_race(n: usize) {
     let ctx = |store: &str| Context {
         store: RepoLocation::parse(store).unwrap(),
         store_s3: s3.clone(),
-        source: GranuleSource::parse("s3://granules/mur/", &s3).unwrap(),
-        source_s3: s3.clone(),
+        source: GranuleSource::parse("s3://granules/mur/", &s3.clone().into()).unwrap(),
+        source_s3: s3.clone().into(),
         artifacts: "s3://stores/artifacts".into(),
-        artifacts_s3: s3.clone(),
+        artifacts_s3: s3.clone().into(),
         ..Context::local("unused", "unused")
     };
     let env = moto.env();

@@ -13,9 +13,9 @@ use std::process::Command;
 use chrono::NaiveDate;
 use common::store::{MainContents, main_contents};
 use common::{MotoServer, TempDir};
+use mursst::aws::AwsSettings;
 use mursst::discover::GranuleSource;
 use mursst::pipeline::{self, CRASH_POINTS, Context, UpdateOptions};
-use mursst::source::S3Settings;
 use mursst::store::{RepoLocation, StoreRepo};
 use mursst::synthetic::{self, ChunkLayout, GranuleSpec};
 use mursst::validate::ValidateMode;
@@ -29,7 +29,7 @@ struct Place {
     store: String,
     source: String,
     artifacts: String,
-    s3: S3Settings,
+    s3: AwsSettings,
     env: Vec<(String, String)>,
 }
 
@@ -38,10 +38,10 @@ impl Place {
         Context {
             store: RepoLocation::parse(&self.store).unwrap(),
             store_s3: self.s3.clone(),
-            source: GranuleSource::parse(&self.source, &self.s3).unwrap(),
-            source_s3: self.s3.clone(),
+            source: GranuleSource::parse(&self.source, &self.s3.clone().into()).unwrap(),
+            source_s3: self.s3.clone().into(),
             artifacts: self.artifacts.clone(),
-            artifacts_s3: self.s3.clone(),
+            artifacts_s3: self.s3.clone().into(),
             read_options: Default::default(),
             concurrency: 2,
             progress: None,
@@ -80,7 +80,7 @@ impl Place {
 
     async fn main(&self) -> MainContents {
         let ctx = self.context();
-        let repo = StoreRepo::open(&ctx.store, &self.s3, &self.s3)
+        let repo = StoreRepo::open(&ctx.store, &self.s3, &ctx.source_s3)
             .await
             .unwrap();
         main_contents(&repo).await
@@ -161,7 +161,7 @@ async fn crashes_on_a_local_store() {
             .join("artifacts")
             .display()
             .to_string(),
-        s3: S3Settings::default(),
+        s3: AwsSettings::default(),
         env: Vec::new(),
     })
     .await;

@@ -10,9 +10,9 @@ use chrono::NaiveDate;
 use common::standins;
 use common::store::{MainContents, main_contents};
 use common::{MotoServer, TempDir};
+use mursst::aws::AwsSettings;
 use mursst::discover::GranuleSource;
 use mursst::pipeline::{self, Context, UpdateOptions};
-use mursst::source::S3Settings;
 use mursst::store::{RepoLocation, StoreRepo};
 use mursst::synthetic::{self, ChunkLayout, GranuleSpec};
 use mursst::validate::ValidateMode;
@@ -38,21 +38,21 @@ async fn granules(moto: &MotoServer, tmp: &TempDir) {
 
 /// Everything through `endpoint` (moto itself, or the proxy).
 fn context(moto: &MotoServer, endpoint: &str, store: &str, tmp: &TempDir) -> Context {
-    let s3 = S3Settings {
+    let s3 = AwsSettings {
         endpoint: Some(endpoint.to_string()),
         ..moto.s3_settings()
     };
     Context {
         store: RepoLocation::parse(store).unwrap(),
         store_s3: s3.clone(),
-        source: GranuleSource::parse("s3://granules/mur/", &s3).unwrap(),
-        source_s3: s3.clone(),
+        source: GranuleSource::parse("s3://granules/mur/", &s3.clone().into()).unwrap(),
+        source_s3: s3.clone().into(),
         artifacts: tmp
             .path()
             .join(store.replace('/', "_"))
             .display()
             .to_string(),
-        artifacts_s3: s3,
+        artifacts_s3: s3.into(),
         read_options: Default::default(),
         concurrency: 2,
         progress: None,
@@ -80,9 +80,13 @@ async fn init_and_update(ctx: &Context) -> Result<(), pipeline::PipelineError> {
 /// Main as moto holds it (never through the proxy).
 async fn contents(moto: &MotoServer, store: &str) -> MainContents {
     let s3 = moto.s3_settings();
-    let repo = StoreRepo::open(&RepoLocation::parse(store).unwrap(), &s3, &s3)
-        .await
-        .unwrap();
+    let repo = StoreRepo::open(
+        &RepoLocation::parse(store).unwrap(),
+        &s3,
+        &s3.clone().into(),
+    )
+    .await
+    .unwrap();
     main_contents(&repo).await
 }
 

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use common::fixtures::{self, MurSpec};
 use common::{Latency, all_datasets, oracle, read_file, read_ok};
 use mursst::hdf5::{Dataset, Layout, ReadOptions, read_metadata};
-use mursst::source::{Counted, LocalFile};
+use mursst::objects::Object;
+use mursst::source::Counted;
 
 fn assert_matches(path: &Path, base: u64) -> mursst::hdf5::FileMetadata {
     let ours = read_ok(path);
@@ -154,7 +155,7 @@ fn mur_like_reads_few_bytes_in_few_round_trips() {
     res.unwrap();
     let delay = Duration::from_millis(50);
     let src = Arc::new(Counted::new(Arc::new(Latency {
-        inner: LocalFile::new(&path).unwrap(),
+        inner: Object::local(&path).unwrap(),
         delay,
     })));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -317,7 +318,7 @@ fn reads_metadata_only() {
         let path = dir.path().join(name);
         write(&path);
         let src = common::Recording {
-            inner: LocalFile::new(&path).unwrap(),
+            inner: Object::local(&path).unwrap(),
             ranges: Default::default(),
         };
         let options = ReadOptions {

@@ -7,9 +7,9 @@ use std::process::Command;
 
 use chrono::NaiveDate;
 use common::{MotoServer, TempDir};
+use mursst::aws::AwsSettings;
 use mursst::discover::GranuleSource;
 use mursst::pipeline::{self, Context, Step, UpdateOptions};
-use mursst::source::S3Settings;
 use mursst::store::{RepoLocation, StoreRepo};
 use mursst::synthetic::{self, GranuleSpec};
 use mursst::validate::ValidateMode;
@@ -175,14 +175,14 @@ async fn s3_store_hygiene() {
         moto.put_file("granules", &format!("mur/{}", spec.file_name()), &path)
             .await;
     }
-    let s3: S3Settings = moto.s3_settings();
+    let s3: AwsSettings = moto.s3_settings();
     let ctx = Context {
         store: RepoLocation::parse("s3://stores/hygiene").unwrap(),
         store_s3: s3.clone(),
-        source: GranuleSource::parse("s3://granules/mur/", &s3).unwrap(),
-        source_s3: s3.clone(),
+        source: GranuleSource::parse("s3://granules/mur/", &s3.clone().into()).unwrap(),
+        source_s3: s3.clone().into(),
         artifacts: "s3://stores/artifacts".into(),
-        artifacts_s3: s3.clone(),
+        artifacts_s3: s3.clone().into(),
         ..Context::local("unused", "unused")
     };
     let env: Vec<(&str, String)> = moto.env();

@@ -14,9 +14,11 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use common::standins::{self, Standin};
 use common::{MotoServer, TempDir};
+use mursst::aws::{AwsSettings, S3Access};
 use mursst::cmr::{CmrClient, CmrConfig, CmrError};
 use mursst::credentials::{EdlSettings, LoginSource, PodaacCredentials};
-use mursst::source::{RangeRead, S3Object, S3Settings};
+use mursst::objects::Object;
+use mursst::source::RangeRead;
 use serde_json::{Value, json};
 
 fn day(d: u32) -> NaiveDate {
@@ -293,14 +295,15 @@ async fn ranged_reads_use_the_refreshed_keys(moto: &MotoServer, arn: &str) {
     moto.put_file("granules", "mur/object.bin", &path).await;
     let proxy = standins::s3_proxy(&moto.endpoint(), 0.0, "slowdown", None);
     let edl = standins::edl(USER, PASSWORD, TOKEN, 3.0);
-    let settings = S3Settings {
+    let settings = AwsSettings {
         endpoint: Some(proxy.url()),
         region: Some("us-west-2".into()),
         force_path_style: true,
-        edl: Some(edl_settings(&edl, LoginSource::SecretsManager { arn }, 1)),
         ..Default::default()
     };
-    let object = S3Object::new(settings.client().await, "granules", "mur/object.bin");
+    let login = edl_settings(&edl, LoginSource::SecretsManager { arn }, 1);
+    let s3 = S3Access::new(settings).with_earthdata(Some(login));
+    let object = Object::s3(s3.client().await, "granules", "mur/object.bin");
     object.read_range(0..10).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     object.read_range(10..20).await.unwrap();

@@ -109,10 +109,10 @@ impl Place for OnS3 {
         Context {
             store: RepoLocation::parse(&format!("s3://stores/{}/store", self.tag)).unwrap(),
             store_s3: s3.clone(),
-            source: GranuleSource::parse("s3://granules/MUR/", &s3).unwrap(),
-            source_s3: s3.clone(),
+            source: GranuleSource::parse("s3://granules/MUR/", &s3.clone().into()).unwrap(),
+            source_s3: s3.clone().into(),
             artifacts: format!("s3://stores/{}/artifacts", self.tag),
-            artifacts_s3: s3,
+            artifacts_s3: s3.into(),
             read_options: Default::default(),
             concurrency: 2,
             progress: None,

@@ -36,11 +36,12 @@ async fn store_and_granules_on_s3() {
     let ctx = Context {
         store: RepoLocation::parse("s3://stores/mur/virtual").unwrap(),
         store_s3: s3.clone(),
-        source: GranuleSource::parse("s3://granules/MUR-JPL-L4-GLOB-v4.1/", &s3).unwrap(),
-        source_s3: s3.clone(),
+        source: GranuleSource::parse("s3://granules/MUR-JPL-L4-GLOB-v4.1/", &s3.clone().into())
+            .unwrap(),
+        source_s3: s3.clone().into(),
         // The steps hand each other their artifacts through S3 too, as the Lambdas do.
         artifacts: "s3://stores/artifacts".into(),
-        artifacts_s3: s3.clone(),
+        artifacts_s3: s3.clone().into(),
         read_options: Default::default(),
         concurrency: 2,
         progress: None,
@@ -64,7 +65,9 @@ async fn store_and_granules_on_s3() {
     let validation = report.validation.unwrap();
     assert!(validation.values_compared >= 2 * 2 * 40 * 90);
 
-    let repo = StoreRepo::open(&ctx.store, &s3, &s3).await.unwrap();
+    let repo = StoreRepo::open(&ctx.store, &s3, &ctx.source_s3)
+        .await
+        .unwrap();
     assert_eq!(
         repo.container_prefixes(),
         ["s3://granules/MUR-JPL-L4-GLOB-v4.1/"]
@@ -77,7 +80,8 @@ async fn store_and_granules_on_s3() {
 
 #[tokio::test]
 async fn one_request_reads_the_head_and_the_objects_version() {
-    use mursst::source::{RangeRead, S3Object};
+    use mursst::objects::Object;
+    use mursst::source::RangeRead;
     let moto = MotoServer::start();
     moto.create_bucket("heads").await;
     let tmp = TempDir::new("s3-head");
@@ -85,7 +89,7 @@ async fn one_request_reads_the_head_and_the_objects_version() {
     let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(&path, &data).unwrap();
     moto.put_file("heads", "a/object.bin", &path).await;
-    let object = S3Object::new(moto.client().await, "heads", "a/object.bin");
+    let object = Object::s3(moto.client().await, "heads", "a/object.bin");
     let info = object.info().await.unwrap();
     let (head, head_info) = object.read_head(1000).await.unwrap();
     assert_eq!(&head[..], &data[..1000]);
@@ -130,8 +134,8 @@ async fn validation_reads_only_what_it_compares_and_still_catches_a_wrong_refere
     }
     let s3 = moto.s3_settings();
     let ctx = Context {
-        source: GranuleSource::parse("s3://granules/mur/", &s3).unwrap(),
-        source_s3: s3.clone(),
+        source: GranuleSource::parse("s3://granules/mur/", &s3.clone().into()).unwrap(),
+        source_s3: s3.clone().into(),
         artifacts: tmp.path().join("artifacts").display().to_string(),
         ..Context::local(tmp.path().join("store"), tmp.path().join("granules"))
     };
@@ -168,7 +172,7 @@ async fn validation_reads_only_what_it_compares_and_still_catches_a_wrong_refere
     );
 
     // Day 3 with two of its chunk references swapped: still inside the right granule.
-    let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &s3)
+    let repo = StoreRepo::open(&ctx.store, &ctx.store_s3, &ctx.source_s3)
         .await
         .unwrap();
     let base = repo.branch_tip("main").await.unwrap();
@@ -181,9 +185,10 @@ async fn validation_reads_only_what_it_compares_and_still_catches_a_wrong_refere
         .into_iter()
         .find(|g| g.date == day(3))
         .unwrap();
-    let (mut prepared, _, _) = pipeline::prepare_granule(&granule, &s3, &Default::default())
-        .await
-        .unwrap();
+    let (mut prepared, _, _) =
+        pipeline::prepare_granule(&granule, &ctx.source_s3, &Default::default())
+            .await
+            .unwrap();
     let var = prepared
         .refs
         .variables
@@ -215,7 +220,7 @@ async fn validation_reads_only_what_it_compares_and_still_catches_a_wrong_refere
         &prepared,
         ValidateMode::Full,
         0,
-        &s3,
+        &ctx.source_s3,
     )
     .await
     .unwrap_err();
@@ -234,7 +239,7 @@ async fn validation_reads_only_what_it_compares_and_still_catches_a_wrong_refere
 /// own key (403 AccessDenied).
 #[tokio::test]
 async fn native_days_read_without_the_source_bucket_and_virtual_days_need_it() {
-    use mursst::source::StaticCredentials;
+    use mursst::aws::StaticCredentials;
     use mursst::store::SessionStores;
 
     let moto = MotoServer::start();
@@ -250,7 +255,7 @@ async fn native_days_read_without_the_source_bucket_and_virtual_days_need_it() {
             .await;
     }
     let s3 = moto.s3_settings();
-    let signed_by = |key: &str| mursst::source::S3Settings {
+    let signed_by = |key: &str| mursst::aws::AwsSettings {
         endpoint: Some(guard.url()),
         credentials: Some(StaticCredentials {
             access_key_id: key.into(),
@@ -263,8 +268,8 @@ async fn native_days_read_without_the_source_bucket_and_virtual_days_need_it() {
     let ctx = Context {
         store: RepoLocation::parse("s3://stores/native").unwrap(),
         store_s3: s3.clone(),
-        source: GranuleSource::parse("s3://granules/mur/", &source_s3).unwrap(),
-        source_s3: source_s3.clone(),
+        source: GranuleSource::parse("s3://granules/mur/", &source_s3.clone().into()).unwrap(),
+        source_s3: source_s3.clone().into(),
         artifacts: tmp.path().join("artifacts").display().to_string(),
         ..Context::local(tmp.path().join("store"), tmp.path())
     };
@@ -282,10 +287,12 @@ async fn native_days_read_without_the_source_bucket_and_virtual_days_need_it() {
     // A reader with the source's key reads both days; one with another key (a user
     // without Earthdata credentials) reads the native day and is refused the virtual
     // one, by the source bucket.
-    let read = |source: mursst::source::S3Settings, chunk: [u64; 3]| {
+    let read = |source: mursst::aws::AwsSettings, chunk: [u64; 3]| {
         let (store, s3) = (ctx.store.clone(), s3.clone());
         async move {
-            let repo = StoreRepo::open(&store, &s3, &source).await.unwrap();
+            let repo = StoreRepo::open(&store, &s3, &source.clone().into())
+                .await
+                .unwrap();
             let tip = repo.branch_tip("main").await.unwrap();
             let stores = SessionStores::new(repo.readonly_at(&tip).await.unwrap()).await;
             let array = stores.array("analysed_sst").await.unwrap();

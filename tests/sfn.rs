@@ -135,7 +135,9 @@ struct Main {
 fn main_of(env: &SfnEnv, ctx: &pipeline::Context) -> Main {
     let s3 = env.moto.s3_settings();
     runtime().block_on(async {
-        let repo = StoreRepo::open(&ctx.store, &s3, &s3).await.unwrap();
+        let repo = StoreRepo::open(&ctx.store, &s3, &ctx.source_s3)
+            .await
+            .unwrap();
         let tip = repo.branch_tip("main").await.unwrap();
         let state = repo.state_at(&tip).await.unwrap().expect("main holds days");
         let mut branches = repo.list_branches().await.unwrap();

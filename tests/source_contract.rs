@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::{MotoServer, TempDir};
-use mursst::source::{InMemory, LocalFile, RangeRead, S3Object, SourceError};
+use mursst::objects::Object;
+use mursst::source::{InMemory, RangeRead, SourceError};
 
 fn data() -> Vec<u8> {
     (0..5000u32).map(|i| (i * 31 % 251) as u8).collect()
@@ -90,7 +91,7 @@ async fn every_backend_keeps_the_same_contract() {
     let tmp = TempDir::new("contract");
     let path = tmp.path().join("object.bin");
     std::fs::write(&path, data()).unwrap();
-    contract("local", &LocalFile::new(&path).unwrap()).await;
+    contract("local", &Object::local(&path).unwrap()).await;
     let memory = InMemory {
         url: "memory://object.bin".into(),
         data: Bytes::from(data()),
@@ -100,15 +101,12 @@ async fn every_backend_keeps_the_same_contract() {
     let moto = MotoServer::start();
     moto.create_bucket("contract").await;
     moto.put_file("contract", "a/object.bin", &path).await;
-    let s3: Arc<dyn RangeRead> = Arc::new(S3Object::new(
-        moto.client().await,
-        "contract",
-        "a/object.bin",
-    ));
+    let s3: Arc<dyn RangeRead> =
+        Arc::new(Object::s3(moto.client().await, "contract", "a/object.bin"));
     contract("s3", s3.as_ref()).await;
 
     // A missing object is an S3 error naming it, final (not worth retrying).
-    let missing = S3Object::new(moto.client().await, "contract", "a/none.bin");
+    let missing = Object::s3(moto.client().await, "contract", "a/none.bin");
     let err = missing.read_range(0..4).await.unwrap_err();
     assert!(
         err.to_string().contains("s3://contract/a/none.bin"),

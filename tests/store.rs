@@ -8,9 +8,11 @@ use std::process::{Command, Stdio};
 
 use chrono::NaiveDate;
 use common::TempDir;
+use mursst::aws::{AwsSettings, S3Access};
 use mursst::pipeline::{self, Context, PipelineError, UpdateOptions};
-use mursst::source::S3Settings;
-use mursst::store::writer::{self, GridChunks};
+use mursst::store::create::{self, GridChunks};
+use mursst::store::prepared::PreparedGranule;
+use mursst::store::writer;
 use mursst::store::{RepoLocation, SessionStores, StoreError, StoreRepo, StoreState};
 use mursst::synthetic::{self, ChunkLayout, DataVar, GranuleSpec};
 use mursst::validate::{self, Rule, ValidateMode, ValidationError};
@@ -65,8 +67,8 @@ impl Fixture {
     async fn repo(&self) -> StoreRepo {
         StoreRepo::open(
             &RepoLocation::Local(self.store.clone()),
-            &S3Settings::default(),
-            &S3Settings::default(),
+            &AwsSettings::default(),
+            &S3Access::default(),
         )
         .await
         .expect("open store")
@@ -95,17 +97,16 @@ impl Fixture {
     }
 
     /// The given days' granules as generate-refs prepares them, in date order.
-    async fn prepare(&self, days: &[u32]) -> Vec<writer::PreparedGranule> {
+    async fn prepare(&self, days: &[u32]) -> Vec<PreparedGranule> {
         let granules = self.ctx().source.list().await.unwrap();
         let mut prepared = Vec::new();
         for g in granules
             .iter()
             .filter(|g| days.contains(&chrono::Datelike::day(&g.date)))
         {
-            let (p, _, _) =
-                pipeline::prepare_granule(g, &S3Settings::default(), &Default::default())
-                    .await
-                    .unwrap();
+            let (p, _, _) = pipeline::prepare_granule(g, &S3Access::default(), &Default::default())
+                .await
+                .unwrap();
             prepared.push(p);
         }
         prepared
@@ -494,7 +495,7 @@ struct BranchWrite {
     repo: StoreRepo,
     base: icechunk::format::SnapshotId,
     before: StoreState,
-    prepared: Vec<writer::PreparedGranule>,
+    prepared: Vec<PreparedGranule>,
     tip: icechunk::format::SnapshotId,
 }
 
@@ -502,7 +503,7 @@ struct BranchWrite {
 async fn write_branch(
     fx: &Fixture,
     days: &[u32],
-    tamper: impl Fn(&mut Vec<writer::PreparedGranule>),
+    tamper: impl Fn(&mut Vec<PreparedGranule>),
 ) -> BranchWrite {
     let repo = fx.repo().await;
     let base = repo.branch_tip("main").await.unwrap();
@@ -566,7 +567,7 @@ async fn validation_catches_a_reference_to_the_wrong_bytes() {
         &prepared,
         ValidateMode::Metadata,
         0,
-        &S3Settings::default(),
+        &S3Access::default(),
     )
     .await
     .expect("metadata rules pass");
@@ -578,7 +579,7 @@ async fn validation_catches_a_reference_to_the_wrong_bytes() {
         &prepared,
         ValidateMode::Full,
         0,
-        &S3Settings::default(),
+        &S3Access::default(),
     )
     .await
     .unwrap_err();
@@ -754,7 +755,7 @@ async fn a_granule_changed_after_indexing_is_detected_on_read() {
         &prepared,
         ValidateMode::Sample,
         0,
-        &S3Settings::default(),
+        &S3Access::default(),
     )
     .await
     .unwrap_err()
@@ -834,27 +835,27 @@ async fn a_full_grid_store_defaults_to_the_producer_chunks() {
         }
     }
     let vars = default_variables();
-    let schema = writer::new_schema(&first, &vars, None).unwrap();
+    let schema = create::new_schema(&first, &vars, None).unwrap();
     for name in &vars {
         assert_eq!(schema.arrays[name].chunk_shape(), [1, 1023, 2047], "{name}");
     }
     let schema =
-        writer::new_schema(&first, &vars, Some(&GridChunks::All(vec![3600, 7200]))).unwrap();
+        create::new_schema(&first, &vars, Some(&GridChunks::All(vec![3600, 7200]))).unwrap();
     assert_eq!(schema.arrays["mask"].chunk_shape(), [1, 3600, 7200]);
     // By variable: one named, `*` for the rest; without `*` the rest keep the default.
     let by = |json: serde_json::Value| -> GridChunks { serde_json::from_value(json).unwrap() };
     let per = by(serde_json::json!({"mask": [1447, 2895], "*": [3600, 7200]}));
-    let schema = writer::new_schema(&first, &vars, Some(&per)).unwrap();
+    let schema = create::new_schema(&first, &vars, Some(&per)).unwrap();
     assert_eq!(schema.arrays["mask"].chunk_shape(), [1, 1447, 2895]);
     assert_eq!(
         schema.arrays["sea_ice_fraction"].chunk_shape(),
         [1, 3600, 7200]
     );
     let per = by(serde_json::json!({"mask": [1447, 2895]}));
-    let schema = writer::new_schema(&first, &vars, Some(&per)).unwrap();
+    let schema = create::new_schema(&first, &vars, Some(&per)).unwrap();
     assert_eq!(schema.arrays["analysed_sst"].chunk_shape(), [1, 1023, 2047]);
     let bad = by(serde_json::json!({"mask": [1447]}));
-    let err = writer::new_schema(&first, &vars, Some(&bad))
+    let err = create::new_schema(&first, &vars, Some(&bad))
         .unwrap_err()
         .to_string();
     assert!(
@@ -863,6 +864,6 @@ async fn a_full_grid_store_defaults_to_the_producer_chunks() {
     );
     // Another grid keeps its first day's chunking.
     let small = fx.prepare(&[1]).await.remove(0);
-    let schema = writer::new_schema(&small, &vars, None).unwrap();
+    let schema = create::new_schema(&small, &vars, None).unwrap();
     assert_eq!(schema.arrays["mask"].chunk_shape(), [1, 30, 70]);
 }

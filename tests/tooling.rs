@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use common::{MotoServer, TempDir};
-use mursst::source::{RangeRead, S3Object, SourceError};
+use mursst::objects::Object;
+use mursst::source::{RangeRead, SourceError};
 use mursst::synthetic::{ChunkLayout, GranuleSpec, write_granule};
 use serde_json::Value;
 
@@ -227,7 +228,7 @@ async fn moto_s3_ranged_reads_and_s3_granules() {
 
     // Ranged reads through the crate's S3 source.
     let local = std::fs::read(&files[0]).unwrap();
-    let obj = S3Object::new(moto.client().await, bucket, &keys[0]);
+    let obj = Object::s3(moto.client().await, bucket, &keys[0]);
     let info = obj.info().await.unwrap();
     assert_eq!(info.size, local.len() as u64);
     assert_eq!(info.url, format!("s3://{bucket}/{}", keys[0]));

@@ -9,11 +9,13 @@ use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
 use icechunk::format::SnapshotId;
+use mursst::aws::{AwsSettings, S3Access};
 use mursst::discover::GranuleSource;
 use mursst::logging::{self, LogFormat};
 use mursst::pipeline::{self, Context, Progress, Report, Step, UpdateOptions};
-use mursst::source::{self, Counted, RangeRead, S3Settings};
-use mursst::store::writer::GridChunks;
+use mursst::source::{Counted, RangeRead};
+use mursst::store::create::GridChunks;
+use mursst::store::hygiene::Age;
 use mursst::store::{RepoLocation, StoreRepo};
 use mursst::validate::ValidateMode;
 
@@ -171,16 +173,16 @@ enum StoreCommand {
     /// Delete temporary branches older than an age (never main, never one in --keep).
     Prune {
         /// e.g. `7d`, `12h`.
-        #[arg(long, value_parser = parse_age)]
-        older_than: chrono::Duration,
+        #[arg(long)]
+        older_than: Age,
         /// Branches of runs still going.
         #[arg(long)]
         keep: Vec<String>,
     },
     /// Expire snapshots older than an age and delete what nothing reaches any more.
     Expire {
-        #[arg(long, value_parser = parse_age)]
-        older_than: chrono::Duration,
+        #[arg(long)]
+        older_than: Age,
     },
     /// main's commits, newest first, with the days each added.
     Log {
@@ -226,21 +228,6 @@ enum OpsCommand {
     Redrive { execution: String },
 }
 
-/// An age such as `7d`, `12h`, `30m` or `45s`.
-fn parse_age(text: &str) -> Result<chrono::Duration, String> {
-    let (n, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: i64 = n
-        .parse()
-        .map_err(|_| format!("{text:?}: expected e.g. 7d or 12h"))?;
-    match unit {
-        "d" => Ok(chrono::Duration::days(n)),
-        "h" => Ok(chrono::Duration::hours(n)),
-        "m" => Ok(chrono::Duration::minutes(n)),
-        "s" => Ok(chrono::Duration::seconds(n)),
-        _ => Err(format!("{text:?}: the unit is one of d, h, m, s")),
-    }
-}
-
 /// Where the store, the granules and the run artifacts are.
 #[derive(Args)]
 struct Locations {
@@ -275,34 +262,23 @@ struct CmrArgs {
 }
 
 impl CmrArgs {
-    /// `location` as a granule source, a CMR one searching this collection.
-    fn source(&self, location: &str, s3: &S3Settings) -> anyhow::Result<GranuleSource> {
-        let mut source = GranuleSource::parse(location, s3)?;
-        if let GranuleSource::Cmr { config, .. } = &mut source {
+    /// Search this collection if `source` is CMR.
+    fn apply(&self, source: &mut GranuleSource) {
+        if let GranuleSource::Cmr { config, .. } = source {
             config.url = self.url.clone();
             config.collection = self.collection.clone();
             config.provider = self.provider.clone();
         }
-        Ok(source)
     }
 }
 
 impl Locations {
     fn context(&self, progress: bool) -> anyhow::Result<Context> {
-        let s3 = S3Settings::from_env();
-        let source_s3 = S3Settings::source_from_env();
-        Ok(Context {
-            store: RepoLocation::parse(&self.store)?,
-            store_s3: s3.clone(),
-            source: self.cmr.source(&self.source, &source_s3)?,
-            source_s3,
-            artifacts: self.artifacts.clone(),
-            artifacts_s3: s3,
-            read_options: Default::default(),
-            concurrency: self.concurrency,
-            progress: progress.then(|| Arc::new(Bar::default()) as Arc<dyn Progress>),
-            defaults: Default::default(),
-        })
+        let mut ctx = Context::at(&self.store, &self.source, &self.artifacts)?;
+        self.cmr.apply(&mut ctx.source);
+        ctx.concurrency = self.concurrency;
+        ctx.progress = progress.then(|| Arc::new(Bar::default()) as Arc<dyn Progress>);
+        Ok(ctx)
     }
 }
 
@@ -524,8 +500,8 @@ async fn discover(
     lag_days: u32,
     limit: Option<usize>,
 ) -> anyhow::Result<serde_json::Value> {
-    let source_s3 = S3Settings::source_from_env();
-    let granules = cmr.source(source, &source_s3)?;
+    let mut granules = GranuleSource::parse(source, &S3Access::source_from_env())?;
+    cmr.apply(&mut granules);
     let today = end.unwrap_or_else(|| chrono::Utc::now().date_naive());
     if let Some(store) = store {
         let locations = Locations {
@@ -605,16 +581,16 @@ async fn store_command(
     json: bool,
 ) -> anyhow::Result<()> {
     let store = store.ok_or_else(|| anyhow::anyhow!("--store (or MURSST_STORE) is required"))?;
-    let s3 = S3Settings::from_env();
-    let repo = StoreRepo::open(&RepoLocation::parse(&store)?, &s3, &s3).await?;
+    let s3 = AwsSettings::from_env();
+    let repo = StoreRepo::open(&RepoLocation::parse(&store)?, &s3, &s3.clone().into()).await?;
     let now = chrono::Utc::now();
     let out = match action {
         StoreCommand::Branches => serde_json::to_value(repo.branches().await?)?,
         StoreCommand::Prune { older_than, keep } => {
-            serde_json::to_value(repo.prune_branches(now - older_than, &keep).await?)?
+            serde_json::to_value(repo.prune_branches(older_than.before(now), &keep).await?)?
         }
         StoreCommand::Expire { older_than } => {
-            serde_json::to_value(repo.expire_and_collect(now - older_than).await?)?
+            serde_json::to_value(repo.expire_and_collect(older_than.before(now)).await?)?
         }
         StoreCommand::Log { limit } => serde_json::to_value(repo.log(limit).await?)?,
         StoreCommand::Rollback { to } => {
@@ -634,7 +610,7 @@ async fn store_command(
 }
 
 async fn ops_command(action: OpsCommand) -> anyhow::Result<()> {
-    let settings = S3Settings::from_env();
+    let settings = AwsSettings::from_env();
     let ops = mursst::ops::Ops::new(&settings).await;
     let out = match action {
         OpsCommand::Start {
@@ -665,8 +641,12 @@ async fn ops_command(action: OpsCommand) -> anyhow::Result<()> {
                 "executions": ops.executions(&state_machine, limit).await?,
             });
             if let Some(store) = store {
-                let repo =
-                    StoreRepo::open(&RepoLocation::parse(&store)?, &settings, &settings).await?;
+                let repo = StoreRepo::open(
+                    &RepoLocation::parse(&store)?,
+                    &settings,
+                    &settings.clone().into(),
+                )
+                .await?;
                 let tip = repo.branch_tip("main").await?;
                 let state = repo.state_at(&tip).await?;
                 let leftover: Vec<String> = repo
@@ -817,7 +797,7 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
 
 async fn refs(granule: &str, stats: bool) -> anyhow::Result<()> {
     let start = Instant::now();
-    let reader = source::open(granule, &S3Settings::source_from_env()).await?;
+    let reader = mursst::objects::open(granule, &S3Access::source_from_env()).await?;
     let counted = Arc::new(Counted::new(reader));
     let refs = mursst::refs::index_granule(counted.as_ref() as &dyn RangeRead, &Default::default())
         .await?;

@@ -14,8 +14,8 @@ use super::{
     GenerateRefsOutput, MergeInput, PipelineError, Repoint, Reprocess, WriteInput, WriteOutput,
 };
 use crate::retry::Backoff;
+use crate::store::create::GridChunks;
 use crate::store::materialize::Materialized;
-use crate::store::writer::GridChunks;
 use crate::store::{StoreError, StoreRepo};
 use crate::validate::{ValidateMode, ValidationReport};
 
@@ -189,11 +189,11 @@ pub const ATTEMPTS: usize = 3;
 /// The chain, started over from the new `main` when another run moved it meanwhile.
 async fn run(ctx: &Context, input: DiscoverInput) -> Result<Report, PipelineError> {
     let mut attempt = 1;
-    let retries_before = crate::source::s3_retries();
+    let retries_before = crate::objects::s3_retries();
     loop {
         match Box::pin(run_once(ctx, input.clone())).await {
             Ok(mut report) => {
-                report.source_retries = crate::source::s3_retries() - retries_before;
+                report.source_retries = crate::objects::s3_retries() - retries_before;
                 return Ok(report);
             }
             Err(PipelineError::Store(StoreError::Conflict { branch, .. }))

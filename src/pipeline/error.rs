@@ -202,8 +202,11 @@ impl PipelineError {
             PipelineError::List(e) if e.is_retryable() => ErrorKind::Retryable,
             PipelineError::List(_) => ErrorKind::Failed,
             PipelineError::Artifact(e) => match e {
-                ArtifactError::Io { .. } | ArtifactError::S3 { .. } => ErrorKind::Retryable,
-                ArtifactError::Location(_) => ErrorKind::InvalidInput,
+                ArtifactError::Object {
+                    source: SourceError::BadUrl { .. },
+                    ..
+                } => ErrorKind::InvalidInput,
+                ArtifactError::Object { source, .. } => source_kind(source),
                 ArtifactError::Json { .. } | ArtifactError::NotFound { .. } => ErrorKind::Failed,
             },
             #[cfg(feature = "validate")]

@@ -11,15 +11,17 @@ use serde::{Deserialize, Serialize};
 
 use super::{Context, PipelineError, Run};
 use crate::artifacts::{self, ArtifactStore};
+use crate::aws::S3Access;
 use crate::codec;
 use crate::granule::Granule;
 use crate::hdf5::ReadOptions;
+use crate::objects;
 use crate::refs::{self, DataType, GranuleRefs};
-use crate::source::{self, Counted, RangeRead, S3Settings};
+use crate::source::{Counted, RangeRead};
 use crate::store::StoreError;
 use crate::store::layout::{self, Role, TIME};
+use crate::store::prepared::{self, PreparedGranule};
 use crate::store::values::Values;
-use crate::store::writer::{self, PreparedGranule};
 
 /// One Map iteration's input: the run and the granule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +140,7 @@ async fn reuse(
     if existing.is_empty() {
         return Ok(None);
     }
-    let object = source::open(&granule.url, &ctx.source_s3)
+    let object = objects::open(&granule.url, &ctx.source_s3)
         .await?
         .info()
         .await?;
@@ -162,10 +164,10 @@ async fn reuse(
 /// and bytes it took.
 pub async fn prepare_granule(
     granule: &Granule,
-    s3: &S3Settings,
+    s3: &S3Access,
     options: &ReadOptions,
 ) -> Result<(PreparedGranule, u64, u64), PipelineError> {
-    let reader = source::open(&granule.url, s3).await?;
+    let reader = objects::open(&granule.url, s3).await?;
     let counted = Arc::new(Counted::new(reader));
     let reader: &dyn RangeRead = counted.as_ref();
     let refs = refs::index_granule(reader, options)
@@ -187,7 +189,7 @@ pub async fn prepare_granule(
         route: Default::default(),
         native: Default::default(),
     };
-    writer::check_time(&prepared)?;
+    prepared::check_time(&prepared)?;
     Ok((prepared, counted.stats.requests(), counted.stats.bytes()))
 }
 

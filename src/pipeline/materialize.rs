@@ -15,12 +15,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{Context, PipelineError, Run};
 use crate::artifacts::{self, ArtifactStore};
-use crate::source::{ObjectInfo, RangeRead, S3Settings};
+use crate::aws::S3Access;
+use crate::source::{ObjectInfo, RangeRead};
 use crate::store::layout::ArrayMeta;
 use crate::store::materialize::{self as native, Materialized, NativeVariable};
+use crate::store::prepared::PreparedGranule;
 use crate::store::record::checksum;
 use crate::store::schema::StoreSchema;
-use crate::store::writer::PreparedGranule;
 use crate::store::{StoreError, StoreRepo};
 
 /// How long a day's native chunks stay usable by a commit. Until a commit references
@@ -198,10 +199,10 @@ pub async fn materialize(
 /// index the refs hold, or its bytes would be decoded at the wrong offsets.
 async fn open_unchanged(
     day: &PreparedGranule,
-    source: &S3Settings,
+    source: &S3Access,
 ) -> Result<Arc<dyn RangeRead>, PipelineError> {
     let url = &day.refs.object.url;
-    let reader = crate::source::open(url, source).await?;
+    let reader = crate::objects::open(url, source).await?;
     let now = reader.info().await?;
     if !same_version(&now, &day.refs.object) {
         return Err(PipelineError::SourceChanged {

@@ -55,9 +55,9 @@ pub use write::{
     write_branch,
 };
 
+use crate::aws::{AwsSettings, S3Access};
 use crate::discover::GranuleSource;
 use crate::hdf5::ReadOptions;
-use crate::source::S3Settings;
 use crate::store::RepoLocation;
 
 /// The variables the existing production store keeps.
@@ -83,12 +83,15 @@ pub trait Progress: Send + Sync {
 #[derive(Clone)]
 pub struct Context {
     pub store: RepoLocation,
-    pub store_s3: S3Settings,
+    /// icechunk builds its own client for the store from these.
+    pub store_s3: AwsSettings,
     pub source: GranuleSource,
-    pub source_s3: S3Settings,
+    /// How granules are read (and the store's virtual chunks authorized); its client is
+    /// built once and shared by every clone of the context.
+    pub source_s3: S3Access,
     /// A directory or `s3://` prefix for run artifacts.
     pub artifacts: String,
-    pub artifacts_s3: S3Settings,
+    pub artifacts_s3: S3Access,
     pub read_options: ReadOptions,
     /// Granules indexed at once when steps are chained in one process.
     pub concurrency: usize,
@@ -106,11 +109,11 @@ impl Context {
     ) -> Self {
         Self {
             store: RepoLocation::Local(store.into()),
-            store_s3: S3Settings::default(),
+            store_s3: AwsSettings::default(),
             source: GranuleSource::Local(granules.into()),
-            source_s3: S3Settings::default(),
+            source_s3: S3Access::default(),
             artifacts: default_artifacts(),
-            artifacts_s3: S3Settings::default(),
+            artifacts_s3: S3Access::default(),
             read_options: ReadOptions::default(),
             concurrency: 4,
             progress: None,
@@ -120,8 +123,28 @@ impl Context {
 }
 
 impl Context {
-    /// The configuration a Lambda gets: `MURSST_STORE`, `MURSST_SOURCE` and
-    /// `MURSST_ARTIFACTS` (locations), S3 settings from the standard `AWS_*` variables.
+    /// The store, granule source and artifact root at these locations (paths, `s3://`
+    /// URLs, or `cmr` for the source), reached with the settings of the standard `AWS_*`
+    /// variables (and an Earthdata login for granules, when one is configured).
+    pub fn at(store: &str, source: &str, artifacts: &str) -> Result<Self, PipelineError> {
+        let s3 = AwsSettings::from_env();
+        let source_s3 = S3Access::source_from_env();
+        Ok(Self {
+            store: RepoLocation::parse(store)?,
+            store_s3: s3.clone(),
+            source: GranuleSource::parse(source, &source_s3)?,
+            source_s3,
+            artifacts: artifacts.to_string(),
+            artifacts_s3: s3.into(),
+            read_options: ReadOptions::default(),
+            concurrency: 4,
+            progress: None,
+            defaults: RunDefaults::default(),
+        })
+    }
+
+    /// The configuration a Lambda gets: [`Self::at`] the locations in `MURSST_STORE`,
+    /// `MURSST_SOURCE` and `MURSST_ARTIFACTS`, with the run defaults of the environment.
     pub async fn from_env() -> Result<Self, PipelineError> {
         let var = |name: &'static str| {
             std::env::var(name)
@@ -129,19 +152,13 @@ impl Context {
                 .filter(|v| !v.is_empty())
                 .ok_or(PipelineError::MissingSetting { name })
         };
-        let s3 = S3Settings::from_env();
-        let source_s3 = S3Settings::source_from_env();
         Ok(Self {
-            store: RepoLocation::parse(&var("MURSST_STORE")?)?,
-            store_s3: s3.clone(),
-            source: GranuleSource::parse(&var("MURSST_SOURCE")?, &source_s3)?,
-            source_s3,
-            artifacts: var("MURSST_ARTIFACTS")?,
-            artifacts_s3: s3,
-            read_options: ReadOptions::default(),
-            concurrency: 4,
-            progress: None,
             defaults: RunDefaults::from_env()?,
+            ..Self::at(
+                &var("MURSST_STORE")?,
+                &var("MURSST_SOURCE")?,
+                &var("MURSST_ARTIFACTS")?,
+            )?
         })
     }
 }

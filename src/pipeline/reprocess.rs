@@ -11,8 +11,9 @@ use icechunk::format::manifest::{Checksum, ChunkPayload};
 use serde::{Deserialize, Serialize};
 
 use super::PipelineError;
+use crate::aws::S3Access;
 use crate::granule::Granule;
-use crate::source::{self, S3Settings};
+use crate::objects;
 use crate::store::layout::{array_path, store_chunk_index};
 use crate::store::record;
 use crate::store::{SessionStores, StoreError, StoreRepo, StoreState};
@@ -127,7 +128,7 @@ pub async fn changed(
     stores: &SessionStores,
     state: &StoreState,
     listed: &[Granule],
-    s3: &S3Settings,
+    s3: &S3Access,
 ) -> Result<Vec<(Granule, Repoint)>, PipelineError> {
     let stored = listed.iter().filter(|g| state.holds(g.date));
     let pinned: Vec<(&Granule, Option<Recorded>)> = futures::stream::iter(stored)
@@ -157,7 +158,7 @@ pub async fn changed(
             })
         })?;
         Some(async move {
-            let current = source::open(&g.url, s3).await?.info().await?;
+            let current = objects::open(&g.url, s3).await?.info().await?;
             let now = record::checksum(&current);
             let reason = if recorded.url != current.url {
                 format!(

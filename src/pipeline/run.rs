@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Context, PipelineError, Reprocess};
 use crate::store::StoreError;
-use crate::store::writer::GridChunks;
+use crate::store::create::GridChunks;
 use crate::validate::ValidateMode;
 
 /// Who a run is and what it was asked to do.

@@ -12,11 +12,13 @@ use super::materialize::{NativeJob, attach_native};
 use super::run::snapshot_id;
 use super::{Context, GenerateRefsOutput, PipelineError, Run};
 use crate::artifacts::ArtifactStore;
+use crate::store::create::{self, NewStore};
 use crate::store::layout::Role;
 use crate::store::materialize::Materialized;
+use crate::store::prepared::PreparedGranule;
 use crate::store::record::CommitRecord;
 use crate::store::schema::StoreSchema;
-use crate::store::writer::{self, NewStore, PreparedGranule};
+use crate::store::writer;
 use crate::store::{SessionStores, StoreError, StoreRepo, StoreState, schema};
 
 /// The run and what its Map iterations generated.
@@ -266,7 +268,7 @@ impl SchemaSplit {
                 (None, Some(schema)) => schema::check(&day.refs, &day.coordinates, schema),
                 (None, None) => {
                     let new = new_store(run, &day);
-                    writer::new_schema(&day, &new.variables, new.chunks.as_ref()).and_then(
+                    create::new_schema(&day, &new.variables, new.chunks.as_ref()).and_then(
                         |schema| {
                             let route = schema::check(&day.refs, &day.coordinates, &schema);
                             created = Some(schema);

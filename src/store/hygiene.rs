@@ -20,6 +20,45 @@ use super::{StoreError, StoreRepo};
 /// Prefix of the branches runs write before `main` moves.
 pub const RUN_BRANCH_PREFIX: &str = "add_time_";
 
+/// How old a branch or snapshot must be before hygiene removes it: `7d`, `12h`, `30m`
+/// or `45s` on a command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Age(pub chrono::Duration);
+
+/// An age that is not a whole number followed by one of `d`, `h`, `m`, `s`.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?}: expected an age such as 7d, 12h, 30m or 45s")]
+pub struct BadAge {
+    text: String,
+}
+
+impl std::str::FromStr for Age {
+    type Err = BadAge;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || BadAge { text: text.into() };
+        let (n, unit) = text.split_at(text.len().saturating_sub(1));
+        let n: i64 = n.parse().map_err(|_| bad())?;
+        let age = match unit {
+            "d" => chrono::Duration::try_days(n),
+            "h" => chrono::Duration::try_hours(n),
+            "m" => chrono::Duration::try_minutes(n),
+            "s" => chrono::Duration::try_seconds(n),
+            _ => None,
+        };
+        age.filter(|a| *a >= chrono::Duration::zero())
+            .map(Age)
+            .ok_or_else(bad)
+    }
+}
+
+impl Age {
+    /// The moment `self` before `now`.
+    pub fn before(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - self.0
+    }
+}
+
 /// A branch and what its tip holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BranchInfo {
@@ -219,4 +258,22 @@ fn gc_config(cutoff: DateTime<Utc>) -> GCConfig {
         None,
         false,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_parse_with_their_unit_and_refuse_anything_else() {
+        let age = |t: &str| t.parse::<Age>().map(|a| a.0);
+        assert_eq!(age("7d").unwrap(), chrono::Duration::days(7));
+        assert_eq!(age("12h").unwrap(), chrono::Duration::hours(12));
+        assert_eq!(age("30m").unwrap(), chrono::Duration::minutes(30));
+        assert_eq!(age("0s").unwrap(), chrono::Duration::zero());
+        for bad in ["", "7", "d", "7w", "-1d", "1.5h", "99999999999999d"] {
+            let err = age(bad).unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        }
+    }
 }

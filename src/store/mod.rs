@@ -5,12 +5,15 @@
 //! moves branches; `session` is one session seen through both icechunk's and zarrs'
 //! store APIs; `state` reads what a snapshot holds; `layout` is the typed Zarr metadata;
 //! `values` the typed buffers of real arrays; `attributes` combines global attributes
-//! across days; `schema` decides whether a granule fits; `writer` appends days.
+//! across days; `schema` decides whether a granule fits; `prepared` is the day a generate-refs step
+//! hands on; `create` lays out a new store from its first day; `writer` appends days.
 
 pub mod attributes;
+pub mod create;
 pub mod hygiene;
 pub mod layout;
 pub mod materialize;
+pub mod prepared;
 pub mod record;
 pub mod repository;
 pub mod schema;

@@ -24,7 +24,8 @@ use super::StoreError;
 use super::record::{CommitRecord, SourceVersion};
 use super::session::SessionStores;
 use super::state::{StoreState, read_state};
-use crate::source::{Location, S3Settings};
+use crate::aws::{AwsSettings, S3Access};
+use crate::source::Location;
 
 /// Days of references per manifest: appending a day rewrites at most one split.
 pub const TIME_SPLIT_SIZE: u32 = 64;
@@ -51,7 +52,10 @@ impl RepoLocation {
         }
     }
 
-    async fn storage(&self, s3: &S3Settings) -> Result<Arc<dyn Storage + Send + Sync>, StoreError> {
+    async fn storage(
+        &self,
+        s3: &AwsSettings,
+    ) -> Result<Arc<dyn Storage + Send + Sync>, StoreError> {
         match self {
             RepoLocation::Local(path) => icechunk::new_local_filesystem_storage(path)
                 .await
@@ -60,7 +64,7 @@ impl RepoLocation {
                 s3_options(s3),
                 bucket.clone(),
                 (!prefix.is_empty()).then(|| prefix.clone()),
-                Some(s3_credentials(s3)),
+                Some(s3_credentials(s3, None)),
                 Vec::new(),
                 Vec::new(),
                 None,
@@ -73,7 +77,7 @@ impl RepoLocation {
 impl RepoLocation {
     /// The location as error messages give it: with the custom S3 endpoint, if any, so
     /// "connection refused" says where.
-    fn describe(&self, s3: &S3Settings) -> String {
+    fn describe(&self, s3: &AwsSettings) -> String {
         match (self, &s3.endpoint) {
             (RepoLocation::S3 { .. }, Some(endpoint)) => format!("{self} (endpoint {endpoint})"),
             _ => self.to_string(),
@@ -90,7 +94,7 @@ impl std::fmt::Display for RepoLocation {
     }
 }
 
-fn s3_options(s3: &S3Settings) -> S3Options {
+fn s3_options(s3: &AwsSettings) -> S3Options {
     let mut options = S3Options::default()
         .with_region(s3.region.clone().unwrap_or_else(|| "us-west-2".into()))
         .with_anonymous(s3.anonymous)
@@ -103,13 +107,17 @@ fn s3_options(s3: &S3Settings) -> S3Options {
     options
 }
 
-fn s3_credentials(s3: &S3Settings) -> S3Credentials {
+/// icechunk's credentials for `s3`, or PO.DAAC's through an Earthdata login.
+fn s3_credentials(
+    s3: &AwsSettings,
+    earthdata: Option<&crate::credentials::EdlSettings>,
+) -> S3Credentials {
     if s3.anonymous {
         return S3Credentials::Anonymous;
     }
-    if let Some(edl) = &s3.edl {
+    if let Some(login) = earthdata {
         return S3Credentials::Refreshable(Arc::new(crate::credentials::PodaacFetcher(
-            edl.clone(),
+            login.clone(),
         )));
     }
     match &s3.credentials {
@@ -129,10 +137,10 @@ fn s3_credentials(s3: &S3Settings) -> S3Credentials {
 pub enum SourceRoot<'a> {
     /// A local directory of granules.
     Local(&'a std::path::Path),
-    /// An S3 prefix (`s3://bucket/prefix/`), read with `settings`.
+    /// An S3 prefix (`s3://bucket/prefix/`), read through `s3`.
     S3 {
         url_prefix: String,
-        settings: &'a S3Settings,
+        s3: &'a S3Access,
     },
 }
 
@@ -151,11 +159,11 @@ impl SourceRoot<'_> {
         }
     }
 
-    fn settings(&self) -> &S3Settings {
-        static NONE: std::sync::OnceLock<S3Settings> = std::sync::OnceLock::new();
+    fn s3(&self) -> &S3Access {
+        static NONE: std::sync::OnceLock<S3Access> = std::sync::OnceLock::new();
         match self {
-            SourceRoot::S3 { settings, .. } => settings,
-            SourceRoot::Local(_) => NONE.get_or_init(S3Settings::default),
+            SourceRoot::S3 { s3, .. } => s3,
+            SourceRoot::Local(_) => NONE.get_or_init(S3Access::default),
         }
     }
 }
@@ -164,10 +172,10 @@ impl SourceRoot<'_> {
 pub fn container_for(root: &SourceRoot<'_>) -> Result<VirtualChunkContainer, StoreError> {
     let store = match root {
         SourceRoot::Local(dir) => ObjectStoreConfig::LocalFileSystem(dir.to_path_buf()),
-        SourceRoot::S3 { settings, .. } if settings.endpoint.is_some() => {
-            ObjectStoreConfig::S3Compatible(s3_options(settings))
+        SourceRoot::S3 { s3, .. } if s3.settings().endpoint.is_some() => {
+            ObjectStoreConfig::S3Compatible(s3_options(s3.settings()))
         }
-        SourceRoot::S3 { settings, .. } => ObjectStoreConfig::S3(s3_options(settings)),
+        SourceRoot::S3 { s3, .. } => ObjectStoreConfig::S3(s3_options(s3.settings())),
     };
     VirtualChunkContainer::new(root.url_prefix(), store)
         .map_err(|e| StoreError::icechunk("virtual chunk container", e))
@@ -221,7 +229,7 @@ impl StoreRepo {
     /// format `spec_version` (1 for icechunk 1.x readers; `None`: the current one).
     pub async fn create(
         location: &RepoLocation,
-        store_s3: &S3Settings,
+        store_s3: &AwsSettings,
         source: &SourceRoot<'_>,
         spec_version: Option<u8>,
     ) -> Result<Self, StoreError> {
@@ -245,7 +253,7 @@ impl StoreRepo {
         let repo = Repository::create(storage)
             .spec_version(spec)
             .config(repo_config(Some(container.clone())))
-            .authorize_virtual_chunk_access(authorizations([&container], source.settings()))
+            .authorize_virtual_chunk_access(authorizations([&container], source.s3()))
             .execute()
             .await
             .map_err(|e| StoreError::icechunk(format!("creating {place}"), e))?;
@@ -261,11 +269,11 @@ impl StoreRepo {
     }
 
     /// Open an existing repository (spec v1 or v2, without migrating it), authorizing
-    /// reads from every container its config declares, with `source_s3` for S3 ones.
+    /// reads from every container its config declares, through `source_s3` for S3 ones.
     pub async fn open(
         location: &RepoLocation,
-        store_s3: &S3Settings,
-        source_s3: &S3Settings,
+        store_s3: &AwsSettings,
+        source_s3: &S3Access,
     ) -> Result<Self, StoreError> {
         let storage = location.storage(store_s3).await?;
         let place = location.describe(store_s3);
@@ -493,14 +501,14 @@ impl StoreRepo {
 
 fn authorizations<'a>(
     containers: impl IntoIterator<Item = &'a VirtualChunkContainer>,
-    s3: &S3Settings,
+    s3: &S3Access,
 ) -> HashMap<String, Option<Credentials>> {
     containers
         .into_iter()
         .map(|c| {
             let creds = match c.store {
                 ObjectStoreConfig::LocalFileSystem(_) => Credentials::LocalFileSystemAccess,
-                _ => Credentials::S3(s3_credentials(s3)),
+                _ => Credentials::S3(s3_credentials(s3.settings(), s3.earthdata())),
             };
             (c.url_prefix().to_string(), Some(creds))
         })

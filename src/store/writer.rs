@@ -2,78 +2,22 @@
 //! write the new time values, set (or re-point) the virtual references, combine global
 //! attributes, and commit with the days recorded in the snapshot properties.
 
-use std::collections::{BTreeMap, HashMap};
-
-use chrono::NaiveDateTime;
-use icechunk::format::SnapshotId;
 use icechunk::format::manifest::{VirtualChunkLocation, VirtualChunkRef};
 use icechunk::store::SetVirtualRefsResult;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use zarrs::array::ArraySubset;
 
 use super::StoreError;
 use super::attributes;
-use super::layout::{self, Role, TIME, array_path, store_chunk_index, time_step_chunks};
+use super::create::{NewStore, create_layout};
+use super::layout::{TIME, array_path, store_chunk_index, time_step_chunks};
 use super::materialize::{Materialized, NativeVariable};
+use super::prepared::PreparedGranule;
 use super::record::{CommitRecord, SourceVersion, checksum};
-use super::schema::{Route, StoreSchema};
 use super::session::SessionStores;
 use super::state::StoreState;
 use super::values::{Values, range_1d};
-use crate::granule::{self, Granule};
-use crate::refs::{ChunkData, ChunkRef, GranuleRefs, Variable};
-
-/// A granule ready to be written: its references and the values the store copies from
-/// it. This is what the generate-refs step hands the commit step, as an artifact.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PreparedGranule {
-    pub granule: Granule,
-    pub refs: GranuleRefs,
-    /// The granule's `time` value, in seconds since `time_epoch`.
-    pub time_seconds: i64,
-    pub time_epoch: NaiveDateTime,
-    /// Decoded static coordinates (little-endian bytes), by name.
-    #[serde(with = "base64_values")]
-    pub coordinates: HashMap<String, Vec<u8>>,
-    /// Which variables are materialized rather than referenced (set by the schema
-    /// check of the write step).
-    #[serde(default, skip_serializing_if = "Route::is_virtual")]
-    pub route: Route,
-    /// The route's native variables, materialized (attached by the write step from the
-    /// materialize step's artifact).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub native: BTreeMap<String, NativeVariable>,
-}
-
-/// Coordinates as base64 strings: a third of the size of JSON number arrays.
-mod base64_values {
-    use std::collections::HashMap;
-
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &HashMap<String, Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        let encoded: std::collections::BTreeMap<&String, String> =
-            v.iter().map(|(k, b)| (k, STANDARD.encode(b))).collect();
-        encoded.serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<HashMap<String, Vec<u8>>, D::Error> {
-        HashMap::<String, String>::deserialize(d)?
-            .into_iter()
-            .map(|(k, v)| {
-                STANDARD
-                    .decode(v)
-                    .map(|b| (k, b))
-                    .map_err(serde::de::Error::custom)
-            })
-            .collect()
-    }
-}
+use crate::refs::{ChunkData, ChunkRef, Variable};
 
 /// What a write did: the commit, what it records, and what materializing took.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,178 +46,6 @@ pub(crate) fn chunk_refs<'a>(
             )),
         })
         .collect()
-}
-
-/// The layout a new store takes from its first granule, keeping `variables`, with each
-/// data array chunked `(1, lat, lon)` as `chunks` says for it (clamped to the grid), else
-/// today's producer layout on the full MUR grid, else as the first granule is, and
-/// encoded with the producer's codecs (shuffle, then deflate at the first granule's
-/// level): what every later day of the same `init` must fit or be materialized onto,
-/// checked before anything is written.
-pub fn new_schema(
-    first: &PreparedGranule,
-    variables: &[String],
-    chunks: Option<&GridChunks>,
-) -> Result<StoreSchema, StoreError> {
-    let refs = &first.refs;
-    let g = refs.object.url.as_str();
-    if let Some(GridChunks::ByVariable(by)) = chunks
-        && let Some(unknown) = by.keys().find(|k| *k != "*" && !variables.contains(k))
-    {
-        return Err(StoreError::metadata(
-            unknown,
-            format!("chunks are given for it, but the store keeps only {variables:?}"),
-        ));
-    }
-    let mut arrays = std::collections::BTreeMap::new();
-    let time_var = refs
-        .variable(TIME)
-        .ok_or_else(|| StoreError::schema(g, TIME, "variable", "missing from the granule"))?;
-    arrays.insert(TIME.to_string(), layout::time_array(time_var, 0)?);
-    let mut coordinate_names: Vec<String> = Vec::new();
-    for name in variables {
-        let var = refs.variable(name).ok_or_else(|| {
-            StoreError::schema(
-                g,
-                name.clone(),
-                "variable",
-                "requested but missing from the granule",
-            )
-        })?;
-        arrays.insert(name.clone(), new_data_array(g, var, chunks)?);
-        for dim in var.dimensions.iter().skip(1) {
-            if !coordinate_names.contains(dim) && refs.variable(dim).is_some() {
-                coordinate_names.push(dim.clone());
-            }
-        }
-    }
-    let mut coordinates = HashMap::new();
-    for name in coordinate_names {
-        let var = refs
-            .variable(&name)
-            .ok_or_else(|| StoreError::metadata(&name, "missing"))?;
-        let meta = layout::coordinate_array(var);
-        let bytes = first.coordinates.get(&name).ok_or_else(|| {
-            StoreError::metadata(&name, "coordinate values were not read from the granule")
-        })?;
-        if Values::from_le_bytes(meta.data_type, bytes.clone()).is_none() {
-            return Err(StoreError::metadata(
-                &name,
-                format!(
-                    "{} bytes are not {} values",
-                    bytes.len(),
-                    meta.data_type.zarr_v3_name()
-                ),
-            ));
-        }
-        coordinates.insert(name.clone(), bytes.clone());
-        arrays.insert(name, meta);
-    }
-    Ok(StoreSchema {
-        arrays,
-        coordinates,
-    })
-}
-
-/// A new store's array for data variable `var` of granule `g`: the producer's codecs,
-/// chunked as `chunks` says for it, else as the producer chunks the full MUR grid, else
-/// as the granule is.
-fn new_data_array(
-    g: &str,
-    var: &Variable,
-    chunks: Option<&GridChunks>,
-) -> Result<layout::ArrayMeta, StoreError> {
-    let name = &var.name;
-    if layout::role(var) != Role::Data {
-        return Err(StoreError::schema(
-            g,
-            name.clone(),
-            "dimension_names",
-            format!("{:?} does not start with time", var.dimensions),
-        ));
-    }
-    let mut meta = layout::data_array(var, 0);
-    let level = meta.codecs.zlib_level();
-    meta.codecs = layout::CodecChain::producer(
-        var.dtype,
-        var.endian,
-        level.unwrap_or(layout::PRODUCER_DEFLATE_LEVEL),
-    );
-    let producer =
-        (var.shape.get(1..) == Some(&layout::MUR_GRID[..])).then_some(&layout::PRODUCER_CHUNKS[..]);
-    match (chunks.and_then(|c| c.for_variable(name)), producer) {
-        (Some(target), _) if target.len() != 2 || target.contains(&0) => {
-            return Err(StoreError::metadata(
-                name,
-                format!("chunks {target:?}: expected two positive sizes, (lat, lon)"),
-            ));
-        }
-        (Some(target), _) | (None, Some(target)) => meta.set_grid_chunks(target),
-        (None, None) => {}
-    }
-    Ok(meta)
-}
-
-/// Create the group and arrays of a new store from its first granule, with the static
-/// coordinates written as real chunks.
-async fn create_layout(
-    stores: &SessionStores,
-    first: &PreparedGranule,
-    variables: &[String],
-    chunks: Option<&GridChunks>,
-) -> Result<StoreState, StoreError> {
-    let schema = new_schema(first, variables, chunks)?;
-    stores.set_group(Map::new()).await?;
-    for (name, meta) in &schema.arrays {
-        stores.set_array(name, meta).await?;
-    }
-    for (name, bytes) in &schema.coordinates {
-        let meta = &schema.arrays[name];
-        let values = Values::from_le_bytes(meta.data_type, bytes.clone())
-            .ok_or_else(|| StoreError::metadata(name, "coordinate values"))?;
-        let array = stores.array(name).await?;
-        values
-            .write(&array, &ArraySubset::new_with_shape(meta.shape.clone()))
-            .await?;
-    }
-    Ok(StoreState {
-        snapshot: SnapshotId::random(),
-        group_attributes: Map::new(),
-        schema,
-        days: 0,
-        first_day: None,
-        last_day: None,
-        time_epoch: first.time_epoch,
-    })
-}
-
-/// What a store created by a write keeps, and how its data arrays are chunked.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NewStore {
-    pub variables: Vec<String>,
-    /// `(lat, lon)` chunk shapes of the data arrays; `None`: see [`new_schema`].
-    pub chunks: Option<GridChunks>,
-}
-
-/// The `(lat, lon)` chunk shape a new store gives its data arrays: one for all (JSON
-/// `[1023, 2047]`), or by variable, `"*"` for the rest (JSON `{"mask": [1447, 2895],
-/// "*": [1023, 2047]}`). A variable it does not name gets the default of
-/// [`new_schema`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum GridChunks {
-    All(Vec<u64>),
-    ByVariable(BTreeMap<String, Vec<u64>>),
-}
-
-impl GridChunks {
-    /// The shape for data array `name`, if this names one.
-    pub fn for_variable(&self, name: &str) -> Option<&[u64]> {
-        match self {
-            GridChunks::All(shape) => Some(shape),
-            GridChunks::ByVariable(by) => by.get(name).or_else(|| by.get("*")).map(Vec::as_slice),
-        }
-    }
 }
 
 /// Write `days` to the session and commit: a day the store already holds is re-pointed
@@ -537,24 +309,4 @@ async fn set_references(
         ));
     }
     Ok(count)
-}
-
-/// Check a prepared day's time value is 09:00 UTC of its file name's date.
-pub(crate) fn check_time(day: &PreparedGranule) -> Result<(), StoreError> {
-    let expected = granule::time_value(day.granule.date)
-        - (day.time_epoch - granule::time_epoch()).num_seconds();
-    if day.time_seconds != expected {
-        return Err(StoreError::schema(
-            day.refs.object.url.clone(),
-            TIME,
-            "values",
-            format!(
-                "time is {} ({}), but the file name says {}",
-                day.time_seconds,
-                granule::date_of(day.time_epoch, day.time_seconds),
-                day.granule.date
-            ),
-        ));
-    }
-    Ok(())
 }

@@ -1,8 +1,8 @@
 //! A committed branch, the days to check on it, and the order the checks run in.
 
 use super::{Rule, ValidateMode, ValidationError, ValidationReport, compare, rules};
-use crate::source::S3Settings;
-use crate::store::writer::PreparedGranule;
+use crate::aws::S3Access;
+use crate::store::prepared::PreparedGranule;
 use crate::store::{SessionStores, StoreState};
 
 /// A committed branch and what it should hold: the state it started from (`None` when
@@ -58,7 +58,7 @@ pub async fn validate(
     days: &[PreparedGranule],
     mode: ValidateMode,
     seed: u64,
-    s3: &S3Settings,
+    s3: &S3Access,
 ) -> Result<ValidationReport, ValidationError> {
     let branch = Branch {
         stores,
@@ -76,7 +76,7 @@ pub async fn check(
     branch: &Branch<'_>,
     mode: ValidateMode,
     seed: u64,
-    s3: &S3Settings,
+    s3: &S3Access,
 ) -> Result<ValidationReport, ValidationError> {
     let mut report = ValidationReport {
         mode,

@@ -12,9 +12,11 @@ use zarrs_icechunk::AsyncIcechunkStore;
 
 use super::sparse::{OpenError, SparseCopy, Window};
 use super::{Branch, Rule, SAMPLE_CHUNKS, ValidateMode, ValidationError, failed};
+use crate::aws::S3Access;
 use crate::error::BoxError;
+use crate::objects;
 use crate::refs::DataType;
-use crate::source::{self, Location, S3Settings, SourceError};
+use crate::source::{Location, SourceError};
 use crate::store::StoreError;
 use crate::store::values::{Element, with_element_type};
 
@@ -32,7 +34,7 @@ pub(super) async fn compare_data(
     branch: &Branch<'_>,
     mode: ValidateMode,
     seed: u64,
-    s3: &S3Settings,
+    s3: &S3Access,
 ) -> Result<Compared, ValidationError> {
     let mut compared = Compared::default();
     for day in branch.days {
@@ -78,7 +80,7 @@ enum OracleFile {
 }
 
 impl OracleFile {
-    async fn open(url: &str, tmp: &Path, s3: &S3Settings) -> Result<Self, ValidationError> {
+    async fn open(url: &str, tmp: &Path, s3: &S3Access) -> Result<Self, ValidationError> {
         let location = Location::parse(url).map_err(|e| oracle_error(url, "", e))?;
         if let Location::Local(path) = location {
             let file = tokio::task::spawn_blocking(move || {
@@ -97,7 +99,7 @@ impl OracleFile {
                 url: url.to_string(),
             });
         }
-        let reader = source::open(url, s3)
+        let reader = objects::open(url, s3)
             .await
             .map_err(|e| fetch_error(url, "", e))?;
         let copy = SparseCopy::open(reader, tmp)

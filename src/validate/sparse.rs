@@ -431,7 +431,7 @@ mod tests {
 
         // Nothing planned: every chunk libhdf5 reads is fetched when it asks.
         let copies = tempfile::tempdir().unwrap();
-        let source = Arc::new(crate::source::LocalFile::new(&path).unwrap());
+        let source = Arc::new(crate::objects::Object::local(&path).unwrap());
         let copy = SparseCopy::open(source.clone(), copies.path())
             .await
             .unwrap();

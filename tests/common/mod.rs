@@ -22,7 +22,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use mursst::hdf5::{FileMetadata, Hdf5Error, ReadOptions, read_metadata};
-use mursst::source::{Counted, LocalFile, ObjectInfo, RangeRead, ReadStats, SourceError};
+use mursst::objects::Object;
+use mursst::source::{Counted, ObjectInfo, RangeRead, ReadStats, SourceError};
 
 /// libhdf5 is built without thread safety and netCDF-C shares it: one user at a time.
 pub fn libhdf5_lock() -> mursst::oracle::Guard {
@@ -34,7 +35,7 @@ pub fn read_file(
     path: &Path,
     options: &ReadOptions,
 ) -> (Result<FileMetadata, Hdf5Error>, Arc<ReadStats>) {
-    let src = Arc::new(Counted::new(Arc::new(LocalFile::new(path).unwrap())));
+    let src = Arc::new(Counted::new(Arc::new(Object::local(path).unwrap())));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -615,10 +615,10 @@ impl SfnEnv {
         mursst::pipeline::Context {
             store: mursst::store::RepoLocation::parse(STORE).unwrap(),
             store_s3: s3.clone(),
-            source: mursst::discover::GranuleSource::parse(SOURCE, &s3).unwrap(),
-            source_s3: s3.clone(),
+            source: mursst::discover::GranuleSource::parse(SOURCE, &s3.clone().into()).unwrap(),
+            source_s3: s3.clone().into(),
             artifacts: ARTIFACTS.into(),
-            artifacts_s3: s3,
+            artifacts_s3: s3.into(),
             read_options: Default::default(),
             concurrency: 2,
             progress: None,

@@ -236,24 +236,28 @@ impl MotoServer {
     }
 
     /// Settings for a client of this server: path-style, static dummy credentials.
-    pub fn s3_settings(&self) -> mursst::source::S3Settings {
-        mursst::source::S3Settings {
+    pub fn s3_settings(&self) -> mursst::aws::AwsSettings {
+        mursst::aws::AwsSettings {
             endpoint: Some(self.endpoint()),
             region: Some(MOTO_REGION.to_string()),
             force_path_style: true,
-            credentials: Some(mursst::source::StaticCredentials {
+            credentials: Some(mursst::aws::StaticCredentials {
                 access_key_id: "testing".into(),
                 secret_access_key: "testing".into(),
                 session_token: None,
             }),
             anonymous: false,
-            edl: None,
         }
+    }
+
+    /// [`Self::s3_settings`] with a client of its own (built on first use).
+    pub fn s3_access(&self) -> mursst::aws::S3Access {
+        self.s3_settings().into()
     }
 
     /// An S3 client for this server.
     pub async fn client(&self) -> aws_sdk_s3::Client {
-        self.s3_settings().client().await
+        self.s3_access().client().await
     }
 
     /// Create `bucket` in [`MOTO_REGION`].
