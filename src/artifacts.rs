@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::aws::S3Access;
+use crate::error::ErrorKind;
 use crate::objects::{self, ObjectStore};
 use crate::source::{Location, ObjectInfo, SourceError};
 
@@ -56,9 +57,12 @@ impl ArtifactError {
         }
     }
 
-    /// Whether trying again may work (the store failed, not the artifact).
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Object { source, .. } if source.is_retryable())
+    /// The object store's failure decides; an artifact missing or unreadable is final.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Object { source, .. } => source.kind(),
+            Self::Json { .. } | Self::NotFound { .. } => ErrorKind::Failed,
+        }
     }
 }
 

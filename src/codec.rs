@@ -28,6 +28,18 @@ pub enum DecodeError {
     },
 }
 
+impl DecodeError {
+    /// The source's failure decides; bytes that do not decode fail the same way again.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            DecodeError::Source(e) => e.kind(),
+            DecodeError::Corrupt { .. } | DecodeError::Layout { .. } => {
+                crate::error::ErrorKind::Failed
+            }
+        }
+    }
+}
+
 /// Why one chunk's bytes do not decode.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::S3Access;
 use crate::cmr::{CmrClient, CmrConfig, ResolvedDuplicate, Unusable};
+use crate::error::ErrorKind;
 use crate::granule::{self, Granule};
 use crate::objects::{LocalDir, ObjectStore, S3Bucket};
 use crate::source::{Location, SourceError};
@@ -43,9 +44,13 @@ pub enum ListError {
 impl ListError {
     /// Whether listing again may work (throttling, 5xx, a dropped connection).
     pub fn is_retryable(&self) -> bool {
+        self.kind() == ErrorKind::Retryable
+    }
+
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            ListError::Source(e) => e.is_retryable(),
-            ListError::Catalog(e) => e.is_retryable(),
+            ListError::Source(e) => e.kind(),
+            ListError::Catalog(e) => ErrorKind::retryable_if(e.is_retryable()),
         }
     }
 }

@@ -43,6 +43,20 @@ pub enum RefsError {
     },
 }
 
+impl RefsError {
+    /// A layout this store cannot reference rejects the granule; a read of it may pass
+    /// next time; anything else about its bytes is final.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            RefsError::Hdf5(h) => match &h.kind {
+                hdf5::Hdf5ErrorKind::Source(s) => s.kind(),
+                _ => crate::error::ErrorKind::Failed,
+            },
+            RefsError::Unsupported { .. } => crate::error::ErrorKind::SchemaRejected,
+        }
+    }
+}
+
 /// Numeric element types a virtual Zarr array can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

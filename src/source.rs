@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use crate::error::{BoxError, error_chain};
+use crate::error::{BoxError, ErrorKind, error_chain};
 
 /// Errors reading a granule object; each names the object it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,15 @@ fn endpoint_note(endpoint: &Option<String>) -> String {
 }
 
 impl SourceError {
+    /// A location that does not parse is the caller's mistake; the rest may pass on
+    /// their own or not, as [`Self::is_retryable`] says.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SourceError::BadUrl { .. } => ErrorKind::InvalidInput,
+            e => ErrorKind::retryable_if(e.is_retryable()),
+        }
+    }
+
     /// Whether the failure may pass on its own (I/O, throttling, 5xx, timeouts).
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -313,6 +313,100 @@ fn a_missing_day_stops_the_append_before_it() {
     assert_eq!(main.branches, ["main"]);
 }
 
+/// The Task states of `states` (and of their Maps' processors), each with whether an
+/// enclosing Map catches what it does not.
+fn tasks<'a>(states: &'a Value, caught_outside: bool, out: &mut Vec<(&'a str, &'a Value, bool)>) {
+    for (name, state) in states.as_object().expect("States") {
+        let catches_all = state["Catch"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["ErrorEquals"] == json!(["States.ALL"])));
+        if state["Type"] == "Task" {
+            out.push((name, state, caught_outside));
+        }
+        let inner = &state["ItemProcessor"]["States"];
+        if inner.is_object() {
+            tasks(inner, caught_outside || catches_all, out);
+        }
+    }
+}
+
+/// Each kind the handlers report is handled by name in both definitions: `Retryable`
+/// (with the Lambda service's own transient errors) is retried, every other kind is
+/// caught on its first try, so a deterministic failure is attempted once. The kinds come
+/// from the library: a new one fails here until the definitions handle it.
+#[test]
+fn every_error_kind_is_retried_if_and_only_if_it_is_retryable() {
+    for file in ["update.asl.json", "backfill.asl.json"] {
+        let text = std::fs::read_to_string(common::sfn::definition(file)).unwrap();
+        let def: Value = serde_json::from_str(&text).unwrap();
+        let mut found = Vec::new();
+        tasks(&def["States"], false, &mut found);
+        let lambdas: Vec<_> = found
+            .into_iter()
+            .filter(|(_, t, _)| {
+                t["Resource"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("Function"))
+            })
+            .collect();
+        assert!(lambdas.len() >= 5, "{file}: {} Lambda tasks", lambdas.len());
+        for (name, task, caught_outside) in lambdas {
+            let retried: Vec<&str> = task["Retry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|r| r["ErrorEquals"].as_array().into_iter().flatten())
+                .filter_map(Value::as_str)
+                .collect();
+            assert!(
+                !retried.contains(&"States.ALL"),
+                "{file}: {name} retries everything"
+            );
+            for kind in pipeline::ErrorKind::ALL {
+                assert_eq!(
+                    retried.contains(&kind.name()),
+                    kind == pipeline::ErrorKind::Retryable,
+                    "{file}: {name}: {} in {retried:?}",
+                    kind.name()
+                );
+            }
+            let caught = task["Catch"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["ErrorEquals"] == json!(["States.ALL"])));
+            assert!(
+                caught || caught_outside,
+                "{file}: {name}: nothing catches its failures"
+            );
+        }
+    }
+}
+
+/// An execution input the discover step refuses is the caller's mistake: `InvalidInput`,
+/// attempted once, notified, and main untouched.
+#[test]
+fn an_input_discover_refuses_is_invalid_input_attempted_once() {
+    let w = World::new("invalid", &[1, 2], &[spec(3)]);
+    let before = w.main();
+    let mut bad = input();
+    bad["lag_dayz"] = json!(0);
+    let r = w.run("invalid", bad);
+    assert_eq!(r.status(), "FAILED", "{}", r.summary());
+    let calls = r.invocations("mursst-discover");
+    assert_eq!(
+        calls.len(),
+        1,
+        "InvalidInput is not retried: {}",
+        r.summary()
+    );
+    assert_eq!(calls[0]["error"]["Error"], "InvalidInput", "{}", calls[0]);
+    let cause = calls[0]["error"]["Cause"].as_str().unwrap_or_default();
+    assert!(cause.contains("lag_dayz"), "names the field: {cause}");
+    let notes = w.env.notifications(1);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].1["error"], "InvalidInput", "{:?}", notes[0]);
+    assert_eq!(w.main().tip, before.tip, "main unchanged");
+}
+
 #[test]
 fn a_granule_that_does_not_fit_is_rejected_and_notified() {
     // A shifted grid: unlike another chunking (materialized), nothing can fit it.

@@ -390,3 +390,50 @@ async fn generate_all(
     }
     refs
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::error::ErrorKind;
+
+    /// Tries `retried` made of a step failing with `err` every time.
+    async fn attempts(err: impl Fn() -> PipelineError) -> u32 {
+        let calls = AtomicU32::new(0);
+        let out: Result<(), _> = retried("test", || {
+            calls.fetch_add(1, Ordering::Relaxed);
+            let e = err();
+            async move { Err(e) }
+        })
+        .await;
+        assert!(out.is_err());
+        calls.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn a_deterministic_failure_is_attempted_once_and_a_transient_one_again() {
+        // A real one: the granule is its signature and nothing more, so indexing it
+        // fails the same way every time.
+        let granule = crate::source::InMemory {
+            url: "mem://cut-short.nc".into(),
+            data: bytes::Bytes::from_static(b"\x89HDF\r\n\x1a\n\0\0"),
+        };
+        let cut_short = crate::refs::index_granule(&granule, &Default::default())
+            .await
+            .unwrap_err();
+        let cut_short = std::sync::Mutex::new(Some(cut_short));
+        let deterministic = || {
+            let err = cut_short.lock().unwrap().take().expect("one attempt only");
+            PipelineError::from(Box::new(err))
+        };
+        assert_eq!(attempts(deterministic).await, 1);
+
+        let timed_out = || PipelineError::Io {
+            path: "/granules/g.nc".into(),
+            source: std::io::ErrorKind::TimedOut.into(),
+        };
+        assert_eq!(timed_out().kind(), ErrorKind::Retryable);
+        assert_eq!(attempts(timed_out).await, Backoff::STEP.attempts);
+    }
+}

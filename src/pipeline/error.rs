@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use crate::artifacts::ArtifactError;
 use crate::codec::DecodeError;
 use crate::discover::ListError;
-use crate::hdf5::Hdf5ErrorKind;
+use crate::error::ErrorKind;
 use crate::refs::RefsError;
 use crate::source::SourceError;
 use crate::store::StoreError;
@@ -122,106 +122,19 @@ pub enum PipelineError {
     Synthetic(#[from] crate::synthetic::SyntheticError),
 }
 
-/// How a failure should be handled; the Step Functions error name is [`Self::name`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum ErrorKind {
-    /// I/O, throttling, 5xx, timeouts: retry with backoff.
-    Retryable,
-    /// A granule does not fit the store.
-    SchemaRejected,
-    /// The branch failed validation; it is kept, main is unchanged.
-    ValidationFailed,
-    /// Main moved while the run worked.
-    Conflict,
-    /// The event or the configuration is wrong.
-    InvalidInput,
-    /// Anything else final: a corrupt granule, inconsistent store metadata.
-    Failed,
-    /// A bug or a dying process (a task panicked or was cancelled): final, and worth a
-    /// report, since neither the input nor the store is at fault.
-    Internal,
-}
-
-impl ErrorKind {
-    /// The error type Step Functions sees (and `Retry` / `Catch` match on).
-    pub fn name(self) -> &'static str {
-        match self {
-            ErrorKind::Retryable => "Retryable",
-            ErrorKind::SchemaRejected => "SchemaRejected",
-            ErrorKind::ValidationFailed => "ValidationFailed",
-            ErrorKind::Conflict => "Conflict",
-            ErrorKind::InvalidInput => "InvalidInput",
-            ErrorKind::Failed => "Failed",
-            ErrorKind::Internal => "Internal",
-        }
-    }
-}
-
-fn store_kind(e: &StoreError) -> ErrorKind {
-    match e {
-        StoreError::Icechunk { .. } | StoreError::Zarr { .. } => ErrorKind::Retryable,
-        StoreError::Schema { .. } | StoreError::Attributes { .. } => ErrorKind::SchemaRejected,
-        StoreError::Conflict { .. } => ErrorKind::Conflict,
-        StoreError::BadLocation { .. }
-        | StoreError::BadSnapshotId { .. }
-        | StoreError::NotFound { .. }
-        | StoreError::AlreadyExists { .. } => ErrorKind::InvalidInput,
-        StoreError::Metadata { .. } | StoreError::Record { .. } => ErrorKind::Failed,
-        StoreError::Internal { .. } => ErrorKind::Internal,
-        StoreError::Decode(d) => match d.as_ref() {
-            DecodeError::Source(s) => source_kind(s),
-            _ => ErrorKind::Failed,
-        },
-    }
-}
-
-fn source_kind(e: &SourceError) -> ErrorKind {
-    if e.is_retryable() {
-        ErrorKind::Retryable
-    } else {
-        ErrorKind::Failed
-    }
-}
-
 impl PipelineError {
-    /// Whether to retry, and under which name the failure is reported.
+    /// Whether to retry, and under which name the failure is reported: each layer's
+    /// error decided that where it was made.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            PipelineError::Store(e) => store_kind(e),
-            PipelineError::Refs(e) => match e.as_ref() {
-                RefsError::Hdf5(h) => match &h.kind {
-                    Hdf5ErrorKind::Source(s) => source_kind(s),
-                    _ => ErrorKind::Failed,
-                },
-                RefsError::Unsupported { .. } => ErrorKind::SchemaRejected,
-            },
-            PipelineError::Source(e) | PipelineError::Decode(DecodeError::Source(e)) => {
-                source_kind(e)
-            }
-            PipelineError::Decode(_) => ErrorKind::Failed,
-            PipelineError::List(e) if e.is_retryable() => ErrorKind::Retryable,
-            PipelineError::List(_) => ErrorKind::Failed,
-            PipelineError::Artifact(e) => match e {
-                ArtifactError::Object {
-                    source: SourceError::BadUrl { .. },
-                    ..
-                } => ErrorKind::InvalidInput,
-                ArtifactError::Object { source, .. } => source_kind(source),
-                ArtifactError::Json { .. } | ArtifactError::NotFound { .. } => ErrorKind::Failed,
-            },
+            PipelineError::Store(e) => e.kind(),
+            PipelineError::Refs(e) => e.kind(),
+            PipelineError::Source(e) => e.kind(),
+            PipelineError::Decode(e) => e.kind(),
+            PipelineError::List(e) => e.kind(),
+            PipelineError::Artifact(e) => e.kind(),
             #[cfg(feature = "validate")]
-            PipelineError::Unvalidated { source, .. } => match source {
-                ValidationError::Failed { .. } => ErrorKind::ValidationFailed,
-                ValidationError::Store(e) => store_kind(e),
-                ValidationError::Fetch { retryable, .. } => {
-                    if *retryable {
-                        ErrorKind::Retryable
-                    } else {
-                        ErrorKind::Failed
-                    }
-                }
-                ValidationError::Oracle { .. } => ErrorKind::Failed,
-            },
+            PipelineError::Unvalidated { source, .. } => source.kind(),
             PipelineError::Rejected { .. } => ErrorKind::SchemaRejected,
             PipelineError::Io { .. } => ErrorKind::Retryable,
             PipelineError::EmptyStore { .. }

@@ -26,13 +26,14 @@ mod write;
 
 use std::sync::Arc;
 
+pub use crate::error::ErrorKind;
 #[cfg(feature = "validate")]
 pub use chain::{Report, UpdateOptions, init, update};
 pub use discover::{
     BATCH_DAYS, CreateStoreInput, CreateStoreOutput, DiscoverInput, DiscoverOutput, Manifest,
     create_store, discover,
 };
-pub use error::{ErrorKind, PipelineError};
+pub use error::PipelineError;
 pub use generate::{
     GenerateRefsBatch, GenerateRefsBatchOutput, GenerateRefsInput, GenerateRefsOutput,
     generate_refs, generate_refs_batch, prepare_granule,

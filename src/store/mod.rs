@@ -26,7 +26,50 @@ pub use repository::{RepoLocation, StoreRepo};
 pub use session::SessionStores;
 pub use state::StoreState;
 
-use crate::error::{BoxError, error_chain};
+use icechunk::refs::RefErrorKind;
+use icechunk::repository::RepositoryErrorKind;
+use icechunk::session::SessionErrorKind;
+use icechunk::storage::StorageErrorKind;
+
+use crate::error::{BoxError, ErrorKind, error_chain};
+
+/// `err` and its causes, outermost first.
+fn chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
+}
+
+/// What icechunk's own error kinds, found in `err`'s chain, say of trying again.
+fn icechunk_kind(err: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    for e in chain(err) {
+        if let Some(storage) = e.downcast_ref::<StorageErrorKind>() {
+            return match storage {
+                StorageErrorKind::ObjectNotFound => ErrorKind::Failed,
+                StorageErrorKind::BadPrefix(_)
+                | StorageErrorKind::R2ConfigurationError(_)
+                | StorageErrorKind::CannotParseUrl { .. }
+                | StorageErrorKind::BadRedirect(_) => ErrorKind::InvalidInput,
+                _ => ErrorKind::Retryable,
+            };
+        }
+        // Another writer moved the branch under a commit: the step reads it again.
+        let moved = matches!(
+            e.downcast_ref::<RepositoryErrorKind>(),
+            Some(RepositoryErrorKind::Conflict { .. })
+        ) || matches!(
+            e.downcast_ref::<RefErrorKind>(),
+            Some(RefErrorKind::Conflict { .. })
+        ) || matches!(
+            e.downcast_ref::<SessionErrorKind>(),
+            Some(SessionErrorKind::Conflict { .. })
+        );
+        if moved || e.is::<std::io::Error>() {
+            return ErrorKind::Retryable;
+        }
+    }
+    ErrorKind::Failed
+}
 
 /// Errors from the store: each names what it was doing and, where it applies, the
 /// granule, variable or attribute at fault.
@@ -38,15 +81,20 @@ pub enum StoreError {
     NotFound { location: String },
     #[error("{location}: a repository already exists here")]
     AlreadyExists { location: String },
+    /// icechunk's error, kept whole, with the kind its own error kinds imply (decided
+    /// by [`StoreError::icechunk`] when it is made).
     #[error("icechunk: {context}: {}", error_chain(.source.as_ref()))]
     Icechunk {
         context: String,
+        kind: ErrorKind,
         #[source]
         source: BoxError,
     },
+    /// A zarrs error on the session's store, with its kind decided likewise.
     #[error("zarr: {context}: {}", error_chain(.source.as_ref()))]
     Zarr {
         context: String,
+        kind: ErrorKind,
         #[source]
         source: BoxError,
     },
@@ -89,10 +137,16 @@ impl From<crate::codec::DecodeError> for StoreError {
 }
 
 impl StoreError {
+    /// icechunk's failure, classified by its typed kinds: its storage failing (S3, a
+    /// disk, a throttle) or another writer moving a branch may pass on a new try; a
+    /// missing object, a bad configuration or anything about the repository's contents
+    /// will not.
     pub(crate) fn icechunk(context: impl Into<String>, err: impl Into<BoxError>) -> Self {
+        let source = err.into();
         StoreError::Icechunk {
             context: context.into(),
-            source: err.into(),
+            kind: icechunk_kind(source.as_ref()),
+            source,
         }
     }
 
@@ -105,10 +159,39 @@ impl StoreError {
         }
     }
 
+    /// A zarrs failure: its storage (icechunk underneath, which zarrs reports as text)
+    /// may pass on a new try; metadata, codecs and shapes will not.
     pub(crate) fn zarr(context: impl Into<String>, err: impl Into<BoxError>) -> Self {
+        let source = err.into();
+        let storage = chain(source.as_ref()).any(|e| {
+            matches!(
+                e.downcast_ref::<zarrs::storage::StorageError>(),
+                Some(
+                    zarrs::storage::StorageError::IOError(_)
+                        | zarrs::storage::StorageError::Other(_)
+                )
+            )
+        });
         StoreError::Zarr {
             context: context.into(),
-            source: err.into(),
+            kind: ErrorKind::retryable_if(storage),
+            source,
+        }
+    }
+
+    /// Whether to retry, and under which name Step Functions sees the failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Icechunk { kind, .. } | StoreError::Zarr { kind, .. } => *kind,
+            StoreError::Schema { .. } | StoreError::Attributes { .. } => ErrorKind::SchemaRejected,
+            StoreError::Conflict { .. } => ErrorKind::Conflict,
+            StoreError::BadLocation { .. }
+            | StoreError::BadSnapshotId { .. }
+            | StoreError::NotFound { .. }
+            | StoreError::AlreadyExists { .. } => ErrorKind::InvalidInput,
+            StoreError::Metadata { .. } | StoreError::Record { .. } => ErrorKind::Failed,
+            StoreError::Internal { .. } => ErrorKind::Internal,
+            StoreError::Decode(d) => d.kind(),
         }
     }
 

@@ -115,6 +115,19 @@ pub enum ValidationError {
     },
 }
 
+impl ValidationError {
+    /// A rule that failed fails the branch; the rest as their cause says.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            ValidationError::Failed { .. } => ErrorKind::ValidationFailed,
+            ValidationError::Store(e) => e.kind(),
+            ValidationError::Fetch { retryable, .. } => ErrorKind::retryable_if(*retryable),
+            ValidationError::Oracle { .. } => ErrorKind::Failed,
+        }
+    }
+}
+
 /// `granule: variable`, or the granule alone when no variable is involved.
 fn place(granule: &str, variable: &str) -> String {
     if variable.is_empty() {
