@@ -183,9 +183,7 @@ impl Origin {
             q.split('&')
                 .all(|p| p.is_empty() || p.split('=').next() == Some("x-id"))
         });
-        let Some(etag) = self.paths.get(req.uri().path()) else {
-            return None;
-        };
+        let etag = self.paths.get(req.uri().path())?;
         if (method != hyper::Method::GET && method != hyper::Method::HEAD) || !plain {
             return None;
         }
