@@ -122,7 +122,7 @@ impl Template {
                 url,
                 revision: None,
             },
-            &mursst::aws::S3Access::default(),
+            &mursst::objects::S3Access::default(),
             &Default::default(),
         )
         .await

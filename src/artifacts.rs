@@ -22,8 +22,8 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::aws::S3Access;
 use crate::error::ErrorKind;
+use crate::objects::S3Access;
 use crate::objects::{self, ObjectStore};
 use crate::source::{Location, ObjectInfo, SourceError};
 

@@ -1,13 +1,7 @@
 //! How this process reaches AWS (or an S3-compatible server): the settings every SDK
-//! client starts from, and [`S3Access`], which builds one S3 client from them the first
-//! time it is needed and shares it with every clone.
-
-use std::sync::Arc;
+//! client starts from. A leaf: credentials and object stores build on it.
 
 use aws_credential_types::provider::SharedCredentialsProvider;
-use tokio::sync::OnceCell;
-
-use crate::credentials::{EdlSettings, PodaacCredentials, PodaacProvider};
 
 /// Endpoint, region, addressing and credentials for one AWS account or S3-compatible
 /// server; S3, Secrets Manager and Step Functions clients all start from it.
@@ -85,7 +79,7 @@ impl AwsSettings {
     }
 
     /// [`Self::sdk_config`], with `provider` in place of the settings' own credentials.
-    async fn sdk_config_with(
+    pub(crate) async fn sdk_config_with(
         &self,
         provider: Option<SharedCredentialsProvider>,
     ) -> aws_config::SdkConfig {
@@ -117,82 +111,6 @@ impl AwsSettings {
             loader = loader.no_credentials();
         }
         loader.load().await
-    }
-}
-
-/// One S3 account as this process reaches it: settings, an optional Earthdata login
-/// for PO.DAAC's bucket, and the client, built on first use and shared by every clone
-/// (so a Lambda container builds it once, not once per object).
-#[derive(Clone, Default)]
-pub struct S3Access {
-    settings: AwsSettings,
-    earthdata: Option<EdlSettings>,
-    client: Arc<OnceCell<aws_sdk_s3::Client>>,
-}
-
-impl std::fmt::Debug for S3Access {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Access")
-            .field("settings", &self.settings)
-            .field("earthdata", &self.earthdata)
-            .field("client_built", &self.client.initialized())
-            .finish()
-    }
-}
-
-impl From<AwsSettings> for S3Access {
-    fn from(settings: AwsSettings) -> Self {
-        Self::new(settings)
-    }
-}
-
-impl S3Access {
-    pub fn new(settings: AwsSettings) -> Self {
-        Self {
-            settings,
-            earthdata: None,
-            client: Arc::default(),
-        }
-    }
-
-    /// Sign with PO.DAAC's temporary credentials, obtained (and refreshed) through this
-    /// Earthdata login, instead of the settings' own.
-    pub fn with_earthdata(mut self, login: Option<EdlSettings>) -> Self {
-        self.earthdata = login;
-        self.client = Arc::default();
-        self
-    }
-
-    /// What granules are read with: [`AwsSettings::source_from_env`], signed through an
-    /// Earthdata login when one is configured (`MURSST_EDL_SECRET_ARN` or `EARTHDATA_*`).
-    pub fn source_from_env() -> Self {
-        Self::new(AwsSettings::source_from_env()).with_earthdata(EdlSettings::from_env())
-    }
-
-    pub fn settings(&self) -> &AwsSettings {
-        &self.settings
-    }
-
-    /// The Earthdata login requests are signed through, if any.
-    pub fn earthdata(&self) -> Option<&EdlSettings> {
-        self.earthdata.as_ref()
-    }
-
-    /// The client (a cheap handle onto one connection pool), built the first time.
-    pub async fn client(&self) -> aws_sdk_s3::Client {
-        self.client
-            .get_or_init(|| async {
-                let provider = self.earthdata.as_ref().map(|login| {
-                    SharedCredentialsProvider::new(PodaacProvider(PodaacCredentials::shared(login)))
-                });
-                let shared = self.settings.sdk_config_with(provider).await;
-                let conf = aws_sdk_s3::config::Builder::from(&shared)
-                    .force_path_style(self.settings.force_path_style)
-                    .build();
-                aws_sdk_s3::Client::from_conf(conf)
-            })
-            .await
-            .clone()
     }
 }
 

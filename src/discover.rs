@@ -6,10 +6,10 @@ use chrono::NaiveDate;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aws::S3Access;
 use crate::cmr::{CmrClient, CmrConfig, ResolvedDuplicate, Unusable};
 use crate::error::ErrorKind;
 use crate::granule::{self, Granule};
+use crate::objects::S3Access;
 use crate::objects::{LocalDir, ObjectStore, S3Bucket};
 use crate::source::{Location, SourceError};
 use crate::store::repository::SourceRoot;

@@ -14,10 +14,11 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use common::standins::{self, Standin};
 use common::{MotoServer, TempDir};
-use mursst::aws::{AwsSettings, S3Access};
+use mursst::aws::AwsSettings;
 use mursst::cmr::{CmrClient, CmrConfig, CmrError};
 use mursst::credentials::{EdlSettings, LoginSource, PodaacCredentials};
 use mursst::objects::Object;
+use mursst::objects::S3Access;
 use mursst::source::RangeRead;
 use serde_json::{Value, json};
 

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 
 use chrono::NaiveDate;
 use common::TempDir;
-use mursst::aws::{AwsSettings, S3Access};
+use mursst::aws::AwsSettings;
+use mursst::objects::S3Access;
 use mursst::pipeline::{self, Context, PipelineError, UpdateOptions};
 use mursst::store::create::{self, GridChunks};
 use mursst::store::prepared::PreparedGranule;

@@ -9,9 +9,10 @@ use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
 use icechunk::format::SnapshotId;
-use mursst::aws::{AwsSettings, S3Access};
+use mursst::aws::AwsSettings;
 use mursst::discover::GranuleSource;
 use mursst::logging::{self, LogFormat};
+use mursst::objects::S3Access;
 use mursst::pipeline::{self, Context, Progress, Report, Step, UpdateOptions};
 use mursst::source::{Counted, RangeRead};
 use mursst::store::create::GridChunks;

@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{Context, PipelineError, Run};
 use crate::artifacts::{self, ArtifactStore};
-use crate::aws::S3Access;
 use crate::codec;
 use crate::granule::Granule;
 use crate::hdf5::ReadOptions;
 use crate::objects;
+use crate::objects::S3Access;
 use crate::refs::{self, DataType, GranuleRefs};
 use crate::source::{Counted, RangeRead};
 use crate::store::StoreError;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Context, PipelineError, Run};
 use crate::artifacts::{self, ArtifactStore};
-use crate::aws::S3Access;
+use crate::objects::S3Access;
 use crate::source::{ObjectInfo, RangeRead};
 use crate::store::layout::ArrayMeta;
 use crate::store::materialize::{self as native, Materialized, NativeVariable};

@@ -56,9 +56,10 @@ pub use write::{
     write_branch,
 };
 
-use crate::aws::{AwsSettings, S3Access};
+use crate::aws::AwsSettings;
 use crate::discover::GranuleSource;
 use crate::hdf5::ReadOptions;
+use crate::objects::S3Access;
 use crate::store::RepoLocation;
 
 /// The variables the existing production store keeps.

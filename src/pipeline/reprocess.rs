@@ -11,9 +11,9 @@ use icechunk::format::manifest::{Checksum, ChunkPayload};
 use serde::{Deserialize, Serialize};
 
 use super::PipelineError;
-use crate::aws::S3Access;
 use crate::granule::Granule;
 use crate::objects;
+use crate::objects::S3Access;
 use crate::store::layout::{array_path, store_chunk_index};
 use crate::store::record;
 use crate::store::{SessionStores, StoreError, StoreRepo, StoreState};

@@ -24,7 +24,8 @@ use super::StoreError;
 use super::record::{CommitRecord, SourceVersion};
 use super::session::SessionStores;
 use super::state::{StoreState, read_state};
-use crate::aws::{AwsSettings, S3Access};
+use crate::aws::AwsSettings;
+use crate::objects::S3Access;
 use crate::source::Location;
 
 /// Days of references per manifest: appending a day rewrites at most one split.

@@ -1,7 +1,7 @@
 //! A committed branch, the days to check on it, and the order the checks run in.
 
 use super::{Rule, ValidateMode, ValidationError, ValidationReport, compare, rules};
-use crate::aws::S3Access;
+use crate::objects::S3Access;
 use crate::store::prepared::PreparedGranule;
 use crate::store::{SessionStores, StoreState};
 

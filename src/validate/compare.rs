@@ -12,9 +12,9 @@ use zarrs_icechunk::AsyncIcechunkStore;
 
 use super::sparse::{OpenError, SparseCopy, Window};
 use super::{Branch, Rule, SAMPLE_CHUNKS, ValidateMode, ValidationError, failed};
-use crate::aws::S3Access;
 use crate::error::BoxError;
 use crate::objects;
+use crate::objects::S3Access;
 use crate::refs::DataType;
 use crate::source::{Location, SourceError};
 use crate::store::StoreError;

@@ -251,7 +251,7 @@ impl MotoServer {
     }
 
     /// [`Self::s3_settings`] with a client of its own (built on first use).
-    pub fn s3_access(&self) -> mursst::aws::S3Access {
+    pub fn s3_access(&self) -> mursst::objects::S3Access {
         self.s3_settings().into()
     }
 
