@@ -2,7 +2,7 @@
 //! their init time, from process start to the first `GET /runtime/invocation/next` on
 //! a Lambda Runtime API stand-in (the part of a cold start the code controls).
 //!
-//! `cargo bench --bench lambdas` builds each with `cargo lambda build --profile lambda`
+//! `cargo bench --bench lambdas` builds each with `cargo lambda build --profile deploy`
 //! (what is deployed: stripped, fat LTO, one codegen unit; one package at a time, so only
 //! `mursst-validate` links libhdf5) and prints a table. `MURSST_LAMBDA_PROFILE=release`
 //! measures the plain release profile instead, for comparison. Under `cargo test` it
@@ -104,7 +104,7 @@ fn lambda_build(package: &str, arch: &str, profile: &str) -> PathBuf {
 
 fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
-    let profile = std::env::var("MURSST_LAMBDA_PROFILE").unwrap_or_else(|_| "lambda".into());
+    let profile = std::env::var("MURSST_LAMBDA_PROFILE").unwrap_or_else(|_| "deploy".into());
     if smoke {
         println!("| function (debug) | x86-64 MB | init ms (median of 3) |");
         println!("|:--|--:|--:|");

@@ -204,7 +204,7 @@ export class MursstStack extends Stack {
       const assetDir = path.join(assetRoot, crate);
       if (!fs.existsSync(path.join(assetDir, 'bootstrap'))) {
         throw new Error(
-          `${path.join(assetDir, 'bootstrap')} is missing: run \`cargo lambda build --profile lambda --arm64\` ` +
+          `${path.join(assetDir, 'bootstrap')} is missing: run \`cargo lambda build --profile deploy --arm64\` ` +
             `at the repository root first (assetRoot is ${assetRoot})`,
         );
       }

@@ -552,7 +552,7 @@ describe('variants', () => {
   test('a missing bootstrap names the build command', () => {
     assert.throws(
       () => synth(testConfig('dev', { assetRoot: '/nonexistent/target/lambda' })),
-      /\/nonexistent\/target\/lambda\/mursst-discover\/bootstrap is missing: run `cargo lambda build --profile lambda --arm64`/,
+      /\/nonexistent\/target\/lambda\/mursst-discover\/bootstrap is missing: run `cargo lambda build --profile deploy --arm64`/,
     );
   });
 });
