@@ -5,7 +5,8 @@
 //! `cargo bench --bench lambdas` builds each with `cargo lambda build --profile deploy`
 //! (what is deployed: stripped, fat LTO, one codegen unit; one package at a time, so only
 //! `mursst-validate` links libhdf5) and prints a table. `MURSST_LAMBDA_PROFILE=release`
-//! measures the plain release profile instead, for comparison. Under `cargo test` it
+//! measures the plain release profile instead, for comparison;
+//! `MURSST_LAMBDA_FUNCTIONS=mursst-commit,…` measures only those. Under `cargo test` it
 //! times the debug binaries instead.
 
 use std::io::{BufRead, BufReader, Write};
@@ -112,7 +113,12 @@ fn main() {
         println!("| function ({profile}) | arm64 MB | x86-64 MB | init ms (median of 5) |");
         println!("|:--|--:|--:|--:|");
     }
-    for f in FUNCTIONS {
+    let only = std::env::var("MURSST_LAMBDA_FUNCTIONS").ok();
+    let chosen = FUNCTIONS.into_iter().filter(|f| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|x| x == *f))
+    });
+    for f in chosen {
         if smoke {
             let debug = root().join("target/debug").join(f);
             assert!(
