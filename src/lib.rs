@@ -16,6 +16,7 @@ pub mod granule;
 pub mod hdf5;
 pub mod kerchunk;
 pub mod logging;
+pub mod metrics;
 pub mod objects;
 #[cfg(feature = "ops")]
 pub mod ops;

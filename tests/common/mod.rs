@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod decode;
+pub mod emf;
 pub mod fixtures;
 pub mod oracle;
 pub mod rehearsal;
