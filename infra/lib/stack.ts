@@ -130,6 +130,7 @@ export class MursstStack extends Stack {
   readonly topic: sns.Topic;
   readonly operatorRole: iam.Role;
   readonly alarms: cloudwatch.Alarm[] = [];
+  readonly dashboard: cloudwatch.Dashboard;
 
   constructor(scope: Construct, id: string, props: MursstStackProps) {
     const cfg = props.config;
@@ -193,6 +194,9 @@ export class MursstStack extends Stack {
       MURSST_S3_CREDENTIALS_URL: cfg.s3CredentialsUrl,
       RUST_LOG: cfg.rustLog,
       MURSST_LOG_FORMAT: 'json',
+      // Each step's figures as Embedded Metric Format lines (namespace `mursst`).
+      MURSST_METRICS: 'emf',
+      MURSST_STAGE: stage,
     };
     const assetRoot = path.resolve(INFRA_DIR, cfg.assetRoot);
     const fns = {} as { [K in FunctionKey]: lambda.Function };
@@ -451,6 +455,30 @@ export class MursstStack extends Stack {
         'Alarm: Lambda errors',
       );
     }
+    // The store's own freshness, from the steps' metrics: main's last day further behind
+    // than the settling lag allows, or no run reporting at all that day.
+    const stepMetric = (metricName: string, statistic: string, extra: Record<string, string> = {}) =>
+      new cloudwatch.Metric({
+        namespace: 'mursst',
+        metricName,
+        dimensionsMap: { Stage: stage, Branch: 'main', ...extra },
+        statistic,
+        period: Duration.days(1),
+      });
+    const stale = new cloudwatch.Alarm(this, 'MainStaleAlarm', {
+      alarmName: name('main-stale'),
+      alarmDescription:
+        `main's newest day is more than ${cfg.lagDays + 2} days old (the lag, ${cfg.lagDays}, and two), ` +
+        'or no step reported the store age that day. See docs/runbook.md, "Alarm: main is stale".',
+      metric: stepMetric('StoreAgeDays', 'Minimum'),
+      threshold: cfg.lagDays + 2,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
+    stale.addAlarmAction(new cwActions.SnsAction(this.topic));
+    this.alarms.push(stale);
     alarmOn(
       'ScheduleDroppedAlarm',
       'schedule-dropped',
@@ -458,6 +486,35 @@ export class MursstStack extends Stack {
       'A schedule could not start its target after every retry (no run happened)',
       'Alarm: schedule dropped',
     );
+
+    // ---- Dashboard: the store's freshness and what each run did, beside the alarms ----
+    const graph = (title: string, metrics: cloudwatch.IMetric[]) =>
+      new cloudwatch.GraphWidget({ title, left: metrics, width: 12, height: 6 });
+    const sum = (m: string) => stepMetric(m, 'Sum');
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      dashboardName: name('store'),
+      defaultInterval: Duration.days(30),
+      widgets: [
+        [
+          graph('Age of main (days behind today)', [stepMetric('StoreAgeDays', 'Minimum')]),
+          graph('Days on main', [sum('DaysAdded'), sum('DaysRepointed'), sum('DaysRejected')]),
+        ],
+        [
+          graph('Granule reads', [sum('RequestsMade'), sum('BytesRead')]),
+          graph('Validation', [sum('ValidationChunksCompared'), sum('ValidationMismatches')]),
+        ],
+        [
+          graph(
+            'Step duration (max)',
+            (Object.keys(FUNCTIONS) as FunctionKey[]).map((k) =>
+              stepMetric('StepDuration', 'Maximum', { Step: shortName(k) }),
+            ),
+          ),
+          graph('Step errors', [sum('StepErrors')]),
+        ],
+        [new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24, height: 4 })],
+      ],
+    });
 
     // ---- Operator role ---------------------------------------------------------------
     const machineNames = (['update', 'backfill'] as const).map((k) => name(k));

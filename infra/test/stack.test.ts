@@ -122,6 +122,8 @@ for (const stage of STAGE_NAMES) {
         MURSST_S3_CREDENTIALS_URL: 'https://archive.podaac.earthdata.nasa.gov/s3credentials',
         RUST_LOG: 'info',
         MURSST_LOG_FORMAT: 'json',
+        MURSST_METRICS: 'emf',
+        MURSST_STAGE: stage,
       };
       for (const key of FUNCTION_KEYS) {
         const vars = json.Resources[fnId(key)].Properties.Environment.Variables;
@@ -392,7 +394,9 @@ for (const stage of STAGE_NAMES) {
     });
 
     test('alarms: failures, time-outs, Lambda errors and dropped schedules, each mailing only when it fires', () => {
-      const alarms = resourcesOfType(json, 'AWS::CloudWatch::Alarm').map(([, r]) => r.Properties);
+      const alarms = resourcesOfType(json, 'AWS::CloudWatch::Alarm')
+        .map(([, r]) => r.Properties)
+        .filter((a) => a.AlarmName !== `mursst-${stage}-main-stale`);
       assert.equal(alarms.length, 10);
       const byName = Object.fromEntries(alarms.map((a) => [a.AlarmName, a]));
       const expected: Record<string, [string, string, string, string]> = {
@@ -426,6 +430,59 @@ for (const stage of STAGE_NAMES) {
         const section = /See docs\/runbook\.md, "([^"]+)"\./.exec(a.AlarmDescription)?.[1];
         assert.ok(section && RUNBOOK_HEADINGS.includes(section), `${n}: runbook section ${section}`);
       }
+    });
+
+    test("a freshness alarm on main's age from the steps' metrics, breaching when no step reports", () => {
+      const [stale] = resourcesOfType(json, 'AWS::CloudWatch::Alarm')
+        .map(([, r]) => r.Properties)
+        .filter((a) => a.AlarmName === `mursst-${stage}-main-stale`);
+      assert.ok(stale, 'main-stale alarm');
+      assert.equal(stale.Namespace, 'mursst');
+      assert.equal(stale.MetricName, 'StoreAgeDays');
+      assert.deepEqual(
+        stale.Dimensions.map((d: any) => [d.Name, d.Value]).sort(),
+        [
+          ['Branch', 'main'],
+          ['Stage', stage],
+        ],
+      );
+      assert.equal(stale.Statistic, 'Minimum');
+      assert.equal(stale.Period, 86400);
+      assert.equal(stale.Threshold, cfg.lagDays + 2);
+      assert.equal(stale.ComparisonOperator, 'GreaterThanThreshold');
+      assert.equal(stale.TreatMissingData, 'breaching');
+      assert.deepEqual(stale.AlarmActions, [{ Ref: topicId }]);
+      const section = /See docs\/runbook\.md, "([^"]+)"\./.exec(stale.AlarmDescription)?.[1];
+      assert.ok(section && RUNBOOK_HEADINGS.includes(section), `runbook section ${section}`);
+      // Every Lambda writes the metrics the alarm reads, under its stage.
+      for (const [, fn] of resourcesOfType(json, 'AWS::Lambda::Function')) {
+        const env = fn.Properties.Environment.Variables;
+        assert.equal(env.MURSST_METRICS, 'emf');
+        assert.equal(env.MURSST_STAGE, stage);
+      }
+    });
+
+    test('a dashboard of the store metrics and every alarm', () => {
+      const dashboards = resourcesOfType(json, 'AWS::CloudWatch::Dashboard');
+      assert.equal(dashboards.length, 1);
+      const body = JSON.stringify(dashboards[0][1].Properties.DashboardBody);
+      for (const m of [
+        'StoreAgeDays',
+        'DaysAdded',
+        'DaysRepointed',
+        'DaysRejected',
+        'BytesRead',
+        'RequestsMade',
+        'ValidationChunksCompared',
+        'ValidationMismatches',
+        'StepDuration',
+        'StepErrors',
+      ]) {
+        assert.ok(body.includes(`\\"${m}\\"`), `${m} on the dashboard`);
+      }
+      const alarmIds = resourcesOfType(json, 'AWS::CloudWatch::Alarm').map(([id]) => id);
+      assert.equal(alarmIds.length, 11);
+      for (const id of alarmIds) assert.ok(body.includes(id), `alarm ${id} on the dashboard`);
     });
 
     test('one topic, TLS only, with the stage email subscription', () => {
