@@ -15,7 +15,7 @@ use mursst::logging::{self, LogFormat};
 use mursst::objects::S3Access;
 use mursst::pipeline::{self, Context, Progress, Report, Step, UpdateOptions};
 use mursst::source::{Counted, RangeRead};
-use mursst::store::create::GridChunks;
+use mursst::store::create::{ChunkFlag, GridChunks};
 use mursst::store::hygiene::Age;
 use mursst::store::{RepoLocation, StoreRepo};
 use mursst::validate::ValidateMode;
@@ -56,7 +56,7 @@ enum Command {
         /// Default on the full MUR grid: `1023,2047` (today's producer layout, so daily
         /// appends stay virtual); elsewhere the first day's.
         #[arg(long, value_names = ["[VAR=]LAT,LON"])]
-        chunks: Vec<String>,
+        chunks: Vec<ChunkFlag>,
         /// The icechunk format of the new repository: 1 for readers on icechunk 1.x (as
         /// the public store's), 2 for the current one.
         #[arg(long, value_parser = clap::value_parser!(u8).range(1..=2))]
@@ -389,7 +389,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let ctx = common.context()?;
             let options = UpdateOptions {
-                chunks: grid_chunks(&chunks)?,
+                chunks: GridChunks::from_flags(&chunks),
                 spec_version,
                 ..common.options(None)
             };
@@ -492,6 +492,20 @@ async fn step(name: Step, event: &str, locations: &Locations) -> anyhow::Result<
 }
 
 /// What a run would take, from the store's last day or from `start`.
+/// What `mursst discover` found: for a store (the discover step's own output), or in
+/// the source alone.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Found {
+    Store(pipeline::DiscoverOutput),
+    Source {
+        #[serde(flatten)]
+        selection: mursst::discover::Selection,
+        duplicates: Vec<mursst::cmr::ResolvedDuplicate>,
+        unusable: Vec<mursst::cmr::Unusable>,
+    },
+}
+
 async fn discover(
     source: &str,
     cmr: &CmrArgs,
@@ -500,7 +514,7 @@ async fn discover(
     end: Option<NaiveDate>,
     lag_days: u32,
     limit: Option<usize>,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<Found> {
     let mut granules = GranuleSource::parse(source, &S3Access::source_from_env())?;
     cmr.apply(&mut granules);
     let today = end.unwrap_or_else(|| chrono::Utc::now().date_naive());
@@ -519,60 +533,62 @@ async fn discover(
             ..Default::default()
         };
         let found = pipeline::discover(&locations.context(false)?, input).await?;
-        return Ok(serde_json::to_value(found)?);
+        return Ok(Found::Store(found));
     }
     let from = start.unwrap_or(today - chrono::Days::new(30));
     let listing = granules.list_between(from, today).await?;
     let selection =
         mursst::discover::select_new(&listing.granules, from.pred_opt(), today, lag_days, limit);
-    Ok(serde_json::json!({
-        "granules": selection.granules,
-        "gap_at": selection.gap_at,
-        "settling": selection.settling,
-        "limited": selection.limited,
-        "duplicates": listing.duplicates,
-        "unusable": listing.unusable,
-    }))
+    Ok(Found::Source {
+        selection,
+        duplicates: listing.duplicates,
+        unusable: listing.unusable,
+    })
 }
 
-fn print_discovery(found: &serde_json::Value) {
-    if let Some(last) = found.get("store_last_day") {
-        println!("store: {} day(s), last {}", found["store_days"], last);
-    }
-    let granules = found["granules"].as_array().cloned().unwrap_or_default();
+fn print_discovery(found: &Found) {
+    let (granules, settling, gap_at, duplicates, unusable) = match found {
+        Found::Store(out) => {
+            if let Some(last) = out.store_last_day {
+                println!("store: {} day(s), last {last}", out.store_days);
+            }
+            let (d, u) = (&out.duplicates, &out.unusable);
+            (&out.granules, out.settling, out.gap_at, d, u)
+        }
+        Found::Source {
+            selection,
+            duplicates,
+            unusable,
+        } => (
+            &selection.granules,
+            selection.settling,
+            selection.gap_at,
+            duplicates,
+            unusable,
+        ),
+    };
     println!("{} granule(s) to add:", granules.len());
-    for g in &granules {
-        let revision = g["revision"].as_str().unwrap_or("");
-        println!(
-            "  {}  {}  {revision}",
-            g["date"].as_str().unwrap_or(""),
-            g["url"].as_str().unwrap_or("")
-        );
+    for g in granules {
+        let revision = g.revision.as_deref().unwrap_or("");
+        println!("  {}  {}  {revision}", g.date, g.url);
     }
-    if found["settling"].as_u64().unwrap_or(0) > 0 {
-        println!(
-            "{} granule(s) still settling (within the lag)",
-            found["settling"]
-        );
+    if settling > 0 {
+        println!("{settling} granule(s) still settling (within the lag)");
     }
-    if let Some(gap) = found["gap_at"].as_str() {
+    if let Some(gap) = gap_at {
         println!("stops before {gap}: no usable granule for that day");
     }
-    for d in found["duplicates"].as_array().into_iter().flatten() {
+    for d in duplicates {
         println!(
             "duplicate {}: kept {}, dropped {} ({})",
-            d["day"].as_str().unwrap_or(""),
-            d["kept"],
-            d["dropped"],
-            d["reason"].as_str().unwrap_or("")
+            d.day,
+            d.kept,
+            d.dropped.join(", "),
+            d.reason
         );
     }
-    for u in found["unusable"].as_array().into_iter().flatten() {
-        println!(
-            "unusable {}: {}",
-            u["concept_id"].as_str().unwrap_or(""),
-            u["reason"].as_str().unwrap_or("")
-        );
+    for u in unusable {
+        println!("unusable {}: {}", u.concept_id, u.reason);
     }
 }
 
@@ -728,26 +744,6 @@ async fn demo(
     Ok(())
 }
 
-/// `--chunks` values: `LAT,LON` for every data array, `VAR=LAT,LON` for one.
-fn grid_chunks(values: &[String]) -> anyhow::Result<Option<GridChunks>> {
-    let mut by = std::collections::BTreeMap::new();
-    for value in values {
-        let (name, shape) = value.split_once('=').unwrap_or(("*", value));
-        let shape: Vec<u64> = shape
-            .split(',')
-            .map(|n| n.trim().parse::<u64>().ok().filter(|n| *n > 0))
-            .collect::<Option<_>>()
-            .filter(|s: &Vec<u64>| s.len() == 2)
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--chunks {value:?}: expected LAT,LON or VAR=LAT,LON, two positive sizes"
-                )
-            })?;
-        by.insert(name.to_string(), shape);
-    }
-    Ok((!by.is_empty()).then_some(GridChunks::ByVariable(by)))
-}
-
 fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
@@ -814,24 +810,4 @@ async fn refs(granule: &str, stats: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunks_flags_give_one_shape_for_all_or_by_variable() {
-        let parse = |v: &[&str]| grid_chunks(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(parse(&[]).unwrap(), None);
-        let all = parse(&["1023,2047"]).unwrap().unwrap();
-        assert_eq!(all.for_variable("mask"), Some(&[1023, 2047][..]));
-        let by = parse(&["1023,2047", "mask=1447,2895"]).unwrap().unwrap();
-        assert_eq!(by.for_variable("mask"), Some(&[1447, 2895][..]));
-        assert_eq!(by.for_variable("analysed_sst"), Some(&[1023, 2047][..]));
-        for bad in ["1023", "0,2047", "mask=a,b", "1,2,3"] {
-            let err = parse(&[bad]).unwrap_err().to_string();
-            assert!(err.contains(bad) && err.contains("LAT,LON"), "{bad}: {err}");
-        }
-    }
 }

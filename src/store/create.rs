@@ -179,12 +179,78 @@ pub enum GridChunks {
     ByVariable(BTreeMap<String, Vec<u64>>),
 }
 
+/// One `--chunks` value: `LAT,LON` for every data array, or `VAR=LAT,LON` for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkFlag {
+    /// The variable, or `*` for the rest.
+    pub variable: String,
+    pub shape: [u64; 2],
+}
+
+/// A `--chunks` value that is not two positive sizes.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?}: expected LAT,LON or VAR=LAT,LON, two positive sizes")]
+pub struct BadChunkFlag {
+    text: String,
+}
+
+impl std::str::FromStr for ChunkFlag {
+    type Err = BadChunkFlag;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (variable, shape) = text.split_once('=').unwrap_or(("*", text));
+        let sizes: Option<Vec<u64>> = shape
+            .split(',')
+            .map(|n| n.trim().parse::<u64>().ok().filter(|n| *n > 0))
+            .collect();
+        match sizes.as_deref() {
+            Some(&[lat, lon]) if !variable.is_empty() => Ok(ChunkFlag {
+                variable: variable.into(),
+                shape: [lat, lon],
+            }),
+            _ => Err(BadChunkFlag { text: text.into() }),
+        }
+    }
+}
+
 impl GridChunks {
+    /// The shapes `flags` give, later flags winning; `None` for no flag.
+    pub fn from_flags(flags: &[ChunkFlag]) -> Option<Self> {
+        let by: BTreeMap<String, Vec<u64>> = flags
+            .iter()
+            .map(|f| (f.variable.clone(), f.shape.to_vec()))
+            .collect();
+        (!by.is_empty()).then_some(GridChunks::ByVariable(by))
+    }
+
     /// The shape for data array `name`, if this names one.
     pub fn for_variable(&self, name: &str) -> Option<&[u64]> {
         match self {
             GridChunks::All(shape) => Some(shape),
             GridChunks::ByVariable(by) => by.get(name).or_else(|| by.get("*")).map(Vec::as_slice),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_flags_give_one_shape_for_all_or_by_variable() {
+        let parse = |v: &[&str]| -> Result<Option<GridChunks>, BadChunkFlag> {
+            let flags = v.iter().map(|s| s.parse()).collect::<Result<Vec<_>, _>>()?;
+            Ok(GridChunks::from_flags(&flags))
+        };
+        assert_eq!(parse(&[]).unwrap(), None);
+        let all = parse(&["1023,2047"]).unwrap().unwrap();
+        assert_eq!(all.for_variable("mask"), Some(&[1023, 2047][..]));
+        let by = parse(&["1023,2047", "mask=1447,2895"]).unwrap().unwrap();
+        assert_eq!(by.for_variable("mask"), Some(&[1447, 2895][..]));
+        assert_eq!(by.for_variable("analysed_sst"), Some(&[1023, 2047][..]));
+        for bad in ["1023", "0,2047", "mask=a,b", "1,2,3", "=1,2"] {
+            let err = parse(&[bad]).unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains("LAT,LON"), "{bad}: {err}");
         }
     }
 }
