@@ -128,3 +128,23 @@ fn the_emf_checker_refuses_what_cloudwatch_would_drop() {
     );
     assert!(broken(&|d| d["_aws"]["CloudWatchMetrics"][0]["Namespace"] = "".into()).is_err());
 }
+
+/// Output piped into a reader that stops early (`mursst discover | head`) ends quietly:
+/// the pipe's default action, not a panic of the print.
+#[test]
+fn a_closed_pipe_ends_the_output_without_a_panic() {
+    use std::process::Stdio;
+    let tmp = common::TempDir::new("cli-pipe");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mursst"))
+        .args(["discover", "--lag-days", "0", "--json", "--source"])
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+}

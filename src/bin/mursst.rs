@@ -352,6 +352,13 @@ impl Progress for Bar {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // A reader that stops early (`mursst discover | head`) ends the output quietly, as
+    // for any Unix tool, instead of `println!` panicking on the closed pipe.
+    // SAFETY: at the start of main, before anything else depends on the signal's action.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let format = match LogFormat::from_env(LogFormat::Text) {
         Ok(format) => format,
         Err(e) => {
