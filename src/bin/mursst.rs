@@ -504,7 +504,7 @@ async fn step(name: Step, event: &str, locations: &Locations) -> anyhow::Result<
 #[derive(serde::Serialize)]
 #[serde(untagged)]
 enum Found {
-    Store(pipeline::DiscoverOutput),
+    Store(Box<pipeline::DiscoverOutput>),
     Source {
         #[serde(flatten)]
         selection: mursst::discover::Selection,
@@ -540,7 +540,7 @@ async fn discover(
             ..Default::default()
         };
         let found = pipeline::discover(&locations.context(false)?, input).await?;
-        return Ok(Found::Store(found));
+        return Ok(Found::Store(Box::new(found)));
     }
     let from = start.unwrap_or(today - chrono::Days::new(30));
     let listing = granules.list_between(from, today).await?;
