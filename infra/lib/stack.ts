@@ -412,16 +412,25 @@ export class MursstStack extends Stack {
     });
 
     // ---- Alarms: each fires only on a failure, never on a successful run ----------------
-    const alarmOn = (id: string, alarmName: string, metric: cloudwatch.IMetric, what: string, runbook: string) => {
+    const alarmOn = (
+      id: string,
+      alarmName: string,
+      metric: cloudwatch.IMetric,
+      what: string,
+      runbook: string,
+      condition: Pick<cloudwatch.AlarmProps, 'threshold' | 'comparisonOperator' | 'treatMissingData'> = {
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      },
+    ) => {
       const alarm = new cloudwatch.Alarm(this, id, {
         alarmName: name(alarmName),
         alarmDescription: `${what}. See docs/runbook.md, "${runbook}".`,
         metric,
-        threshold: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         evaluationPeriods: 1,
         datapointsToAlarm: 1,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        ...condition,
       });
       // No OK or INSUFFICIENT_DATA actions: a quiet day sends nothing.
       alarm.addAlarmAction(new cwActions.SnsAction(this.topic));
@@ -465,20 +474,19 @@ export class MursstStack extends Stack {
         statistic,
         period: Duration.days(1),
       });
-    const stale = new cloudwatch.Alarm(this, 'MainStaleAlarm', {
-      alarmName: name('main-stale'),
-      alarmDescription:
-        `main's newest day is more than ${cfg.lagDays + 2} days old (the lag, ${cfg.lagDays}, and two), ` +
-        'or no step reported the store age that day. See docs/runbook.md, "Alarm: main is stale".',
-      metric: stepMetric('StoreAgeDays', 'Minimum'),
-      threshold: cfg.lagDays + 2,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-      evaluationPeriods: 1,
-      datapointsToAlarm: 1,
-      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-    });
-    stale.addAlarmAction(new cwActions.SnsAction(this.topic));
-    this.alarms.push(stale);
+    alarmOn(
+      'MainStaleAlarm',
+      'main-stale',
+      stepMetric('StoreAgeDays', 'Minimum'),
+      `main's newest day is more than ${cfg.lagDays + 2} days old (the lag, ${cfg.lagDays}, and two), ` +
+        'or no step reported the store age that day',
+      'Alarm: main is stale',
+      {
+        threshold: cfg.lagDays + 2,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      },
+    );
     alarmOn(
       'ScheduleDroppedAlarm',
       'schedule-dropped',
