@@ -138,10 +138,9 @@ pub fn version_tag(object: &ObjectInfo) -> String {
 impl ArtifactStore {
     /// Open the artifact root at `location` (a directory or `s3://bucket/prefix`).
     pub async fn open(location: &str, s3: &S3Access) -> Result<Self, ArtifactError> {
-        let location = Location::parse(location).map_err(|e| ArtifactError::object("", e))?;
-        let objects = objects::store_at(&location, s3)
-            .await
-            .map_err(|e| ArtifactError::object("", e))?;
+        let root = |e| ArtifactError::object(location, e);
+        let location = Location::parse(location).map_err(root)?;
+        let objects = objects::store_at(&location, s3).await.map_err(root)?;
         Ok(Self { location, objects })
     }
 

@@ -42,11 +42,7 @@ pub enum ListError {
 }
 
 impl ListError {
-    /// Whether listing again may work (throttling, 5xx, a dropped connection).
-    pub fn is_retryable(&self) -> bool {
-        self.kind() == ErrorKind::Retryable
-    }
-
+    /// Retryable when listing again may work (throttling, 5xx, a dropped connection).
     pub fn kind(&self) -> ErrorKind {
         match self {
             ListError::Source(e) => e.kind(),

@@ -72,6 +72,12 @@ impl MetricSet {
         self.add(name, Unit::Count, n as f64)
     }
 
+    /// `RequestsMade` and `BytesRead`: what reading the granules took.
+    pub fn reads(&mut self, requests: u64, bytes: u64) -> &mut Self {
+        self.count("RequestsMade", requests)
+            .add("BytesRead", Unit::Bytes, bytes as f64)
+    }
+
     pub fn duration(&mut self, name: &'static str, d: Duration) -> &mut Self {
         self.add(name, Unit::Milliseconds, d.as_secs_f64() * 1e3)
     }

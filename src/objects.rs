@@ -317,20 +317,17 @@ impl ObjectStore for LocalDir {
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<(), SourceError> {
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        if prefix.ends_with('/') {
+            // A whole directory, so a finished run leaves no empty directories behind.
+            return match tokio::fs::remove_dir_all(self.path(prefix)).await {
+                Err(e) if !gone(&e) => Err(self.io_err(prefix, e)),
+                _ => Ok(()),
+            };
+        }
         for key in self.list(prefix).await? {
             match tokio::fs::remove_file(self.path(&key)).await {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(self.io_err(&key, e));
-                }
-                _ => {}
-            }
-        }
-        if prefix.ends_with('/') {
-            // The emptied directories too, so a finished run leaves nothing behind.
-            match tokio::fs::remove_dir_all(self.path(prefix)).await {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(self.io_err(prefix, e));
-                }
+                Err(e) if !gone(&e) => return Err(self.io_err(&key, e)),
                 _ => {}
             }
         }

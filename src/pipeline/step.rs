@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::generate::{GenerateRefsBatch, GenerateRefsInput};
 use super::write::WriteBatchInput;
 use super::{Context, MergeInput, PipelineError, WriteInput};
-use crate::metrics::{MetricSet, Unit};
+use crate::metrics::MetricSet;
 
 /// The Lambdas, by the names Step Functions and the CLI use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,21 +89,13 @@ impl Measure for super::DiscoverOutput {
 
 impl Measure for super::GenerateRefsOutput {
     fn measure(&self, m: &mut MetricSet) {
-        m.count("RequestsMade", self.requests).add(
-            "BytesRead",
-            Unit::Bytes,
-            self.bytes_read as f64,
-        );
+        m.reads(self.requests, self.bytes_read);
     }
 }
 
 impl Measure for super::GenerateRefsBatchOutput {
     fn measure(&self, m: &mut MetricSet) {
-        m.count("RequestsMade", self.requests).add(
-            "BytesRead",
-            Unit::Bytes,
-            self.bytes_read as f64,
-        );
+        m.reads(self.requests, self.bytes_read);
     }
 }
 
